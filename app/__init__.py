@@ -1,0 +1,56 @@
+"""The Flask front: validates OpenAI requests, enqueues jobs, relays their events.
+
+It never imports torch or transformers; the workers do the model work.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from celery import Celery
+from flask import Flask
+
+from config.registry import load_registry
+from config.settings import Settings, celery_config
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__)
+    settings = Settings.from_env()
+    app.config.from_mapping(
+        REDIS_URL=settings.redis_url,
+        API_KEYS=settings.api_keys,
+        WORKER_API_TIMEOUT=settings.worker_api_timeout,
+        MODELS_FILE=settings.models_file,
+    )
+    if test_config:
+        app.config.update(test_config)
+    logging.basicConfig(
+        level=logging.INFO, format="[%(asctime)s: %(levelname)s/%(name)s] %(message)s"
+    )
+
+    from app.errors import register_error_handlers
+    from app.jobs import JobService
+
+    register_error_handlers(app)
+    celery = celery_init_app(app)
+    client = redis.Redis.from_url(app.config["REDIS_URL"], health_check_interval=30)
+    app.extensions["redis"] = client
+    app.extensions["jobs"] = JobService(
+        celery, client, load_registry(app.config["MODELS_FILE"]), app.config["WORKER_API_TIMEOUT"]
+    )
+
+    from app.api import bp
+
+    app.register_blueprint(bp)
+    return app
+
+
+def celery_init_app(app: Flask) -> Celery:
+    """The front's Celery app: a producer only (it sends tasks by name, imports no task code)."""
+    celery = Celery(app.name)
+    celery.conf.update(celery_config(app.config["REDIS_URL"]))
+    app.extensions["celery"] = celery
+    return celery

@@ -1,0 +1,46 @@
+"""GET /v1/models and /v1/models/<id>: the registry's models that have a live worker."""
+
+from __future__ import annotations
+
+import redis
+from flask import current_app, jsonify
+
+from app.api import bp
+from app.errors import APIError
+from app.jobs import queue_unavailable
+from config.registry import ModelSpec
+
+
+def model_card(spec: ModelSpec) -> dict:
+    return {"id": spec.name, "object": "model", "created": spec.created, "owned_by": spec.owned_by}
+
+
+def _live_specs() -> list[ModelSpec]:
+    jobs = current_app.extensions["jobs"]
+    try:
+        live = jobs.liveness.workers_by_model()
+    except redis.RedisError as exc:
+        raise queue_unavailable(exc) from exc
+    return [spec for name, spec in sorted(jobs.registry.items()) if live.get(name)]
+
+
+@bp.get("/models")
+def list_models():
+    return jsonify({"object": "list", "data": [model_card(s) for s in _live_specs()]})
+
+
+@bp.get("/models/<path:model>")
+def retrieve_model(model: str):
+    for spec in _live_specs():
+        if spec.name == model:
+            return jsonify(model_card(spec))
+    code = "model_not_found"
+    if model in current_app.extensions["jobs"].registry:
+        raise APIError(
+            503,
+            f"No worker is serving the model `{model}` right now.",
+            "model",
+            "model_not_available",
+            "service_unavailable_error",
+        )
+    raise APIError(404, f"The model `{model}` does not exist.", "model", code)

@@ -1,0 +1,62 @@
+"""OpenAI-style errors: one exception type, one response helper, handlers for everything else."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from config.protocol import error_body
+
+log = logging.getLogger(__name__)
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "invalid_request_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+class APIError(Exception):
+    """Raise from a view to answer with an OpenAI error body and this HTTP status."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        type_: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = error_body(message, type_ or _TYPES.get(status, "server_error"), param, code)
+
+
+def error_response(status: int, message: str, param: str | None = None, code: str | None = None):
+    """A Flask response carrying an OpenAI error body."""
+    return api_error_response(APIError(status, message, param, code))
+
+
+def api_error_response(error: APIError):
+    return jsonify(error.body), error.status
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(APIError, api_error_response)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.code)
+        return error_response(exc.code or 500, exc.description or exc.name, code=code)
+
+    @app.errorhandler(Exception)
+    def unexpected_error(exc: Exception):
+        log.exception("unhandled error")
+        return error_response(500, "The server had an error while processing your request.")

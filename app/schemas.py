@@ -1,0 +1,190 @@
+"""Request schemas (marshmallow): the OpenAI request bodies this server accepts.
+
+Unknown fields are ignored (and logged), as OpenAI clients send fields a server may not know;
+a wrong type or an out-of-range value is a 400 that names the parameter.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from marshmallow import (
+    EXCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    pre_load,
+    validate,
+    validates_schema,
+)
+
+from app.errors import APIError
+
+log = logging.getLogger(__name__)
+
+
+class _Lenient(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    @pre_load
+    def _log_unknown(self, data: Any, **_: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                log.info("%s: ignoring unknown fields %s", type(self).__name__, unknown)
+        return data
+
+
+class StringOrList(fields.Field):
+    """A string, or a list of strings (``stop``, ``prompt``, ``input``); loads to a list."""
+
+    def __init__(self, max_items: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_items = max_items
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[str]:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise ValidationError("must be a string or a list of strings")
+        if self.max_items is not None and len(items) > self.max_items:
+            raise ValidationError(f"must have at most {self.max_items} items")
+        return items
+
+
+class MessageContent(fields.Field):
+    """A message's content: a string or a list of text parts; loads to one string."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list):
+            texts = []
+            for part in value:
+                if not isinstance(part, dict) or part.get("type") != "text":
+                    raise ValidationError("only text content parts are supported")
+                if not isinstance(part.get("text"), str):
+                    raise ValidationError("a text content part needs a string 'text'")
+                texts.append(part["text"])
+            return "".join(texts)
+        raise ValidationError("must be a string or a list of text content parts")
+
+
+class MessageSchema(_Lenient):
+    role = fields.String(
+        required=True, validate=validate.OneOf(["system", "developer", "user", "assistant"])
+    )
+    content = MessageContent(required=True, allow_none=True)
+    name = fields.String()
+
+    @post_load
+    def _normalize(self, data: dict, **_: Any) -> dict:
+        # "developer" is the newer name OpenAI gives the system role.
+        role = "system" if data["role"] == "developer" else data["role"]
+        return {"role": role, "content": data.get("content") or ""}
+
+
+class _GenerationSchema(_Lenient):
+    model = fields.String(required=True)
+    max_tokens = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=1))
+    temperature = fields.Float(
+        load_default=1.0, allow_none=True, validate=validate.Range(min=0, max=2)
+    )
+    top_p = fields.Float(load_default=1.0, allow_none=True, validate=validate.Range(min=0, max=1))
+    top_k = fields.Integer(load_default=-1, strict=True, validate=validate.Range(min=-1))
+    n = fields.Integer(
+        load_default=1, strict=True, validate=validate.Equal(1, error="only n=1 is supported")
+    )
+    stop = StringOrList(max_items=4, allow_none=True)
+    stream = fields.Boolean(load_default=False, allow_none=True)
+    seed = fields.Integer(allow_none=True, strict=True)
+    user = fields.String(allow_none=True)
+
+    def sampling(self, data: dict) -> dict:
+        """The parameters the engine needs, with OpenAI's defaults filled in."""
+        top_p = 1.0 if data.get("top_p") is None else data["top_p"]
+        temperature = 1.0 if data.get("temperature") is None else data["temperature"]
+        return {
+            "max_tokens": data.get("max_tokens"),
+            "temperature": 0.0 if top_p == 0 else temperature,
+            "top_p": top_p,
+            "top_k": data["top_k"],
+            "stop": data.get("stop") or [],
+            "seed": data.get("seed"),
+        }
+
+
+class ChatCompletionSchema(_GenerationSchema):
+    messages = fields.List(
+        fields.Nested(MessageSchema), required=True, validate=validate.Length(min=1)
+    )
+    max_completion_tokens = fields.Integer(
+        allow_none=True, strict=True, validate=validate.Range(min=1)
+    )
+
+    @post_load
+    def _max_tokens(self, data: dict, **_: Any) -> dict:
+        # max_completion_tokens is OpenAI's newer name for max_tokens; it wins when both are set.
+        if data.get("max_completion_tokens") is not None:
+            data["max_tokens"] = data["max_completion_tokens"]
+        return data
+
+
+class CompletionSchema(_GenerationSchema):
+    prompt = StringOrList(required=True)
+    echo = fields.Boolean(load_default=False)
+
+    @validates_schema
+    def _non_empty(self, data: dict, **_: Any) -> None:
+        if "prompt" in data and not data["prompt"]:
+            raise ValidationError("must not be an empty list", "prompt")
+
+
+class EmbeddingSchema(_Lenient):
+    model = fields.String(required=True)
+    input = StringOrList(required=True)
+    encoding_format = fields.String(
+        load_default="float", validate=validate.OneOf(["float", "base64"])
+    )
+    dimensions = fields.Integer(strict=True)
+    user = fields.String(allow_none=True)
+
+    @validates_schema
+    def _check(self, data: dict, **_: Any) -> None:
+        if "input" in data:
+            if not data["input"]:
+                raise ValidationError("must not be an empty list", "input")
+            if any(not text for text in data["input"]):
+                raise ValidationError("must not contain an empty string", "input")
+        if "dimensions" in data:
+            raise ValidationError("this model does not support 'dimensions'", "dimensions")
+
+
+def load_request(schema: Schema, body: Any) -> dict:
+    """Validate a request body; raise a 400 :class:`APIError` naming the first bad parameter."""
+    if not isinstance(body, dict):
+        raise APIError(400, "The request body must be a JSON object.")
+    try:
+        return schema.load(body)
+    except ValidationError as exc:
+        param, message = _first_error(exc.messages)
+        raise APIError(400, f"Invalid value for '{param}': {message}", param=param) from None
+
+
+def _first_error(messages: Any, path: str = "") -> tuple[str, str]:
+    """Flatten marshmallow's nested error dict to (dotted.param, first message)."""
+    if isinstance(messages, dict):
+        key, value = next(iter(messages.items()))
+        name = str(key) if key != "_schema" else ""
+        if path and name:
+            name = f"{path}[{name}]" if name.isdigit() else f"{path}.{name}"
+        return _first_error(value, name or path)
+    if isinstance(messages, list) and messages:
+        return (
+            _first_error(messages[0], path)
+            if not isinstance(messages[0], str)
+            else (path, messages[0])
+        )
+    return path, str(messages)

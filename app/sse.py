@@ -1,0 +1,32 @@
+"""Server-Sent Events framing for streamed completions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from flask import Response, stream_with_context
+
+DONE_FRAME = "data: [DONE]\n\n"
+SSE_HEADERS = {
+    "Cache-Control": "no-cache",
+    # Tell nginx (and friends) not to buffer: each token must reach the client as it comes.
+    "X-Accel-Buffering": "no",
+}
+
+
+def frame(payload: dict[str, Any]) -> str:
+    """One SSE event: ``data: <json>`` and a blank line."""
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
+
+
+def sse_response(frames: Iterable[str]) -> Response:
+    """Stream ``frames`` as ``text/event-stream``, flushing each one as it is produced."""
+    return Response(
+        stream_with_context(_iterate(frames)), mimetype="text/event-stream", headers=SSE_HEADERS
+    )
+
+
+def _iterate(frames: Iterable[str]) -> Iterator[str]:
+    yield from frames

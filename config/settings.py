@@ -1,0 +1,60 @@
+"""Settings read from the environment, shared by the front (Flask config) and the workers."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable by an environment variable; see the README for each one."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    api_keys: list[str] = field(default_factory=list)
+    worker_api_timeout: float = 100.0
+    embedding_batch_size: int = 64
+    models_file: str | None = None
+    heartbeat_interval: float = 2.0
+    heartbeat_ttl: float = 10.0
+    cache_dir: str = ".cache"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Build the settings from the process environment (read when called, never at import)."""
+        return cls(
+            redis_url=os.environ.get("REDIS_URL", cls.redis_url),
+            api_keys=_env_list("API_KEYS"),
+            worker_api_timeout=float(os.environ.get("WORKER_API_TIMEOUT", cls.worker_api_timeout)),
+            embedding_batch_size=int(
+                os.environ.get("EMBEDDING_BATCH_SIZE", cls.embedding_batch_size)
+            ),
+            models_file=os.environ.get("MODELS_FILE") or None,
+            heartbeat_interval=float(os.environ.get("HEARTBEAT_INTERVAL", cls.heartbeat_interval)),
+            heartbeat_ttl=float(os.environ.get("HEARTBEAT_TTL", cls.heartbeat_ttl)),
+            cache_dir=os.environ.get("MODEL_CACHE_DIR", cls.cache_dir),
+        )
+
+
+def celery_config(redis_url: str) -> dict:
+    """Celery settings common to the front (producer) and the workers (consumers)."""
+    return {
+        "broker_url": redis_url,
+        "broker_connection_retry_on_startup": True,
+        # JSON only, both ways: a job or event is plain data, never pickled code.
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "task_ignore_result": True,
+        # A job is acknowledged when it has run, so a worker killed mid-job does not lose it.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": "default",
+        "task_create_missing_queues": True,
+        "worker_hijack_root_logger": False,
+    }

