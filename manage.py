@@ -84,6 +84,9 @@ def cmd_up(args: argparse.Namespace) -> None:
     )
     from config.registry import DEFAULT_MODELS
 
+    # Ctrl-C and SIGTERM both stop the stack (even when started with SIGINT ignored, as by `&`).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     env = dict(os.environ)
     redis_server = None
     if env.get("REDIS_URL"):
@@ -116,7 +119,6 @@ def cmd_up(args: argparse.Namespace) -> None:
             f"{', '.join(s.name for s in DEFAULT_MODELS)}; Ctrl-C stops everything\n",
             flush=True,
         )
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         while all(p.poll() is None for p in processes):
             time.sleep(0.5)
         sys.exit("a process of the stack exited; stopping the rest")

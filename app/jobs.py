@@ -65,6 +65,7 @@ class JobService:
     def submit(self, spec: ModelSpec, job: dict[str, Any]) -> JobEvents:
         """Subscribe to the job's events, then enqueue it on the model's queue."""
         job = {"id": uuid.uuid4().hex, "model": spec.name, "created": time.time(), **job}
+        log.info("job %s: %s for %s (user %s)", job["id"], job["kind"], spec.name, job.get("user"))
         task = GENERATE_TASK if spec.kind == CHAT else EMBED_TASK
         try:
             events = self.hub.open(job["id"])  # before the enqueue: pub/sub keeps nothing

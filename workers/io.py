@@ -23,10 +23,17 @@ class RedisJobIO:
         for event in events:
             pipe.publish(events_channel(event["job"]), encode(event))
             if event["type"] in TERMINAL:
-                pipe.set(finished_key(event["job"]), event["type"], ex=FINISHED_TTL)
+                pipe.set(finished_key(event["job"]), outcome(event), ex=FINISHED_TTL)
         if job_ids:
             pipe.mget([cancel_key(job_id) for job_id in job_ids])
         results = pipe.execute()
         if not job_ids:
             return set()
         return {job_id for job_id, flag in zip(job_ids, results[-1], strict=True) if flag}
+
+
+def outcome(event: dict[str, Any]) -> str:
+    """How a job ended, from its terminal event: ``done`` or ``error:<code>``."""
+    if event["type"] == "done":
+        return "done"
+    return f"error:{event.get('error', {}).get('code') or 'unknown'}"

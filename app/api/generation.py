@@ -8,7 +8,6 @@ started, an error goes out as one more SSE frame with the OpenAI error body, the
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -24,8 +23,8 @@ from config.registry import CHAT
 class Reply:
     """Identity of one response: its id, creation time and model, shared by all its chunks."""
 
-    def __init__(self, prefix: str, model: str) -> None:
-        self.id = f"{prefix}-{uuid.uuid4().hex}"
+    def __init__(self, prefix: str, job_id: str, model: str) -> None:
+        self.id = f"{prefix}-{job_id}"  # the job id inside, so a response can be traced to its job
         self.created = int(time.time())
         self.model = model
 
@@ -48,9 +47,10 @@ def serve_generation(fmt: Format):
     spec = jobs.resolve(data["model"], CHAT)
     fields = fmt.job_fields(data)
     job = {"params": fmt.schema.sampling(data), "user": data.get("user"), **fields}
-    events = jobs.iterate(jobs.submit(spec, job))
+    stream = jobs.submit(spec, job)
+    events = jobs.iterate(stream)
     first = next(events)  # raises the worker's error as an HTTP error, before any byte is sent
-    reply = Reply(fmt.prefix, data["model"])
+    reply = Reply(fmt.prefix, stream.job_id, data["model"])
     choices = len(fields.get("prompts", [None]))
     if data["stream"]:
         return sse_response(_stream(fmt, reply, data, choices, first, events))

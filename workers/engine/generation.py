@@ -256,14 +256,21 @@ class GenerationEngine:
         return list(dict.fromkeys(s.job.id for s in seqs if not s.job.ticket.finished))
 
     def _cancel(self, job_ids: set[str]) -> None:
+        events, jobs = [], {}
         with self._lock:
             for seq in self._rows + list(self._waiting):
                 if seq.job.id in job_ids and seq.finish_reason is None:
                     seq.finish_reason = "cancelled"
-                    seq.job.ticket.finish("cancelled")
+                    jobs[seq.job.id] = seq.job
             self._waiting = deque(s for s in self._waiting if s.finish_reason is None)
-        if job_ids:
-            log.info("engine %s: cancelled %s", self.name, ", ".join(sorted(job_ids)))
+        for job in jobs.values():
+            # Still exactly one terminal event, so the job is recorded as ended (and how).
+            body = error_body("Request cancelled.", "invalid_request_error", code="cancelled")
+            events.append(job.events.make(ERROR, status=499, **body))
+            job.ticket.finish("cancelled")
+        if events:
+            self.io.exchange(events, [])
+            log.info("engine %s: cancelled %s", self.name, ", ".join(sorted(jobs)))
 
     def _retire(self) -> None:
         keep = [i for i, s in enumerate(self._rows) if s.finish_reason is None]

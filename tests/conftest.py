@@ -1,0 +1,27 @@
+"""Fixtures shared by the unit and integration tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.tiny_model import build_tiny_model
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture
+def app():
+    from app import create_app
+
+    # Port 1 answers nothing: a unit test that reached Redis would fail loudly, not hang.
+    return create_app(
+        {"TESTING": True, "REDIS_URL": "redis://127.0.0.1:1/0", "API_KEYS": [], "MODELS_FILE": None}
+    )
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()

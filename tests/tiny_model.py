@@ -1,0 +1,63 @@
+"""A tiny randomly initialised Llama and its tokenizer, built at test time into a local directory.
+
+Real transformers code paths, no weights to fetch. The EOS row of the output layer is zeroed so
+greedy decoding never picks EOS (a zero logit is never the largest of hundreds of random ones):
+every greedy sequence runs to max_tokens, which makes the tests' lengths deterministic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+CORPUS = [
+    "Once upon a time there was a little queue that carried jobs to busy workers.",
+    "The capital of France is Paris. Hello world! What is your name?",
+    "Redis publishes events; Celery workers run models; Flask relays tokens to clients.",
+    "0 1 2 3 4 5 6 7 8 9 the quick brown fox jumps over the lazy dog, again and again.",
+]
+CONTEXT = 256
+
+
+def build_tiny_model(directory: Path, seed: int = 0) -> Path:
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        CORPUS * 20, vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer,
+        bos_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        model_max_length=CONTEXT,
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=CONTEXT,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        model.lm_head.weight[tokenizer.eos_token_id].zero_()
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

@@ -1,0 +1,40 @@
+import torch
+
+from workers.engine.sampling import SamplingParams, choose_token, make_generator
+
+LOGITS = torch.tensor([0.1, 3.0, 2.9, -1.0, 0.5])
+
+
+def test_temperature_zero_and_top_k_one_are_greedy():
+    assert choose_token(LOGITS, SamplingParams(temperature=0), None) == 1
+    assert choose_token(LOGITS, SamplingParams(temperature=1.5, top_k=1), None) == 1
+
+
+def test_top_k_keeps_only_the_k_best():
+    params = SamplingParams(temperature=1.0, top_k=2)
+    seen = {choose_token(LOGITS, params, make_generator(s)) for s in range(200)}
+    assert seen == {1, 2}
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
+    params = SamplingParams(temperature=1.0, top_p=0.7)
+    seen = {choose_token(logits, params, make_generator(s)) for s in range(300)}
+    assert seen == {0, 1}
+
+
+def test_same_seed_same_tokens_different_seed_differs():
+    logits = torch.zeros(1000)
+    params = SamplingParams(temperature=1.0)
+
+    def draw(seed):
+        generator = make_generator(seed)
+        return [choose_token(logits, params, generator) for _ in range(20)]
+
+    assert draw(7) == draw(7)
+    assert draw(7) != draw(8)
+
+
+def test_params_from_job_accept_a_single_stop_string():
+    params = SamplingParams.from_job({"stop": "\n", "temperature": 0.5, "top_k": -1})
+    assert params.stop == ("\n",) and params.top_k == -1 and not params.greedy
