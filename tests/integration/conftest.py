@@ -1,0 +1,132 @@
+"""The real stack for integration tests: an embedded Redis, the front and Celery workers as
+subprocesses (started exactly as ``manage.py up`` starts them), and the openai SDK as the client.
+
+Models: ``tiny-chat`` (a tiny random Llama built at test time, in a local directory), the real
+defaults (SmolLM2 and MiniLM from their wheels), ``tiny-stall`` (a tiny worker that tests freeze
+with SIGSTOP) and ``tiny-offline`` (registered, never served). Every process is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from config.localstack import (
+    EmbeddedRedis,
+    free_port,
+    start_front,
+    start_worker,
+    stop_process,
+    wait_for_models,
+)
+
+TINY = "tiny-chat"
+STALL = "tiny-stall"
+OFFLINE = "tiny-offline"
+CHAT_MODEL = "smollm2-135m-instruct"
+EMBED_MODEL = "all-minilm-l6-v2"
+
+
+class Stack:
+    """Processes started for the tests, and where their logs go."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        self.workdir = workdir
+        self.env = env
+        self.processes = []
+
+    def front(self, **env_changes: str) -> str:
+        port = free_port()
+        env = {**self.env, **env_changes}
+        process = start_front(
+            "127.0.0.1", port, env, self.workdir / f"front-{port}.log", ["--quiet"]
+        )
+        self.processes.append(process)
+        base = f"http://127.0.0.1:{port}"
+        wait_for_models(base, [], 60, [process], api_key=env.get("API_KEYS", "x").split(",")[0])
+        return base
+
+    def worker(self, models: list[str], base: str, timeout: float = 300):
+        log = self.workdir / f"worker-{'-'.join(models)}-{len(self.processes)}.log"
+        process = start_worker(models, self.env, log=log)
+        self.processes.append(process)
+        process.log = log
+        wait_for_models(base, models, timeout, [process])
+        return process
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            try:
+                os.killpg(process.pid, signal.SIGCONT)  # a test may have frozen it
+            except ProcessLookupError:
+                pass
+            stop_process(process)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_client(redis_server):
+    return redis.Redis.from_url(redis_server.url, decode_responses=True)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, redis_server, tiny_model_dir):
+    workdir = tmp_path_factory.mktemp("stack")
+    models_file = workdir / "models.json"
+    tiny = {"kind": "chat", "source": str(tiny_model_dir), "max_batch_size": 4}
+    models_file.write_text(json.dumps([{"name": name, **tiny} for name in (TINY, STALL, OFFLINE)]))
+    env = {k: v for k, v in os.environ.items() if k not in ("API_KEYS", "WORKER_API_TIMEOUT")}
+    env.update(
+        REDIS_URL=redis_server.url,
+        MODELS_FILE=str(models_file),
+        HF_HUB_OFFLINE="1",  # the default models must load with no hub at all
+        HEARTBEAT_INTERVAL="0.5",
+        HEARTBEAT_TTL="3",
+        PYTHONUNBUFFERED="1",
+    )
+    stack = Stack(workdir, env)
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def front(stack):
+    return stack.front()
+
+
+@pytest.fixture(scope="session")
+def tiny_worker(stack, front):
+    return stack.worker([TINY], front)
+
+
+@pytest.fixture(scope="session")
+def embed_worker(stack, front):
+    return stack.worker([EMBED_MODEL], front)
+
+
+@pytest.fixture(scope="session")
+def chat_worker(stack, front):
+    started = time.monotonic()
+    process = stack.worker([CHAT_MODEL], front, timeout=600)
+    print(f"\n{CHAT_MODEL} worker: start to ready in {time.monotonic() - started:.1f} s")
+    return process
+
+
+@pytest.fixture(scope="session")
+def openai_client(front):
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{front}/v1", api_key="EMPTY", max_retries=0, timeout=120)

@@ -1,0 +1,49 @@
+"""The two real default models, loaded from their wheels with HF_HUB_OFFLINE=1."""
+
+import math
+
+import pytest
+
+from tests.integration.conftest import CHAT_MODEL, EMBED_MODEL
+
+pytestmark = pytest.mark.real_models
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def test_smollm2_answers_paris(chat_worker, openai_client):
+    reply = openai_client.chat.completions.create(
+        model=CHAT_MODEL, messages=QUESTION, temperature=0, max_tokens=20
+    )
+    assert "Paris" in reply.choices[0].message.content
+    assert reply.choices[0].finish_reason == "stop"
+    stream = openai_client.chat.completions.create(
+        model=CHAT_MODEL, messages=QUESTION, temperature=0, max_tokens=20, stream=True
+    )
+    streamed = "".join(c.choices[0].delta.content or "" for c in stream)
+    assert streamed == reply.choices[0].message.content
+
+
+def test_smollm2_completion(chat_worker, openai_client):
+    reply = openai_client.completions.create(
+        model=CHAT_MODEL, prompt="Once upon a time", max_tokens=41, temperature=0.5
+    )
+    assert reply.choices[0].text and reply.usage.completion_tokens <= 41
+
+
+def test_worker_logs_loading_and_ready(chat_worker):
+    log = chat_worker.log.read_text()
+    assert f"loading model {CHAT_MODEL}" in log
+    assert f"model {CHAT_MODEL} ready in" in log
+
+
+def test_minilm_puts_similar_sentences_closer(embed_worker, openai_client):
+    texts = ["The cat sits on the mat.", "A cat is sitting on a rug.", "Stock prices fell today."]
+    vectors = [
+        d.embedding for d in openai_client.embeddings.create(model=EMBED_MODEL, input=texts).data
+    ]
+
+    def cosine(a, b):
+        return math.fsum(x * y for x, y in zip(a, b, strict=True))
+
+    assert cosine(vectors[0], vectors[1]) > 0.5 > cosine(vectors[0], vectors[2])
