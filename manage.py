@@ -147,10 +147,12 @@ def main() -> None:
         p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     run.add_argument("--api-keys", default=None, help="comma-separated keys (overrides API_KEYS)")
     run.add_argument("--quiet", action="store_true", help="no access log")
-    test = sub.add_parser("test", help="set up and run the test suite (arguments go to pytest)")
-    test.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    sub.add_parser("test", help="set up and run the test suite (further arguments go to pytest)")
     sub.add_parser("setup", help="create or refresh .venv only")
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()
+    if extra and args.command != "test":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.pytest_args = extra
 
     if args.command in ("up", "test", "setup"):
         ensure_venv(dev=args.command == "test")

@@ -21,7 +21,6 @@ class Settings:
     models_file: str | None = None
     heartbeat_interval: float = 2.0
     heartbeat_ttl: float = 10.0
-    cache_dir: str = ".cache"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -36,7 +35,6 @@ class Settings:
             models_file=os.environ.get("MODELS_FILE") or None,
             heartbeat_interval=float(os.environ.get("HEARTBEAT_INTERVAL", cls.heartbeat_interval)),
             heartbeat_ttl=float(os.environ.get("HEARTBEAT_TTL", cls.heartbeat_ttl)),
-            cache_dir=os.environ.get("MODEL_CACHE_DIR", cls.cache_dir),
         )
 
 
