@@ -5,6 +5,7 @@
     python3 manage.py test        set up .venv with the test tools, then run the whole test suite
     python manage.py runserver    the API alone (Flask under gevent), for production
     python manage.py setup        only create/refresh .venv
+    python3 manage.py bench       the serving benchmark (bench/serving.py; --help for options)
 
 ``up``, ``test`` and ``setup`` need only a Python 3.11 to start: they build the virtual environment
 at .venv (reinstalling when a requirements file changes) and re-run themselves inside it.
@@ -132,7 +133,11 @@ def cmd_up(args: argparse.Namespace) -> None:
 
 
 def cmd_test(args: argparse.Namespace) -> None:
-    sys.exit(subprocess.call([sys.executable, "-m", "pytest", *args.pytest_args], cwd=ROOT))
+    sys.exit(subprocess.call([sys.executable, "-m", "pytest", *args.extra], cwd=ROOT))
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    sys.exit(subprocess.call([sys.executable, "-m", "bench.serving", *args.extra], cwd=ROOT))
 
 
 def main() -> None:
@@ -149,16 +154,18 @@ def main() -> None:
     run.add_argument("--quiet", action="store_true", help="no access log")
     sub.add_parser("test", help="set up and run the test suite (further arguments go to pytest)")
     sub.add_parser("setup", help="create or refresh .venv only")
+    sub.add_parser("bench", help="run bench/serving.py (further arguments go to it)")
     args, extra = parser.parse_known_args()
-    if extra and args.command != "test":
+    if extra and args.command not in ("test", "bench"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.pytest_args = extra
+    args.extra = extra
 
-    if args.command in ("up", "test", "setup"):
-        ensure_venv(dev=args.command == "test")
+    if args.command in ("up", "test", "setup", "bench"):
+        ensure_venv(dev=args.command in ("test", "bench"))
     if args.command == "setup":
         return
-    {"runserver": cmd_runserver, "up": cmd_up, "test": cmd_test}[args.command](args)
+    commands = {"runserver": cmd_runserver, "up": cmd_up, "test": cmd_test, "bench": cmd_bench}
+    commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -101,6 +101,7 @@ class _GenerationSchema(_Lenient):
     stream = fields.Boolean(load_default=False, allow_none=True)
     seed = fields.Integer(allow_none=True, strict=True)
     user = fields.String(allow_none=True)
+    ignore_eos = fields.Boolean(load_default=False)  # vLLM extension, for benchmarks
 
     def sampling(self, data: dict) -> dict:
         """The parameters the engine needs, with OpenAI's defaults filled in."""
@@ -113,6 +114,7 @@ class _GenerationSchema(_Lenient):
             "top_k": data["top_k"],
             "stop": data.get("stop") or [],
             "seed": data.get("seed"),
+            "ignore_eos": data["ignore_eos"],
         }
 
 

@@ -32,13 +32,14 @@ class ModelSpec:
     gguf_file: str | None = None
     owned_by: str = "llm-queue"
     max_batch_size: int = 32
+    prefill_tokens: int = 512  # prompt tokens prefilled per engine step (see the README)
     created: int = field(default_factory=lambda: int(time.time()))
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"model {self.name!r}: kind must be one of {KINDS}, not {self.kind!r}")
-        if self.max_batch_size < 1:
-            raise ValueError(f"model {self.name!r}: max_batch_size must be at least 1")
+        if self.max_batch_size < 1 or self.prefill_tokens < 1:
+            raise ValueError(f"model {self.name!r}: max_batch_size and prefill_tokens must be >= 1")
 
     def to_dict(self) -> dict:
         return asdict(self)

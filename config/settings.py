@@ -10,6 +10,12 @@ def _env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
+def default_cache_dir() -> str:
+    """Where converted models are cached, beside Hugging Face's own cache."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.path.join(root, "llm-queue")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable by an environment variable; see the README for each one."""
@@ -21,6 +27,7 @@ class Settings:
     models_file: str | None = None
     heartbeat_interval: float = 2.0
     heartbeat_ttl: float = 10.0
+    model_cache_dir: str = field(default_factory=lambda: default_cache_dir())
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -35,6 +42,7 @@ class Settings:
             models_file=os.environ.get("MODELS_FILE") or None,
             heartbeat_interval=float(os.environ.get("HEARTBEAT_INTERVAL", cls.heartbeat_interval)),
             heartbeat_ttl=float(os.environ.get("HEARTBEAT_TTL", cls.heartbeat_ttl)),
+            model_cache_dir=os.environ.get("MODEL_CACHE_DIR") or default_cache_dir(),
         )
 
 

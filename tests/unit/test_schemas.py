@@ -28,6 +28,7 @@ def test_defaults_follow_openai():
         "top_k": -1,
         "stop": [],
         "seed": None,
+        "ignore_eos": False,
     }
     assert data["stream"] is False
 

@@ -75,11 +75,13 @@ class GenerationEngine:
         io: JobIO,
         max_batch_size: int = 32,
         name: str = "model",
+        prefill_tokens: int = 512,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.io = io
         self.max_batch_size = max_batch_size
+        self.prefill_tokens = prefill_tokens
         self.name = name
         self.device = next(model.parameters()).device
         self.context_length = _context_length(model, tokenizer)
@@ -89,6 +91,7 @@ class GenerationEngine:
         self._lock = threading.Condition()
         self._waiting: deque[_Sequence] = deque()
         self._rows: list[_Sequence] = []
+        self._ending: list[_Job] = []
         self._batch: BatchState | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -174,19 +177,34 @@ class GenerationEngine:
         events: list[dict[str, Any]] = []
         joining = self._take_waiting()
         if joining:
+            # A step either prefills one group of waiting prompts or decodes every running row.
+            # Prefill first gets each waiting request its first token soonest; the token budget
+            # per group keeps one burst from holding every first token until all are prefilled.
             self._prefill(joining, events)
-        if self._batch is not None and self._rows:
+        elif self._rows:
             out = self.model(**self._batch.decode_inputs(), use_cache=True)
             self._advance(self._rows, out.logits[:, -1, :], events)
         cancelled = self.io.exchange(events, self._job_ids())
+        # Only now, with its terminal event published, may a job count as finished: the Celery
+        # task acknowledges the message when its ticket finishes.
+        for job in self._ending:
+            job.ticket.finish(DONE)
+        self._ending.clear()
         if cancelled:
             self._cancel(cancelled)
         self._retire()
 
     def _take_waiting(self) -> list[_Sequence]:
+        """Waiting sequences for one prefill: as many as fit the batch and the token budget."""
+        taken, tokens = [], 0
         with self._lock:
             room = self.max_batch_size - len(self._rows)
-            taken = [self._waiting.popleft() for _ in range(min(room, len(self._waiting)))]
+            while self._waiting and len(taken) < room:
+                size = len(self._waiting[0].prompt)
+                if taken and tokens + size > self.prefill_tokens:
+                    break
+                taken.append(self._waiting.popleft())
+                tokens += size
         return [s for s in taken if s.finish_reason is None]
 
     def _prefill(self, joining: list[_Sequence], events: list[dict[str, Any]]) -> None:
@@ -230,7 +248,7 @@ class GenerationEngine:
     def _record(self, seq: _Sequence, token: int, events: list[dict[str, Any]]) -> None:
         seq.generated.append(token)
         seq.unsent.append(token)
-        if token in self.eos_ids:
+        if token in self.eos_ids and not seq.params.ignore_eos:
             text, reason = seq.text.flush(), "stop"
         else:
             text = seq.text.push(token)
@@ -248,12 +266,12 @@ class GenerationEngine:
         seq.unsent = []
         if reason is not None and seq.job.finished:
             events.append(seq.job.events.make(DONE, usage=_usage(seq.job)))
-            seq.job.ticket.finish(DONE)
+            self._ending.append(seq.job)
 
     def _job_ids(self) -> list[str]:
         with self._lock:
             seqs = self._rows + list(self._waiting)
-        return list(dict.fromkeys(s.job.id for s in seqs if not s.job.ticket.finished))
+        return list(dict.fromkeys(s.job.id for s in seqs if s.finish_reason is None))
 
     def _cancel(self, job_ids: set[str]) -> None:
         events, jobs = [], {}
@@ -267,10 +285,11 @@ class GenerationEngine:
             # Still exactly one terminal event, so the job is recorded as ended (and how).
             body = error_body("Request cancelled.", "invalid_request_error", code="cancelled")
             events.append(job.events.make(ERROR, status=499, **body))
-            job.ticket.finish("cancelled")
         if events:
             self.io.exchange(events, [])
             log.info("engine %s: cancelled %s", self.name, ", ".join(sorted(jobs)))
+        for job in jobs.values():
+            job.ticket.finish("cancelled")
 
     def _retire(self) -> None:
         keep = [i for i, s in enumerate(self._rows) if s.finish_reason is None]
@@ -287,15 +306,16 @@ class GenerationEngine:
         with self._lock:
             seqs = self._rows + list(self._waiting)
             self._rows, self._waiting, self._batch = [], deque(), None
-        for job in {id(s.job): s.job for s in seqs}.values():
-            if not job.ticket.finished:
-                body = error_body(message, "server_error", None, "engine_error")
-                events.append(job.events.make(ERROR, status=500, **body))
-                job.ticket.finish(ERROR)
+        jobs = [j for j in {id(s.job): s.job for s in seqs}.values() if not j.ticket.finished]
+        for job in jobs:
+            body = error_body(message, "server_error", None, "engine_error")
+            events.append(job.events.make(ERROR, status=500, **body))
         try:
             self.io.exchange(events, [])
         except Exception:  # noqa: BLE001
             log.exception("engine %s: could not publish the failure", self.name)
+        for job in jobs:
+            job.ticket.finish(ERROR)
 
     # -- prompts -------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ class SamplingParams:
     top_k: int = 0  # 0 or -1: no top-k cut
     stop: tuple[str, ...] = field(default_factory=tuple)
     seed: int | None = None
+    ignore_eos: bool = False  # vLLM's extension: run to max_tokens (benchmarks)
 
     @classmethod
     def from_job(cls, params: dict[str, Any]) -> SamplingParams:
@@ -34,6 +35,7 @@ class SamplingParams:
             top_k=int(params.get("top_k") or 0),
             stop=tuple(s for s in stop if s),
             seed=params.get("seed"),
+            ignore_eos=bool(params.get("ignore_eos", False)),
         )
 
     @property

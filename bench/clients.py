@@ -1,0 +1,82 @@
+"""N concurrent streaming clients against the HTTP API, timing every SSE chunk.
+
+Plain threads and ``http.client`` keep the client's own cost low: on a 2-core machine the client
+shares the CPU with the server it measures.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from urllib.parse import urlparse
+
+from bench.metrics import RequestTiming, summarize
+from bench.prompts import messages
+
+
+def _one(base: str, body: dict, timing: RequestTiming, api_key: str) -> None:
+    url = urlparse(base)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=600)
+    try:
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"}
+        conn.request("POST", "/v1/chat/completions", json.dumps(body), headers)
+        response = conn.getresponse()
+        if response.status != 200:
+            timing.error = f"HTTP {response.status}: {response.read()[:200]!r}"
+            return
+        finish = None
+        while True:
+            line = response.readline()
+            if not line:
+                break
+            if not line.startswith(b"data: "):
+                continue
+            data = line[6:].strip()
+            if data == b"[DONE]":
+                break
+            chunk = json.loads(data)
+            if "error" in chunk:
+                timing.error = chunk["error"]["message"]
+                return
+            choice = chunk["choices"][0]
+            if choice["delta"].get("content"):
+                timing.chunk_times.append(time.perf_counter())
+            finish = choice["finish_reason"] or finish
+        if finish != "length":
+            timing.error = f"finish_reason {finish!r}, expected 'length'"
+        else:
+            timing.tokens = body["max_tokens"]  # ignore_eos: exactly max_tokens were generated
+    except Exception as exc:  # noqa: BLE001 - every failure is counted, none stops the run
+        timing.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        conn.close()
+
+
+def run(
+    base: str,
+    model: str,
+    concurrency: int,
+    max_tokens: int,
+    temperature: float,
+    api_key: str = "EMPTY",
+) -> dict:
+    timings, threads = [], []
+    for i in range(concurrency):
+        body = {
+            "model": model,
+            "messages": messages(i),
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stream": True,
+            "ignore_eos": True,
+        }
+        timing = RequestTiming(start=time.perf_counter())
+        timings.append(timing)
+        thread = threading.Thread(target=_one, args=(base, body, timing, api_key))
+        threads.append(thread)
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return summarize(timings, concurrency)

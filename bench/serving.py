@@ -1,0 +1,153 @@
+"""The serving benchmark: N concurrent streaming clients through the API, then the engine alone.
+
+    python3 manage.py bench                       # brings up Redis + a worker + the API itself
+    python3 manage.py bench --url http://host:8000 --skip-engine   # against a running stack
+
+Prints per N: aggregate generated tokens/s, time to first token p50/p95, inter-token latency
+p50/p95 and errors, for the API and for the engine alone, and the API's share of the engine.
+Writes the results as JSON and a PNG chart (``--out``, default bench/results/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from bench import clients, engine_alone
+from bench.chart import draw
+
+ROOT = Path(__file__).resolve().parent.parent
+COLUMNS = ("tokens_per_s", "ttft_p50_s", "ttft_p95_s", "itl_p50_ms", "itl_p95_ms", "errors")
+
+
+def start_stack(model: str, port: int):
+    """Redis, one worker for ``model`` and the front, as ``manage.py up`` starts them."""
+    from config.localstack import EmbeddedRedis, start_front, start_worker, wait_for_models
+
+    redis_server = EmbeddedRedis(ROOT / ".run" / "bench-redis")
+    env = {**os.environ, "REDIS_URL": redis_server.start()}
+    logs = ROOT / ".run"
+    processes = [
+        start_worker([model], env, log=logs / "bench-worker.log"),
+        start_front("127.0.0.1", port, env, logs / "bench-front.log", ["--quiet"]),
+    ]
+    wait_for_models(f"http://127.0.0.1:{port}", [model], 600, processes)
+    return redis_server, processes
+
+
+def stop_stack(redis_server, processes) -> None:
+    from config.localstack import stop_process
+
+    for process in reversed(processes):
+        stop_process(process)
+    redis_server.stop()
+
+
+def table(title: str, rows: list[dict]) -> str:
+    lines = [title, "  N  " + "".join(f"{c:>14}" for c in COLUMNS)]
+    for row in rows:
+        cells = "".join(f"{'-' if row[c] is None else row[c]:>14}" for c in COLUMNS)
+        lines.append(f"{row['concurrency']:>3}  {cells}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", help="a running stack's base URL (default: start one)")
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--api-key", default="EMPTY")
+    parser.add_argument("--skip-api", action="store_true")
+    parser.add_argument("--skip-engine", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+
+    import torch
+
+    device = (
+        torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else (f"CPU ({os.cpu_count()} cores, {platform.machine()})")
+    )
+    result = {
+        "model": args.model,
+        "device": device,
+        "max_tokens": args.max_tokens,
+        "temperature": args.temperature,
+        "api": [],
+        "engine": [],
+    }
+    sampling = (args.max_tokens, args.temperature)
+
+    if not args.skip_api:
+        stack = None
+        base = args.url
+        if base is None:
+            from config.localstack import free_port
+
+            port = free_port()
+            print(f"starting Redis, a {args.model} worker and the API ...", flush=True)
+            stack = start_stack(args.model, port)
+            base = f"http://127.0.0.1:{port}"
+        try:
+            clients.run(base, args.model, 2, 8, args.temperature, args.api_key)  # warm-up
+            for n in args.concurrency:
+                row = clients.run(base, args.model, n, *sampling, args.api_key)
+                result["api"].append(row)
+                print(table(f"through the API, N={n}:", [row]), flush=True)
+        finally:
+            if stack:
+                stop_stack(*stack)  # frees the CPU for the engine-alone run
+
+    if not args.skip_engine:
+        print(f"loading {args.model} for the engine-alone run ...", flush=True)
+        engine = engine_alone.load_default_engine(args.model)
+        try:
+            engine_alone.run(engine, 2, 8, args.temperature)  # warm-up
+            for n in args.concurrency:
+                row = engine_alone.run(engine, n, *sampling)
+                result["engine"].append(row)
+                print(table(f"engine alone, N={n}:", [row]), flush=True)
+        finally:
+            engine.stop()
+
+    print()
+    print(
+        f"{args.model} on {device}; {args.max_tokens} new tokens per request, "
+        f"temperature {args.temperature}, streaming"
+    )
+    if result["api"]:
+        print(table("through the API (HTTP + Redis + Celery):", result["api"]))
+    if result["engine"]:
+        print(table("engine alone (no queue, no HTTP):", result["engine"]))
+    if result["api"] and result["engine"]:
+        engine_by_n = {r["concurrency"]: r for r in result["engine"]}
+        print("the API's share of the engine's throughput:")
+        for row in result["api"]:
+            base_tps = engine_by_n.get(row["concurrency"], {}).get("tokens_per_s")
+            if base_tps:
+                share = 100 * row["tokens_per_s"] / base_tps
+                row["share_of_engine_pct"] = round(share, 1)
+                print(f"  N={row['concurrency']:>3}: {share:5.1f} %")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    json_path = args.out / f"serving-{stamp}.json"
+    json_path.write_text(json.dumps(result, indent=2))
+    print(f"\nwrote {json_path}")
+    if result["api"]:
+        png_path = json_path.with_suffix(".png")
+        draw(result, png_path)
+        print(f"wrote {png_path}")
+
+
+if __name__ == "__main__":
+    main()
