@@ -8,6 +8,12 @@ from tests.tiny_model import build_tiny_model
 
 
 @pytest.fixture(scope="session")
+def model_cache_dir(tmp_path_factory):
+    """A private MODEL_CACHE_DIR: the suite converts the GGUF model itself, every run."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 

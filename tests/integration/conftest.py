@@ -83,7 +83,7 @@ def redis_client(redis_server):
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory, redis_server, tiny_model_dir):
+def stack(tmp_path_factory, redis_server, tiny_model_dir, model_cache_dir):
     workdir = tmp_path_factory.mktemp("stack")
     models_file = workdir / "models.json"
     tiny = {"kind": "chat", "source": str(tiny_model_dir), "max_batch_size": 4}
@@ -93,6 +93,7 @@ def stack(tmp_path_factory, redis_server, tiny_model_dir):
         REDIS_URL=redis_server.url,
         MODELS_FILE=str(models_file),
         HF_HUB_OFFLINE="1",  # the default models must load with no hub at all
+        MODEL_CACHE_DIR=str(model_cache_dir),
         HEARTBEAT_INTERVAL="0.5",
         HEARTBEAT_TTL="3",
         PYTHONUNBUFFERED="1",

@@ -1,6 +1,7 @@
 """The two real default models, loaded from their wheels with HF_HUB_OFFLINE=1."""
 
 import math
+import time
 
 import pytest
 
@@ -47,3 +48,27 @@ def test_minilm_puts_similar_sentences_closer(embed_worker, openai_client):
         return math.fsum(x * y for x, y in zip(a, b, strict=True))
 
     assert cosine(vectors[0], vectors[1]) > 0.5 > cosine(vectors[0], vectors[2])
+
+
+def test_second_start_loads_the_converted_copy(stack, chat_worker, model_cache_dir):
+    """The first worker converted the GGUF file into the cache; the next start only loads it."""
+    from config.localstack import start_worker, stop_process
+
+    assert any((model_cache_dir / "gguf").iterdir())
+    log = stack.workdir / "second-chat-worker.log"
+    second = start_worker([CHAT_MODEL], stack.env, log=log)
+    try:
+        for _ in range(1200):
+            text = log.read_text() if log.exists() else ""
+            if "ready: serving" in text or second.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert "ready: serving" in text
+        assert "loading the converted copy" in text and "converting" not in text
+    finally:
+        stop_process(second)
+
+
+def test_worker_concurrency_is_the_engine_batch_size(chat_worker, tiny_worker):
+    assert f"concurrency 32 for queues {CHAT_MODEL}" in chat_worker.log.read_text()
+    assert "concurrency 4 for queues tiny-chat" in tiny_worker.log.read_text()

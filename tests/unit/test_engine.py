@@ -71,6 +71,14 @@ def test_jobs_joining_at_different_steps_match_their_solo_runs(model_and_tokeniz
         tickets.append(batched.submit(job(job_id, prompt, max_tokens=n)))
         batched.step()
     run_until_done(batched, tickets)
+    # All at once, with a prefill budget so small that they join one per step.
+    budgeted = GenerationEngine(model, tokenizer, MemoryIO(), max_batch_size=4, prefill_tokens=1)
+    tickets = [budgeted.submit(job(job_id, prompt, max_tokens=n)) for job_id, prompt, n in specs]
+    budgeted.step()
+    assert budgeted.load() == {"running": 1, "waiting": 3}
+    run_until_done(budgeted, tickets)
+    for job_id, _, _ in specs:
+        assert budgeted.io.text(job_id) == solo[job_id]
     for job_id, _, n in specs:
         assert batched.io.text(job_id) == solo[job_id]
         done = batched.io.of(job_id)[-1]
@@ -145,3 +153,29 @@ def test_chat_messages_use_the_chat_template(engine):
     prompt = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     expected = len(tok(prompt, add_special_tokens=False)["input_ids"])
     assert engine.io.of("c")[-1]["usage"]["prompt_tokens"] == expected
+
+
+def test_ignore_eos_runs_to_max_tokens(engine):
+    run_until_done(engine, [engine.submit(job("probe", "Hello", max_tokens=1))])
+    first = engine.io.of("probe")[0]["token_ids"][0]
+    engine.eos_ids = {first}  # make the greedy first token the end of sequence
+    run_until_done(engine, [engine.submit(job("eos", "Hello", max_tokens=8))])
+    assert engine.io.of("eos")[-1]["usage"]["completion_tokens"] == 1
+    assert engine.io.of("eos")[-2]["finish_reason"] == "stop"
+    run_until_done(engine, [engine.submit(job("on", "Hello", max_tokens=8, ignore_eos=True))])
+    assert engine.io.of("on")[-1]["usage"]["completion_tokens"] == 8
+
+
+def test_job_cancelled_while_waiting_never_runs(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    engine = GenerationEngine(model, tokenizer, MemoryIO(), max_batch_size=1)
+    tickets = [
+        engine.submit(job("first", "Hello", max_tokens=30)),
+        engine.submit(job("queued", "Hello", max_tokens=30)),
+    ]
+    engine.io.cancelled.add("queued")
+    engine.step()
+    assert tickets[1].outcome == "cancelled"
+    assert [e["type"] for e in engine.io.of("queued")] == ["error"]
+    run_until_done(engine, tickets[:1])
+    assert engine.load() == {"running": 0, "waiting": 0}
