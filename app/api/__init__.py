@@ -7,4 +7,4 @@ from app.auth import require_api_key
 bp = Blueprint("api", __name__, url_prefix="/v1")
 bp.before_request(require_api_key)
 
-from app.api import chat, completions, embeddings, models  # noqa: E402,F401  (routes register on bp)
+from app.api import chat, completions, edits, embeddings, models  # noqa: E402,F401  (routes)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from app.api import bp
-from app.api.generation import Reply, serve_generation
+from app.api.generation import Choice, Reply, chat_logprobs, serve_generation
 from app.schemas import ChatCompletionSchema
 
 
 class ChatFormat:
     schema = ChatCompletionSchema()
+    chunk_object = "chat.completion.chunk"
     prefix = "chatcmpl"
 
     def job_fields(self, data: dict) -> dict:
@@ -17,36 +18,47 @@ class ChatFormat:
     def _chunk(self, reply: Reply, choice: dict) -> dict:
         return {
             "id": reply.id,
-            "object": "chat.completion.chunk",
+            "object": self.chunk_object,
             "created": reply.created,
             "model": reply.model,
             "system_fingerprint": None,
             "choices": [choice],
         }
 
-    def start_chunks(self, reply: Reply, data: dict, choices: int) -> list[dict]:
+    def start_chunks(self, reply: Reply, choices: int) -> list[dict]:
         # As OpenAI does: the first chunk of each choice carries the role and empty content.
+        delta = {"role": "assistant", "content": ""}
         return [
             self._chunk(
-                reply,
-                {
-                    "index": i,
-                    "delta": {"role": "assistant", "content": ""},
-                    "logprobs": None,
-                    "finish_reason": None,
-                },
+                reply, {"index": i, "delta": delta, "logprobs": None, "finish_reason": None}
             )
             for i in range(choices)
         ]
 
-    def chunk(self, reply: Reply, index: int, text: str, finish_reason: str | None) -> dict:
-        delta = {"content": text} if text else {}
-        return self._chunk(
-            reply,
-            {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason},
-        )
+    def event_chunks(self, reply: Reply, data: dict, event: dict) -> list[dict]:
+        chunks = []
+        logprobs = event.get("logprobs")
+        if event["text"] or logprobs:
+            delta = {"content": event["text"]} if event["text"] else {}
+            choice = {
+                "index": event["index"],
+                "delta": delta,
+                "finish_reason": None,
+                "logprobs": chat_logprobs(logprobs) if logprobs else None,
+            }
+            chunks.append(self._chunk(reply, choice))
+        if event["finish_reason"]:
+            choice = {
+                "index": event["index"],
+                "delta": {},
+                "logprobs": None,
+                "finish_reason": event["finish_reason"],
+            }
+            chunks.append(self._chunk(reply, choice))
+        return chunks
 
-    def response(self, reply: Reply, data: dict, choices: list[dict], usage: dict) -> dict:
+    def response(self, reply: Reply, data: dict, choices: list[Choice], usage: dict) -> dict:
+        wants_logprobs = bool(data.get("logprobs"))
         return {
             "id": reply.id,
             "object": "chat.completion",
@@ -55,10 +67,10 @@ class ChatFormat:
             "system_fingerprint": None,
             "choices": [
                 {
-                    "index": c["index"],
-                    "message": {"role": "assistant", "content": c["text"]},
-                    "logprobs": None,
-                    "finish_reason": c["finish_reason"],
+                    "index": c.index,
+                    "message": {"role": "assistant", "content": c.text},
+                    "logprobs": chat_logprobs(c.logprobs) if wants_logprobs else None,
+                    "finish_reason": c.finish_reason,
                 }
                 for c in choices
             ],

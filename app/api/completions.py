@@ -1,56 +1,70 @@
-"""POST /v1/completions (one choice per prompt)."""
+"""POST /v1/completions (one choice per prompt and per n)."""
 
 from __future__ import annotations
 
 from app.api import bp
-from app.api.generation import Reply, serve_generation
+from app.api.generation import Choice, Reply, completion_logprobs, serve_generation
 from app.schemas import CompletionSchema
 
 
 class CompletionFormat:
     schema = CompletionSchema()
+    chunk_object = "text_completion"
     prefix = "cmpl"
 
     def job_fields(self, data: dict) -> dict:
         return {"kind": "completion", "prompts": data["prompt"]}
 
-    def _chunk(self, reply: Reply, index: int, text: str, finish_reason: str | None) -> dict:
+    def _chunk(self, reply: Reply, choice: dict) -> dict:
         return {
             "id": reply.id,
-            "object": "text_completion",
+            "object": self.chunk_object,
             "created": reply.created,
             "model": reply.model,
             "system_fingerprint": None,
-            "choices": [
-                {"index": index, "text": text, "logprobs": None, "finish_reason": finish_reason}
-            ],
+            "choices": [choice],
         }
 
-    def start_chunks(self, reply: Reply, data: dict, choices: int) -> list[dict]:
-        if not data["echo"]:
-            return []
-        return [self._chunk(reply, i, p, None) for i, p in enumerate(data["prompt"])]
+    def start_chunks(self, reply: Reply, choices: int) -> list[dict]:
+        return []
 
-    def chunk(self, reply: Reply, index: int, text: str, finish_reason: str | None) -> dict:
-        return self._chunk(reply, index, text, finish_reason)
+    def event_chunks(self, reply: Reply, data: dict, event: dict) -> list[dict]:
+        offsets, index = reply.offsets, event["index"]
+        echo = event.get("echo") or {}
+        text = echo.get("text", "") + event["text"]
+        logprobs = None
+        if data.get("logprobs") is not None:
+            entries = (echo.get("logprobs") or []) + (event.get("logprobs") or [])
+            logprobs = completion_logprobs(entries, offsets.get(index, 0))
+        offsets[index] = offsets.get(index, 0) + len(text)
+        choice = {
+            "index": index,
+            "text": text,
+            "logprobs": logprobs,
+            "finish_reason": event["finish_reason"],
+        }
+        return [self._chunk(reply, choice)]
 
-    def response(self, reply: Reply, data: dict, choices: list[dict], usage: dict) -> dict:
-        echo = data["prompt"] if data["echo"] else [""] * len(choices)
+    def response(self, reply: Reply, data: dict, choices: list[Choice], usage: dict) -> dict:
+        def one(c: Choice) -> dict:
+            echo = c.echo or {}
+            logprobs = None
+            if data.get("logprobs") is not None:
+                logprobs = completion_logprobs((echo.get("logprobs") or []) + c.logprobs, 0)
+            return {
+                "index": c.index,
+                "text": echo.get("text", "") + c.text,
+                "logprobs": logprobs,
+                "finish_reason": c.finish_reason,
+            }
+
         return {
             "id": reply.id,
             "object": "text_completion",
             "created": reply.created,
             "model": reply.model,
             "system_fingerprint": None,
-            "choices": [
-                {
-                    "index": c["index"],
-                    "text": echo[c["index"]] + c["text"],
-                    "logprobs": None,
-                    "finish_reason": c["finish_reason"],
-                }
-                for c in choices
-            ],
+            "choices": [one(c) for c in choices],
             "usage": usage,
         }
 

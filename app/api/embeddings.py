@@ -24,7 +24,18 @@ def _floats(encoded: str) -> list[float]:
 
 @bp.post("/embeddings")
 def embeddings():
-    data = load_request(SCHEMA, request.get_json(force=True, silent=True))
+    return _embeddings(request.get_json(force=True, silent=True))
+
+
+@bp.post("/engines/<path:model>/embeddings")
+def engine_embeddings(model: str):
+    """The legacy per-engine path, as FastChat also serves it: the model comes from the URL."""
+    body = request.get_json(force=True, silent=True)
+    return _embeddings({**body, "model": model} if isinstance(body, dict) else body)
+
+
+def _embeddings(body):
+    data = load_request(SCHEMA, body)
     jobs = current_app.extensions["jobs"]
     spec = jobs.resolve(data["model"], EMBEDDING)
     job = {"kind": "embedding", "inputs": data["input"], "user": data.get("user")}

@@ -1,4 +1,4 @@
-"""What chat and text completions share: submit the job, then stream or assemble its events.
+"""What chat and text completions (and edits) share: submit the job, then stream or assemble.
 
 The first event is awaited before answering, so an error the worker finds before generating
 (a prompt too long for the context, say) is a plain HTTP error, as with OpenAI. Once a stream has
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from flask import current_app, jsonify, request
 
@@ -27,6 +28,18 @@ class Reply:
         self.id = f"{prefix}-{job_id}"  # the job id inside, so a response can be traced to its job
         self.created = int(time.time())
         self.model = model
+        self.offsets: dict[int, int] = {}  # per choice, characters streamed so far
+
+
+@dataclass
+class Choice:
+    """One choice as the events build it up."""
+
+    index: int
+    text: str = ""
+    finish_reason: str | None = None
+    logprobs: list[dict] = field(default_factory=list)
+    echo: dict | None = None
 
 
 class Format(Protocol):
@@ -34,64 +47,110 @@ class Format(Protocol):
 
     schema: _GenerationSchema
     prefix: str
+    chunk_object: str
 
     def job_fields(self, data: dict) -> dict: ...
-    def start_chunks(self, reply: Reply, data: dict, choices: int) -> list[dict]: ...
-    def chunk(self, reply: Reply, index: int, text: str, finish_reason: str | None) -> dict: ...
-    def response(self, reply: Reply, data: dict, choices: list[dict], usage: dict) -> dict: ...
+    def start_chunks(self, reply: Reply, choices: int) -> list[dict]: ...
+    def event_chunks(self, reply: Reply, data: dict, event: dict) -> list[dict]: ...
+    def response(self, reply: Reply, data: dict, choices: list[Choice], usage: dict) -> dict: ...
 
 
 def serve_generation(fmt: Format):
+    """Validate the request, run its job, and answer as ``fmt`` shapes it."""
     data = load_request(fmt.schema, request.get_json(force=True, silent=True))
     jobs = current_app.extensions["jobs"]
     spec = jobs.resolve(data["model"], CHAT)
-    fields = fmt.job_fields(data)
-    job = {"params": fmt.schema.sampling(data), "user": data.get("user"), **fields}
+    fields_ = fmt.job_fields(data)
+    job = {"params": fmt.schema.sampling(data), "user": data.get("user"), **fields_}
     stream = jobs.submit(spec, job)
     events = jobs.iterate(stream)
     first = next(events)  # raises the worker's error as an HTTP error, before any byte is sent
     reply = Reply(fmt.prefix, stream.job_id, data["model"])
-    choices = len(fields.get("prompts", [None]))
-    if data["stream"]:
-        return sse_response(_stream(fmt, reply, data, choices, first, events))
-    return jsonify(_assemble(fmt, reply, data, choices, first, events))
+    choices = len(fields_.get("prompts", [None])) * data.get("n", 1)
+    if data.get("stream"):
+        return sse_response(_stream(fmt, reply, data, choices, _chain(first, events)))
+    return jsonify(_assemble(fmt, reply, data, choices, _chain(first, events)))
 
 
-def _with_first(first: dict, rest: Iterator[dict]) -> Iterator[dict]:
+def _chain(first: dict, rest: Iterator[dict]) -> Iterator[dict]:
     yield first
     yield from rest
 
 
-def _stream(fmt: Format, reply: Reply, data: dict, choices: int, first: dict, rest: Iterator[dict]):
+def _stream(fmt: Format, reply: Reply, data: dict, choices: int, events: Iterator[dict]):
+    usage_chunks = fmt.schema.include_usage(data)
     try:
-        for chunk in fmt.start_chunks(reply, data, choices):
-            yield frame(chunk)
-        for event in _with_first(first, rest):
+        for chunk in fmt.start_chunks(reply, choices):
+            yield frame(_with_usage(chunk, usage_chunks))
+        for event in events:
             if event["type"] == DONE:
+                if usage_chunks:  # OpenAI's stream_options.include_usage: one last chunk
+                    yield frame(_usage_chunk(reply, fmt, event["usage"]))
                 break
-            if event["text"]:
-                yield frame(fmt.chunk(reply, event["index"], event["text"], None))
-            if event["finish_reason"]:
-                yield frame(fmt.chunk(reply, event["index"], "", event["finish_reason"]))
+            for chunk in fmt.event_chunks(reply, data, event):
+                yield frame(_with_usage(chunk, usage_chunks))
     except APIError as exc:
         yield frame(exc.body)
     yield DONE_FRAME
 
 
-def _assemble(
-    fmt: Format, reply: Reply, data: dict, choices: int, first: dict, rest: Iterator[dict]
-):
-    texts = [[] for _ in range(choices)]
-    reasons: list[Any] = [None] * choices
-    usage = {}
-    for event in _with_first(first, rest):
+def _with_usage(chunk: dict, include: bool) -> dict:
+    return {**chunk, "usage": None} if include else chunk
+
+
+def _usage_chunk(reply: Reply, fmt: Format, usage: dict) -> dict:
+    return {
+        "id": reply.id,
+        "object": fmt.chunk_object,
+        "created": reply.created,
+        "model": reply.model,
+        "system_fingerprint": None,
+        "choices": [],
+        "usage": usage,
+    }
+
+
+def _assemble(fmt: Format, reply: Reply, data: dict, count: int, events: Iterator[dict]) -> dict:
+    choices = [Choice(index=i) for i in range(count)]
+    usage: dict = {}
+    for event in events:
         if event["type"] == DONE:
             usage = event["usage"]
             break
-        texts[event["index"]].append(event["text"])
-        reasons[event["index"]] = event["finish_reason"] or reasons[event["index"]]
-    results = [
-        {"index": i, "text": "".join(parts), "finish_reason": reasons[i]}
-        for i, parts in enumerate(texts)
-    ]
-    return fmt.response(reply, data, results, usage)
+        choice = choices[event["index"]]
+        if "echo" in event:
+            choice.echo = event["echo"]
+        choice.text += event["text"]
+        choice.logprobs.extend(event.get("logprobs") or [])
+        choice.finish_reason = event["finish_reason"] or choice.finish_reason
+    return fmt.response(reply, data, choices, usage)
+
+
+def chat_logprobs(entries: list[dict]) -> dict:
+    """Engine logprob entries in the chat API's shape."""
+
+    def one(entry: dict) -> dict:
+        return {
+            "token": entry["token"],
+            "logprob": entry["logprob"],
+            "bytes": list(entry["token"].encode()),
+        }
+
+    return {"content": [{**one(e), "top_logprobs": [one(t) for t in e["top"]]} for e in entries]}
+
+
+def completion_logprobs(entries: list[dict], offset: int) -> dict:
+    """Engine logprob entries in the completions API's shape, text offsets from ``offset``."""
+    offsets = []
+    for entry in entries:
+        offsets.append(offset)
+        offset += len(entry["token"])
+    return {
+        "tokens": [e["token"] for e in entries],
+        "token_logprobs": [e["logprob"] for e in entries],
+        "top_logprobs": [
+            {t["token"]: t["logprob"] for t in e["top"]} if e["logprob"] is not None else None
+            for e in entries
+        ],
+        "text_offset": offsets,
+    }

@@ -12,7 +12,31 @@ from config.registry import ModelSpec
 
 
 def model_card(spec: ModelSpec) -> dict:
-    return {"id": spec.name, "object": "model", "created": spec.created, "owned_by": spec.owned_by}
+    """A model as OpenAI lists it, with the root, parent and permission fields FastChat adds."""
+    return {
+        "id": spec.name,
+        "object": "model",
+        "created": spec.created,
+        "owned_by": spec.owned_by,
+        "root": spec.name,
+        "parent": None,
+        "permission": [
+            {
+                "id": f"modelperm-{spec.name}",
+                "object": "model_permission",
+                "created": spec.created,
+                "allow_create_engine": False,
+                "allow_sampling": True,
+                "allow_logprobs": True,
+                "allow_search_indices": True,
+                "allow_view": True,
+                "allow_fine_tuning": False,
+                "organization": "*",
+                "group": None,
+                "is_blocking": False,
+            }
+        ],
+    }
 
 
 def _live_specs() -> list[ModelSpec]:
@@ -34,7 +58,6 @@ def retrieve_model(model: str):
     for spec in _live_specs():
         if spec.name == model:
             return jsonify(model_card(spec))
-    code = "model_not_found"
     if model in current_app.extensions["jobs"].registry:
         raise APIError(
             503,
@@ -43,4 +66,4 @@ def retrieve_model(model: str):
             "model_not_available",
             "service_unavailable_error",
         )
-    raise APIError(404, f"The model `{model}` does not exist.", "model", code)
+    raise APIError(404, f"The model `{model}` does not exist.", "model", "model_not_found")

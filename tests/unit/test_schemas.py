@@ -29,6 +29,13 @@ def test_defaults_follow_openai():
         "stop": [],
         "seed": None,
         "ignore_eos": False,
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
+        "repetition_penalty": 1.0,
+        "logit_bias": {},
+        "n": 1,
+        "logprobs": None,
+        "echo": False,
     }
     assert data["stream"] is False
 

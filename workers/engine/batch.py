@@ -43,8 +43,8 @@ class BatchState:
             "past_key_values": self.cache,
         }
 
-    def keep(self, rows: list[int]) -> None:
-        """Keep only ``rows`` (in that order), then trim columns no remaining row uses."""
+    def select(self, rows: list[int]) -> None:
+        """Keep ``rows`` in that order; a row listed twice is copied (n choices of one prompt)."""
         index = torch.tensor(rows, dtype=torch.long, device=self.mask.device)
         self.mask = self.mask.index_select(0, index)
         self.last_tokens = self.last_tokens.index_select(0, index)
@@ -52,6 +52,10 @@ class BatchState:
             if layer.is_initialized and layer.keys.numel():
                 layer.keys = layer.keys.index_select(0, index)
                 layer.values = layer.values.index_select(0, index)
+
+    def keep(self, rows: list[int]) -> None:
+        """Keep only ``rows`` (in that order), then trim columns no remaining row uses."""
+        self.select(rows)
         used = self.mask.any(dim=0).nonzero()
         start = int(used[0]) if len(used) else self.mask.shape[1]
         if start > 0:

@@ -78,7 +78,10 @@ class EmbeddingEngine:
 
     def step(self, jobs: list[tuple[dict[str, Any], Ticket]]) -> None:
         """Encode the inputs of ``jobs`` in shared batches and publish one ``done`` per job."""
-        texts = [text for job, _ in jobs for text in job["inputs"]]
+        inputs = [item for job, _ in jobs for item in job["inputs"]]
+        # Token-id inputs are decoded to text: sentence-transformers tokenizes for itself.
+        decode = self.model.tokenizer.decode
+        texts = [i if isinstance(i, str) else decode(i, skip_special_tokens=True) for i in inputs]
         vectors = self.model.encode(
             texts,
             batch_size=self.batch_size,
@@ -86,7 +89,7 @@ class EmbeddingEngine:
             convert_to_numpy=True,
             show_progress_bar=False,
         )
-        counts = self._token_counts(texts)
+        counts = self._token_counts(inputs)
         events, start = [], 0
         for job, _ in jobs:
             end = start + len(job["inputs"])
@@ -99,11 +102,15 @@ class EmbeddingEngine:
         for _, ticket in jobs:
             ticket.finish(DONE)
 
-    def _token_counts(self, texts: list[str]) -> list[int]:
-        encoded = self.model.tokenizer(
-            texts, truncation=True, max_length=self.model.max_seq_length, add_special_tokens=True
+    def _token_counts(self, inputs: list) -> list[int]:
+        texts = [i for i in inputs if isinstance(i, str)]
+        limit = self.model.max_seq_length
+        encoded = iter(
+            self.model.tokenizer(texts, truncation=True, max_length=limit)["input_ids"]
+            if texts
+            else []
         )
-        return [len(ids) for ids in encoded["input_ids"]]
+        return [len(next(encoded)) if isinstance(i, str) else min(len(i), limit) for i in inputs]
 
 
 def _base64(vector: np.ndarray) -> str:

@@ -21,7 +21,13 @@ from transformers import DynamicCache
 from config.protocol import DONE, ERROR, TOKEN, EventSequence, error_body
 from workers.engine.batch import BatchState, prefill_inputs
 from workers.engine.io import JobIO, Ticket
-from workers.engine.sampling import SamplingParams, choose_token, make_generator
+from workers.engine.sampling import (
+    SamplingParams,
+    choose_token,
+    make_generator,
+    process_logits,
+    token_logprobs,
+)
 from workers.engine.text import TextStream
 
 log = logging.getLogger(__name__)
@@ -62,7 +68,14 @@ class _Sequence:
     generator: torch.Generator | None
     generated: list[int] = field(default_factory=list)
     unsent: list[int] = field(default_factory=list)
+    unsent_logprobs: list[dict] = field(default_factory=list)
+    counts: dict[int, int] = field(default_factory=dict)  # generated token -> times
+    echo: dict | None = None  # sent with the sequence's first event when the job asked for echo
     finish_reason: str | None = None
+
+    @property
+    def wants_prompt_logprobs(self) -> bool:
+        return self.params.echo and self.params.logprobs is not None
 
 
 class GenerationEngine:
@@ -103,7 +116,7 @@ class GenerationEngine:
         params = SamplingParams.from_job(job.get("params", {}))
         prompts = self._prompts(job)
         state = _Job(id=job["id"], ticket=Ticket(), events=EventSequence(job["id"]))
-        for index, prompt in enumerate(prompts):
+        for number, prompt in enumerate(prompts):
             room = self.context_length - len(prompt)
             if params.max_tokens is not None and params.max_tokens > room:
                 raise JobRejected(
@@ -123,18 +136,22 @@ class GenerationEngine:
                     param="messages" if "messages" in job else "prompt",
                     code="context_length_exceeded",
                 )
-            seed = None if params.seed is None else params.seed + index
-            state.sequences.append(
-                _Sequence(
-                    job=state,
-                    index=index,
-                    prompt=prompt,
-                    params=params,
-                    max_new_tokens=params.max_tokens if params.max_tokens is not None else room,
-                    text=TextStream(self.tokenizer, params.stop),
-                    generator=make_generator(seed),
+            # n choices per prompt share the prompt list, so the prefill runs once for all of them.
+            for copy in range(params.n):
+                index = number * params.n + copy
+                seed = None if params.seed is None else params.seed + index
+                state.sequences.append(
+                    _Sequence(
+                        job=state,
+                        index=index,
+                        prompt=prompt,
+                        params=params,
+                        max_new_tokens=params.max_tokens if params.max_tokens is not None else room,
+                        text=TextStream(self.tokenizer, params.stop),
+                        generator=make_generator(seed),
+                        echo={"text": self.tokenizer.decode(prompt)} if params.echo else None,
+                    )
                 )
-            )
             state.prompt_tokens += len(prompt)
         with self._lock:
             self._waiting.extend(state.sequences)
@@ -208,21 +225,46 @@ class GenerationEngine:
         return [s for s in taken if s.finish_reason is None]
 
     def _prefill(self, joining: list[_Sequence], events: list[dict[str, Any]]) -> None:
-        inputs, mask = prefill_inputs([s.prompt for s in joining], self.pad_id, self.device)
+        unique: dict[int, int] = {}  # id(prompt) -> its row in the prefill batch
+        prompts = []
+        for seq in joining:
+            if id(seq.prompt) not in unique:
+                unique[id(seq.prompt)] = len(prompts)
+                prompts.append(seq.prompt)
+        rows = [unique[id(seq.prompt)] for seq in joining]
+        inputs, mask = prefill_inputs(prompts, self.pad_id, self.device)
         cache = DynamicCache(config=self.model.config)
-        out = self.model(**inputs, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        joined = BatchState(
-            cache, mask, torch.zeros(len(joining), dtype=torch.long, device=self.device)
-        )
+        # Logits of every prompt position only when a sequence asked for its prompt's logprobs.
+        keep = 0 if any(seq.wants_prompt_logprobs for seq in joining) else 1
+        out = self.model(**inputs, past_key_values=cache, use_cache=True, logits_to_keep=keep)
+        start = torch.zeros(len(prompts), dtype=torch.long, device=self.device)
+        joined = BatchState(cache, mask, start)
+        if len(prompts) < len(joining):
+            joined.select(rows)  # one row per choice: copies of a shared prompt's row
+        for seq, row in zip(joining, rows, strict=True):
+            if seq.wants_prompt_logprobs:
+                seq.echo["logprobs"] = self._prompt_logprobs(seq, out.logits[row])
         if self._batch is None or not self._rows:
             self._batch = joined
             self._rows = []
         else:
             self._batch.extend(joined)
         self._rows.extend(joining)
-        self._advance(
-            joining, out.logits[:, -1, :], events, first_row=len(self._rows) - len(joining)
-        )
+        last = out.logits[:, -1, :].index_select(0, torch.tensor(rows, device=out.logits.device))
+        self._advance(joining, last, events, first_row=len(self._rows) - len(joining))
+
+    def _prompt_logprobs(self, seq: _Sequence, logits: torch.Tensor) -> list[dict]:
+        """Each prompt token's logprob given the tokens before it (the first has none)."""
+        prompt, top = seq.prompt, seq.params.logprobs
+        start = logits.shape[0] - len(prompt)  # the prompt sits at the end of its padded row
+        first = {"id": prompt[0], "token": self._piece(prompt[0]), "logprob": None, "top": []}
+        return [first] + [
+            token_logprobs(logits[start + j - 1], prompt[j], top, self._piece)
+            for j in range(1, len(prompt))
+        ]
+
+    def _piece(self, token: int) -> str:
+        return self.tokenizer.decode([token])
 
     def _advance(
         self,
@@ -235,19 +277,31 @@ class GenerationEngine:
         greedy = logits.argmax(dim=-1).tolist()
         chosen = []
         for i, seq in enumerate(rows):
-            token = (
-                greedy[i]
-                if seq.params.greedy
-                else choose_token(logits[i], seq.params, seq.generator)
-            )
+            if seq.max_new_tokens <= 0:  # echo with max_tokens 0: the prompt's logprobs only
+                chosen.append(self.pad_id)
+                self._emit(seq, "", "length", events)
+                continue
+            token = self._choose(seq, logits[i], greedy[i])
             chosen.append(token)
+            if seq.params.logprobs is not None:
+                entry = token_logprobs(logits[i], token, seq.params.logprobs, self._piece)
+                seq.unsent_logprobs.append(entry)
             self._record(seq, token, events)
         tokens = torch.tensor(chosen, dtype=torch.long, device=self.device)
         self._batch.last_tokens[first_row : first_row + len(rows)] = tokens
 
+    def _choose(self, seq: _Sequence, logits: torch.Tensor, greedy: int) -> int:
+        params = seq.params
+        if params.adjusts_logits:
+            seen = set(seq.prompt) | set(seq.counts) if params.repetition_penalty != 1 else set()
+            logits = process_logits(logits, params, seq.counts, seen)
+            greedy = int(torch.argmax(logits))
+        return greedy if params.greedy else choose_token(logits, params, seq.generator)
+
     def _record(self, seq: _Sequence, token: int, events: list[dict[str, Any]]) -> None:
         seq.generated.append(token)
         seq.unsent.append(token)
+        seq.counts[token] = seq.counts.get(token, 0) + 1
         if token in self.eos_ids and not seq.params.ignore_eos:
             text, reason = seq.text.flush(), "stop"
         else:
@@ -260,8 +314,17 @@ class GenerationEngine:
                 reason = None
         if not text and reason is None:
             return  # held back (partial character or possible stop string): nothing to say yet
+        self._emit(seq, text, reason, events)
+
+    def _emit(self, seq: _Sequence, text: str, reason: str | None, events: list) -> None:
+        """A token event with all the sequence has not sent; after the job's last, its done."""
         seq.finish_reason = reason
         event = {"index": seq.index, "text": text, "token_ids": seq.unsent, "finish_reason": reason}
+        if seq.params.logprobs is not None:
+            event["logprobs"] = seq.unsent_logprobs
+            seq.unsent_logprobs = []
+        if seq.echo is not None:
+            event["echo"], seq.echo = seq.echo, None
         events.append(seq.job.events.make(TOKEN, **event))
         seq.unsent = []
         if reason is not None and seq.job.finished:
@@ -332,7 +395,12 @@ class GenerationEngine:
             prompts = [
                 tok(p)["input_ids"] if isinstance(p, str) else list(p) for p in job["prompts"]
             ]
+        vocab = self.model.config.vocab_size
         for prompt in prompts:
+            if any(not isinstance(t, int) or not 0 <= t < vocab for t in prompt):
+                raise JobRejected(
+                    400, f"Token ids in the prompt must be in [0, {vocab}).", "prompt"
+                )
             if not prompt:
                 if tok.bos_token_id is None:
                     raise JobRejected(400, "The prompt is empty.", "prompt")

@@ -1,8 +1,9 @@
-"""Per-sequence sampling parameters and next-token choice.
+"""Per-sequence sampling parameters, logits processing and next-token choice.
 
 Each sequence keeps its own parameters; the batch shares one forward pass and each row of its
-logits goes through :func:`choose_token`. This is where per-request logits processing (penalties,
-logit_bias, logprobs) plugs in.
+logits goes through :func:`process_logits` (penalties, logit_bias), then :func:`choose_token`
+(temperature, top-k, top-p, the sequence's own RNG). :func:`token_logprobs` reports the model's
+own log-probabilities (before any processing, as vLLM does) with the top alternatives.
 """
 
 from __future__ import annotations
@@ -22,12 +23,20 @@ class SamplingParams:
     stop: tuple[str, ...] = field(default_factory=tuple)
     seed: int | None = None
     ignore_eos: bool = False  # vLLM's extension: run to max_tokens (benchmarks)
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0  # transformers' definition, over prompt and output
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    logprobs: int | None = None  # None: none; k: the chosen token's and the top k alternatives
+    echo: bool = False  # send the prompt back first (with its logprobs when logprobs is set)
+    n: int = 1
 
     @classmethod
     def from_job(cls, params: dict[str, Any]) -> SamplingParams:
         stop = params.get("stop") or ()
         if isinstance(stop, str):
             stop = (stop,)
+        bias = params.get("logit_bias") or {}
         return cls(
             max_tokens=params.get("max_tokens"),
             temperature=float(params.get("temperature", 1.0)),
@@ -36,11 +45,27 @@ class SamplingParams:
             stop=tuple(s for s in stop if s),
             seed=params.get("seed"),
             ignore_eos=bool(params.get("ignore_eos", False)),
+            presence_penalty=float(params.get("presence_penalty") or 0.0),
+            frequency_penalty=float(params.get("frequency_penalty") or 0.0),
+            repetition_penalty=float(params.get("repetition_penalty") or 1.0),
+            logit_bias=tuple(sorted((int(k), float(v)) for k, v in bias.items())),
+            logprobs=params.get("logprobs"),
+            echo=bool(params.get("echo", False)),
+            n=int(params.get("n") or 1),
         )
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0 or self.top_k == 1
+
+    @property
+    def adjusts_logits(self) -> bool:
+        return bool(
+            self.presence_penalty
+            or self.frequency_penalty
+            or self.logit_bias
+            or self.repetition_penalty != 1.0
+        )
 
 
 def make_generator(seed: int | None) -> torch.Generator | None:
@@ -48,6 +73,29 @@ def make_generator(seed: int | None) -> torch.Generator | None:
     if seed is None:
         return None
     return torch.Generator().manual_seed(seed)
+
+
+def process_logits(
+    logits: torch.Tensor, params: SamplingParams, counts: dict[int, int], seen: set[int]
+) -> torch.Tensor:
+    """Apply logit_bias and the penalties to one row of logits (``counts``: generated tokens;
+    ``seen``: prompt and generated tokens, for the repetition penalty)."""
+    logits = logits.float().clone()
+    device = logits.device
+    if params.logit_bias:
+        ids, values = zip(*params.logit_bias, strict=True)
+        logits[torch.tensor(ids, device=device)] += torch.tensor(values, device=device)
+    if counts and (params.presence_penalty or params.frequency_penalty):
+        # OpenAI: logit -= frequency_penalty * count + presence_penalty * (count > 0)
+        ids = torch.tensor(list(counts), device=device)
+        count = torch.tensor(list(counts.values()), dtype=logits.dtype, device=device)
+        logits[ids] -= params.frequency_penalty * count + params.presence_penalty
+    if params.repetition_penalty != 1.0 and seen:
+        ids = torch.tensor(list(seen), device=device)
+        values = logits[ids]
+        p = params.repetition_penalty
+        logits[ids] = torch.where(values > 0, values / p, values * p)
+    return logits
 
 
 def choose_token(
@@ -62,10 +110,23 @@ def choose_token(
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if params.top_p < 1.0:
         sorted_logits, order = torch.sort(logits, descending=True)
-        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(-1)
+        probs = torch.softmax(sorted_logits, dim=-1)
         # Drop tokens once the mass before them already reaches top_p; the first always stays.
-        drop = (cumulative - torch.softmax(sorted_logits, dim=-1)) >= params.top_p
+        drop = (probs.cumsum(-1) - probs) >= params.top_p
         logits = logits.scatter(0, order, sorted_logits.masked_fill(drop, float("-inf")))
     probs = torch.softmax(logits, dim=-1)
     # Sample on the CPU with the sequence's own generator (generators are per device).
     return int(torch.multinomial(probs.cpu(), 1, generator=generator))
+
+
+def token_logprobs(logits: torch.Tensor, token: int, top: int, decode) -> dict[str, Any]:
+    """The chosen token's log-probability and the ``top`` most likely alternatives."""
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    entry = {"id": token, "token": decode(token), "logprob": float(logprobs[token]), "top": []}
+    if top:
+        values, ids = torch.topk(logprobs, top)
+        entry["top"] = [
+            {"id": int(i), "token": decode(int(i)), "logprob": float(v)}
+            for v, i in zip(values.tolist(), ids.tolist(), strict=True)
+        ]
+    return entry

@@ -30,10 +30,17 @@ class TextStream:
         return self._release()
 
     def flush(self) -> str:
-        """At the end of the sequence, release whatever is still held back."""
+        """At the end of the sequence, release whatever is still held back, including the
+        bytes of an unfinished character (decoded as U+FFFD, as vLLM does)."""
         if self.stopped:
             return ""
-        text, self._pending = self._pending, ""
+        decode = self._tokenizer.decode
+        before = decode(
+            self._ids[self._prefix_offset : self._read_offset], skip_special_tokens=True
+        )
+        after = decode(self._ids[self._prefix_offset :], skip_special_tokens=True)
+        self._prefix_offset = self._read_offset = len(self._ids)
+        text, self._pending = self._pending + after[len(before) :], ""
         return text
 
     def _decode_new(self) -> str:
