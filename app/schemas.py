@@ -186,6 +186,24 @@ class ChatCompletionSchema(_GenerationSchema):
     logprobs = fields.Boolean(load_default=False, allow_none=True)
     top_logprobs = fields.Integer(allow_none=True, strict=True, validate=validate.Range(0, 20))
 
+    # Accepted only in their no-op forms: a client relying on tool calls or JSON output must
+    # learn that this server does neither, not receive free text it did not ask for.
+    tools = fields.List(fields.Dict(), allow_none=True)
+    functions = fields.List(fields.Dict(), allow_none=True)
+    tool_choice = fields.Raw(allow_none=True)
+    response_format = fields.Dict(allow_none=True)
+
+    @validates_schema
+    def _no_tools_or_structured_output(self, data: dict, **_: Any) -> None:
+        for name in ("tools", "functions"):
+            if data.get(name):
+                raise ValidationError("tool and function calling are not supported", name)
+        if data.get("tool_choice") not in (None, "none", "auto"):
+            raise ValidationError("tool calling is not supported", "tool_choice")
+        kind = (data.get("response_format") or {}).get("type", "text")
+        if kind != "text":
+            raise ValidationError(f"response_format {kind!r} is not supported", "response_format")
+
     @validates_schema
     def _top_logprobs_needs_logprobs(self, data: dict, **_: Any) -> None:
         if data.get("top_logprobs") is not None and not data.get("logprobs"):

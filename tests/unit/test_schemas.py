@@ -125,3 +125,21 @@ def test_embedding_input_and_options():
         "encoding_format"
     )
     assert bad_param(schema, {"model": "m", "input": "x", "dimensions": 8}) == "dimensions"
+
+
+@pytest.mark.parametrize(
+    "changes, param",
+    [
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"functions": [{"name": "f"}]}, "functions"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+    ],
+)
+def test_tools_and_structured_output_are_refused_not_ignored(changes, param):
+    assert bad_param(ChatCompletionSchema(), {**CHAT, **changes}) == param
+
+
+def test_their_no_op_forms_are_accepted():
+    data = load_chat(tools=[], tool_choice="none", response_format={"type": "text"})
+    assert data["messages"]
