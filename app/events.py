@@ -31,6 +31,7 @@ class JobEvents:
         self.channel = events_channel(job_id)
         self.queue: queue.Queue[dict[str, Any]] = queue.Queue()
         self.subscribed = threading.Event()
+        self.job: dict[str, Any] = {}  # the job as submitted (set by JobService.submit)
         self._order = EventOrder()
 
     def next(self, timeout: float) -> dict[str, Any]:

