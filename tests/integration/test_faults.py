@@ -109,6 +109,6 @@ def test_disconnected_client_leaves_the_batch(stack, front, redis_client):
     body = {**LONG, "max_tokens": 200, "stream": True}
     response = open_stream(front, "/v1/chat/completions", body)
     response.readline()
-    assert running() == 1
+    wait_for(lambda: running() == 1, timeout=5)  # the heartbeat reports it within 0.5 s
     response.close()
     wait_for(lambda: running() == 0, timeout=5)
