@@ -17,10 +17,15 @@ class Liveness:
         self._lock = threading.Lock()
         self._cached: tuple[float, dict[str, list[dict]]] | None = None
 
-    def workers_by_model(self) -> dict[str, list[dict]]:
-        """Model name -> the statuses of its live workers. Raises ``redis.RedisError``."""
+    def workers_by_model(self, cached: bool = True) -> dict[str, list[dict]]:
+        """Model name -> the statuses of its live workers. Raises ``redis.RedisError``.
+
+        ``cached`` answers from the last read if it is under ``cache_seconds`` old: the check
+        every request makes before it is enqueued, which Redis then confirms anyway.
+        """
         with self._lock:
-            if self._cached and time.monotonic() - self._cached[0] < self.cache_seconds:
+            fresh = self._cached and time.monotonic() - self._cached[0] < self.cache_seconds
+            if cached and fresh:
                 return self._cached[1]
         ids = sorted(
             i.decode() if isinstance(i, bytes) else i for i in self.client.smembers(WORKERS_SET)

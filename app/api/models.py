@@ -42,7 +42,7 @@ def model_card(spec: ModelSpec) -> dict:
 def _live_specs() -> list[ModelSpec]:
     jobs = current_app.extensions["jobs"]
     try:
-        live = jobs.liveness.workers_by_model()
+        live = jobs.liveness.workers_by_model(cached=False)
     except redis.RedisError as exc:
         raise queue_unavailable(exc) from exc
     return [spec for name, spec in sorted(jobs.registry.items()) if live.get(name)]

@@ -57,10 +57,10 @@ class Stack:
         wait_for_models(base, [], 60, [process], api_key=env.get("API_KEYS", "x").split(",")[0])
         return base
 
-    def worker(self, models: list[str], base: str, timeout: float = 300):
+    def worker(self, models: list[str], base: str, timeout: float = 300, **env_changes: str):
         """Start a worker and wait until it is ready (its own log says so)."""
         log = self.workdir / f"worker-{'-'.join(models)}-{len(self.processes)}.log"
-        process = start_worker(models, self.env, log=log)
+        process = start_worker(models, {**self.env, **env_changes}, log=log)
         self.processes.append(process)
         process.log = log
         deadline = time.monotonic() + timeout

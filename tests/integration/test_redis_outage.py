@@ -1,0 +1,40 @@
+"""Redis stopped and started again, under a front and a worker of their own: 503s while it is
+down (never a 500 or a hang), and both work again afterwards without a restart."""
+
+import time
+
+from config.localstack import EmbeddedRedis, wait_for_models
+from tests.integration.conftest import TINY
+from tests.integration.http import get, post
+
+CHAT = {"model": TINY, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+
+
+def test_requests_get_503_while_redis_is_down_and_work_after(stack, tmp_path, tiny_model_dir):
+    server = EmbeddedRedis(tmp_path / "redis")
+    url = server.start()
+    try:
+        front = stack.front(REDIS_URL=url)
+        stack.worker([TINY], front, REDIS_URL=url)
+        assert post(front, "/v1/chat/completions", CHAT)[0] == 200
+
+        server.stop()
+        for _ in range(3):
+            started = time.monotonic()
+            for status, _, body in (
+                get(front, "/v1/models"),
+                post(front, "/v1/chat/completions", CHAT),
+                post(front, "/v1/chat/completions", {**CHAT, "stream": True}),
+            ):
+                assert status == 503, body
+                assert body["error"]["code"] == "queue_unavailable"
+            print(f"\n3 requests answered 503 in {time.monotonic() - started:.2f} s")
+
+        server = EmbeddedRedis(tmp_path / "redis", port=server.port)
+        server.start()
+        wait_for_models(front, [TINY], 60)  # the worker announced itself again
+        for stream in (False, True):
+            status, _, body = post(front, "/v1/chat/completions", {**CHAT, "stream": stream})
+            assert status == 200, body
+    finally:
+        server.stop()
