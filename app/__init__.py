@@ -24,6 +24,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         API_KEYS=settings.api_keys,
         WORKER_API_TIMEOUT=settings.worker_api_timeout,
         MODELS_FILE=settings.models_file,
+        MAX_QUEUED_JOBS=settings.max_queued_jobs,
+        RATE_LIMITS=settings.rate_limits,
     )
     if test_config:
         app.config.update(test_config)
@@ -33,18 +35,26 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     from app.errors import register_error_handlers
     from app.jobs import JobService
+    from app.limits import RateLimiter
 
     register_error_handlers(app)
     celery = celery_init_app(app)
     client = redis.Redis.from_url(app.config["REDIS_URL"], health_check_interval=30)
     app.extensions["redis"] = client
     app.extensions["jobs"] = JobService(
-        celery, client, load_registry(app.config["MODELS_FILE"]), app.config["WORKER_API_TIMEOUT"]
+        celery,
+        client,
+        load_registry(app.config["MODELS_FILE"]),
+        app.config["WORKER_API_TIMEOUT"],
+        max_queued=app.config["MAX_QUEUED_JOBS"],
     )
+    app.extensions["limits"] = RateLimiter(client, app.config["RATE_LIMITS"])
 
     from app.api import bp
+    from app.health import bp as health_bp
 
     app.register_blueprint(bp)
+    app.register_blueprint(health_bp)
     return app
 
 

@@ -33,10 +33,12 @@ class APIError(Exception):
         param: str | None = None,
         code: str | None = None,
         type_: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.body = error_body(message, type_ or _TYPES.get(status, "server_error"), param, code)
+        self.headers = headers or {}
 
 
 def error_response(status: int, message: str, param: str | None = None, code: str | None = None):
@@ -45,7 +47,7 @@ def error_response(status: int, message: str, param: str | None = None, code: st
 
 
 def api_error_response(error: APIError):
-    return jsonify(error.body), error.status
+    return jsonify(error.body), error.status, error.headers
 
 
 def register_error_handlers(app: Flask) -> None:

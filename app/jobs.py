@@ -59,9 +59,11 @@ class JobService:
         registry: dict[str, ModelSpec],
         timeout: float,
         retries: int = 1,
+        max_queued: int = 256,
     ) -> None:
         self.celery = celery
         self.retries = retries
+        self.max_queued = max_queued
         self.client = client
         self.registry = registry
         self.timeout = timeout
@@ -93,7 +95,8 @@ class JobService:
         return spec
 
     def submit(self, spec: ModelSpec, job: dict[str, Any]) -> JobEvents:
-        """Subscribe to the job's events, then enqueue it on the model's queue."""
+        """Subscribe to the job's events, then enqueue it on the model's queue (429 if full)."""
+        self._check_queue(spec)
         job = {**job, "id": uuid.uuid4().hex, "model": spec.name, "created": time.time()}
         log.info("job %s: %s for %s (user %s)", job["id"], job["kind"], spec.name, job.get("user"))
         task = GENERATE_TASK if spec.kind == CHAT else EMBED_TASK
@@ -184,6 +187,21 @@ class JobService:
             events.close()
             if not finished:
                 self.cancel(events.job_id)
+
+    def _check_queue(self, spec: ModelSpec) -> None:
+        """Backpressure: refuse a job when its model's queue already holds its cap of them."""
+        cap = spec.max_queued if spec.max_queued is not None else self.max_queued
+        try:
+            depth = self.client.llen(spec.name)  # Celery's Redis transport: one list per queue
+        except redis.RedisError as exc:
+            raise queue_unavailable(exc) from exc
+        if depth >= cap:
+            raise APIError(
+                429,
+                f"The model `{spec.name}` has {depth} requests waiting; try again shortly.",
+                code="queue_full",
+                headers={"Retry-After": "1"},
+            )
 
     def _check_worker(self, events: JobEvents) -> None:
         """Raise :class:`WorkerLost` if the job's worker, or every worker of its model, is gone."""

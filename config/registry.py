@@ -33,6 +33,7 @@ class ModelSpec:
     owned_by: str = "llm-queue"
     max_batch_size: int = 32
     prefill_tokens: int = 512  # prompt tokens prefilled per engine step (see the README)
+    max_queued: int | None = None  # jobs waiting in its queue before 429 (None: MAX_QUEUED_JOBS)
     created: int = field(default_factory=lambda: int(time.time()))
 
     def __post_init__(self) -> None:

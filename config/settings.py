@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 
 
 def _env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+def _rate_limits() -> dict:
+    """RATE_LIMITS (JSON) or RATE_LIMITS_FILE (a JSON file): {"<key>" or "*": {"rpm", "tpm"}}."""
+    raw = os.environ.get("RATE_LIMITS")
+    if not raw and os.environ.get("RATE_LIMITS_FILE"):
+        with open(os.environ["RATE_LIMITS_FILE"]) as f:
+            raw = f.read()
+    limits = json.loads(raw) if raw else {}
+    if not isinstance(limits, dict) or not all(isinstance(v, dict) for v in limits.values()):
+        raise ValueError('rate limits must map a key (or "*") to {"rpm": N, "tpm": N}')
+    return limits
 
 
 def default_cache_dir() -> str:
@@ -27,6 +40,8 @@ class Settings:
     models_file: str | None = None
     heartbeat_interval: float = 2.0
     heartbeat_ttl: float = 6.0
+    max_queued_jobs: int = 256
+    rate_limits: dict = field(default_factory=dict)
     model_cache_dir: str = field(default_factory=lambda: default_cache_dir())
 
     @classmethod
@@ -42,6 +57,8 @@ class Settings:
             models_file=os.environ.get("MODELS_FILE") or None,
             heartbeat_interval=float(os.environ.get("HEARTBEAT_INTERVAL", cls.heartbeat_interval)),
             heartbeat_ttl=float(os.environ.get("HEARTBEAT_TTL", cls.heartbeat_ttl)),
+            max_queued_jobs=int(os.environ.get("MAX_QUEUED_JOBS", cls.max_queued_jobs)),
+            rate_limits=_rate_limits(),
             model_cache_dir=os.environ.get("MODEL_CACHE_DIR") or default_cache_dir(),
         )
 

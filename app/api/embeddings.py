@@ -9,6 +9,7 @@ from array import array
 from flask import current_app, jsonify, request
 
 from app.api import bp
+from app.limits import record_usage
 from app.schemas import EmbeddingSchema, load_request
 from config.registry import EMBEDDING
 
@@ -40,6 +41,7 @@ def _embeddings(body):
     spec = jobs.resolve(data["model"], EMBEDDING)
     job = {"kind": "embedding", "inputs": data["input"], "user": data.get("user")}
     done = jobs.collect(spec, job)[-1]
+    record_usage(done["usage"])
     as_base64 = data["encoding_format"] == "base64"
     return jsonify(
         {

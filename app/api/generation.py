@@ -15,6 +15,7 @@ from typing import Protocol
 from flask import current_app, jsonify, request
 
 from app.errors import APIError
+from app.limits import record_usage
 from app.schemas import _GenerationSchema, load_request
 from app.sse import DONE_FRAME, frame, sse_response
 from config.protocol import DONE
@@ -80,6 +81,7 @@ def _stream(fmt: Format, reply: Reply, data: dict, choices: int, events: Iterato
             yield frame(_with_usage(chunk, usage_chunks))
         for event in events:
             if event["type"] == DONE:
+                record_usage(event["usage"])
                 if usage_chunks:  # OpenAI's stream_options.include_usage: one last chunk
                     yield frame(_usage_chunk(reply, fmt, event["usage"]))
                 break
@@ -112,6 +114,7 @@ def _assemble(fmt: Format, reply: Reply, data: dict, count: int, events: Iterato
     for event in events:
         if event["type"] == DONE:
             usage = event["usage"]
+            record_usage(usage)
             break
         choice = choices[event["index"]]
         if "echo" in event:

@@ -26,6 +26,7 @@ from config.localstack import (
     stop_process,
     wait_for_models,
 )
+from tests.integration.http import get
 
 TINY = "tiny-chat"
 STALL = "tiny-stall"
@@ -54,7 +55,11 @@ class Stack:
         )
         self.processes.append(process)
         base = f"http://127.0.0.1:{port}"
-        wait_for_models(base, [], 60, [process], api_key=env.get("API_KEYS", "x").split(",")[0])
+        deadline = time.monotonic() + 60
+        while get(base, "/health")[0] != 200:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the front did not start; see its log in {self.workdir}")
+            time.sleep(0.1)
         return base
 
     def worker(self, models: list[str], base: str, timeout: float = 300, **env_changes: str):
@@ -130,6 +135,13 @@ def front(stack):
 @pytest.fixture(scope="session")
 def tiny_worker(stack, front):
     return stack.worker([TINY], front)
+
+
+@pytest.fixture(scope="session")
+def stall_worker(stack, front):
+    """A tiny worker the tests freeze with SIGSTOP. Its heartbeat TTL is long, so while frozen it
+    still counts as alive: a worker that is there but silent (the 504 case)."""
+    return stack.worker([STALL], front, HEARTBEAT_TTL="30")
 
 
 @pytest.fixture(scope="session")

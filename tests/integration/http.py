@@ -22,12 +22,15 @@ def post(base: str, path: str, body: Any, headers: dict | None = None, raw: byte
 
 
 def get(base: str, path: str, headers: dict | None = None):
+    """GET and return (status, headers, parsed body); status 0 if nothing answers."""
     request = urllib.request.Request(f"{base}{path}", headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, response.headers, _parse(response.read())
     except urllib.error.HTTPError as error:
         return error.code, error.headers, _parse(error.read())
+    except (urllib.error.URLError, ConnectionError):
+        return 0, {}, None
 
 
 def open_stream(base: str, path: str, body: Any):

@@ -69,11 +69,6 @@ def test_known_model_without_a_live_worker_is_503_at_once(front):
 
 
 @pytest.fixture(scope="module")
-def stall_worker(stack, front):
-    return stack.worker([STALL], front)
-
-
-@pytest.fixture(scope="module")
 def strict_front(stack):
     """A second front with API keys and a short worker timeout."""
     return stack.front(API_KEYS="sekrit,other", WORKER_API_TIMEOUT="2")

@@ -1,0 +1,117 @@
+"""Rate limits per API key, kept in Redis so that every front process shares them.
+
+Requests and tokens are counted per key in one-minute windows. A request over either limit gets
+429, and every response of a limited key carries OpenAI's headers:
+``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``. Tokens are counted when a job ends
+(its usage), so a request that would cross the token limit still runs; the next one waits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import redis
+from flask import current_app, g, request
+
+from app.errors import APIError
+
+WINDOW = 60
+
+
+class RateLimiter:
+    def __init__(self, client: redis.Redis, limits: dict[str, dict]) -> None:
+        self.client = client
+        self.limits = limits
+
+    def limits_for(self, key: str) -> dict | None:
+        return self.limits.get(key) or self.limits.get("*")
+
+    def check(self, key: str) -> dict[str, str]:
+        """Count one request for ``key``; return its rate-limit headers or raise a 429."""
+        limit = self.limits_for(key)
+        if not limit:
+            return {}
+        window = int(time.time() // WINDOW)
+        names = _names(key, window)
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.incr(names["requests"])
+            pipe.expire(names["requests"], WINDOW + 1)
+            pipe.get(names["tokens"])
+            requests, _, tokens = pipe.execute()
+        except redis.RedisError as exc:
+            from app.jobs import queue_unavailable
+
+            raise queue_unavailable(exc) from exc
+        reset = f"{WINDOW - int(time.time()) % WINDOW}s"
+        rpm, tpm = limit.get("rpm"), limit.get("tpm")
+        tokens = int(tokens or 0)
+        headers = {}
+        if rpm is not None:
+            headers |= {
+                "x-ratelimit-limit-requests": str(rpm),
+                "x-ratelimit-remaining-requests": str(max(rpm - requests, 0)),
+                "x-ratelimit-reset-requests": reset,
+            }
+        if tpm is not None:
+            headers |= {
+                "x-ratelimit-limit-tokens": str(tpm),
+                "x-ratelimit-remaining-tokens": str(max(tpm - tokens, 0)),
+                "x-ratelimit-reset-tokens": reset,
+            }
+        over = "requests" if rpm is not None and requests > rpm else None
+        over = over or ("tokens" if tpm is not None and tokens >= tpm else None)
+        if over:
+            limit_value = rpm if over == "requests" else tpm
+            raise APIError(
+                429,
+                f"Rate limit reached: {limit_value} {over} per minute for this API key. "
+                f"Try again in {reset}.",
+                code="rate_limit_exceeded",
+                headers={**headers, "Retry-After": reset.rstrip("s")},
+            )
+        return headers
+
+    def add_tokens(self, key: str, tokens: int) -> None:
+        limit = self.limits_for(key)
+        if not limit or limit.get("tpm") is None or not tokens:
+            return
+        name = _names(key, int(time.time() // WINDOW))["tokens"]
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.incrby(name, tokens)
+            pipe.expire(name, WINDOW + 1)
+            pipe.execute()
+        except redis.RedisError:
+            pass  # the tokens of one request are not worth failing a finished answer
+
+
+def _names(key: str, window: int) -> dict[str, str]:
+    # Only a digest of the key reaches Redis (and nothing of it reaches a log).
+    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+    return {kind: f"llm:ratelimit:{digest}:{kind}:{window}" for kind in ("requests", "tokens")}
+
+
+def request_key() -> str:
+    """The bearer key of the current request ('' without one)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def enforce_rate_limit() -> None:
+    """``before_request`` of the API blueprint, after authentication."""
+    g.rate_limit_headers = current_app.extensions["limits"].check(request_key())
+
+
+def add_rate_limit_headers(response):
+    """``after_request``: every response of a rate-limited key tells how much is left."""
+    for name, value in (getattr(g, "rate_limit_headers", None) or {}).items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+def record_usage(usage: dict | None) -> None:
+    """Count a finished job's tokens against the request's key."""
+    if usage:
+        current_app.extensions["limits"].add_tokens(request_key(), usage.get("total_tokens", 0))
