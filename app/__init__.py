@@ -26,6 +26,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         MODELS_FILE=settings.models_file,
         MAX_QUEUED_JOBS=settings.max_queued_jobs,
         RATE_LIMITS=settings.rate_limits,
+        # Flask answers a larger body with 413 (an OpenAI-shaped one, via the error handlers).
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        CORS_ORIGINS=settings.cors_origins,
     )
     if test_config:
         app.config.update(test_config)
@@ -36,6 +39,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from app.errors import register_error_handlers
     from app.jobs import JobService
     from app.limits import RateLimiter
+    from app.metrics import Metrics, count_request, start_timer
 
     register_error_handlers(app)
     celery = celery_init_app(app)
@@ -49,12 +53,21 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         max_queued=app.config["MAX_QUEUED_JOBS"],
     )
     app.extensions["limits"] = RateLimiter(client, app.config["RATE_LIMITS"])
+    app.extensions["metrics"] = app.extensions["jobs"].metrics = Metrics(app.extensions["jobs"])
+    app.before_request(start_timer)
+    app.after_request(count_request)
 
     from app.api import bp
     from app.health import bp as health_bp
+    from app.metrics import bp as metrics_bp
 
     app.register_blueprint(bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(metrics_bp)
+    if app.config["CORS_ORIGINS"]:  # off unless configured: browsers may not call by default
+        from flask_cors import CORS
+
+        CORS(app, origins=app.config["CORS_ORIGINS"], expose_headers=["x-ratelimit-*"])
     return app
 
 

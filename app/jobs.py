@@ -16,6 +16,7 @@ from app.errors import APIError
 from app.events import EventHub, JobEvents
 from app.liveness import Liveness
 from config.protocol import (
+    DONE,
     EMBED_TASK,
     ERROR,
     GENERATE_TASK,
@@ -62,6 +63,7 @@ class JobService:
         max_queued: int = 256,
     ) -> None:
         self.celery = celery
+        self.metrics = None  # set by create_app: counts time to first token and tokens
         self.retries = retries
         self.max_queued = max_queued
         self.client = client
@@ -149,7 +151,8 @@ class JobService:
         so a copy of it still in the queue or on a frozen worker stops too.
         """
         finished = False
-        last_heard = time.monotonic()
+        submitted = last_heard = time.monotonic()
+        first = True
         try:
             while True:
                 silent = time.monotonic() - last_heard
@@ -169,6 +172,9 @@ class JobService:
                     log.error("job %s: %s", events.job_id, exc)
                     raise APIError(502, "Events from the model worker were lost.") from None
                 last_heard = time.monotonic()
+                if self.metrics is not None:
+                    self._observe(events, event, first, last_heard - submitted)
+                first = False
                 if event["type"] in TERMINAL:
                     finished = True
                     if event["type"] == ERROR:
@@ -187,6 +193,13 @@ class JobService:
             events.close()
             if not finished:
                 self.cancel(events.job_id)
+
+    def _observe(self, events: JobEvents, event: dict, first: bool, waited: float) -> None:
+        model = events.job.get("model", "unknown")
+        if first:
+            self.metrics.ttft.labels(model).observe(waited)
+        if event["type"] == DONE:
+            self.metrics.tokens.labels(model).inc(event["usage"].get("completion_tokens", 0))
 
     def _check_queue(self, spec: ModelSpec) -> None:
         """Backpressure: refuse a job when its model's queue already holds its cap of them."""

@@ -41,6 +41,8 @@ class Settings:
     heartbeat_interval: float = 2.0
     heartbeat_ttl: float = 6.0
     max_queued_jobs: int = 256
+    max_request_bytes: int = 8 * 1024 * 1024
+    cors_origins: list[str] = field(default_factory=list)
     rate_limits: dict = field(default_factory=dict)
     model_cache_dir: str = field(default_factory=lambda: default_cache_dir())
 
@@ -58,6 +60,8 @@ class Settings:
             heartbeat_interval=float(os.environ.get("HEARTBEAT_INTERVAL", cls.heartbeat_interval)),
             heartbeat_ttl=float(os.environ.get("HEARTBEAT_TTL", cls.heartbeat_ttl)),
             max_queued_jobs=int(os.environ.get("MAX_QUEUED_JOBS", cls.max_queued_jobs)),
+            max_request_bytes=int(os.environ.get("MAX_REQUEST_BYTES", cls.max_request_bytes)),
+            cors_origins=_env_list("CORS_ORIGINS"),
             rate_limits=_rate_limits(),
             model_cache_dir=os.environ.get("MODEL_CACHE_DIR") or default_cache_dir(),
         )

@@ -144,3 +144,26 @@ def test_one_subscriber_connection_for_many_concurrent_requests(front, stall_wor
         os.killpg(stall_worker.pid, signal.SIGCONT)
         for thread in threads:
             thread.join(60)
+
+
+def test_metrics_in_prometheus_format(front, openai_client):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    openai_client.chat.completions.create(model=TINY, messages=CHAT["messages"], max_tokens=3)
+    list(openai_client.chat.completions.create(model=TINY, messages=CHAT["messages"],
+                                               max_tokens=3, stream=True))
+    status, headers, text = get(front, "/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    chat = ("endpoint", "/v1/chat/completions")
+    assert samples[("llm_requests_total", (chat, ("status", "200")))] >= 2
+    assert samples[("llm_request_duration_seconds_count", (chat,))] >= 2
+    assert samples[("llm_time_to_first_token_seconds_count", (("model", TINY),))] >= 2
+    assert samples[("llm_generated_tokens_total", (("model", TINY),))] >= 6
+    assert samples[("llm_live_workers", (("model", TINY),))] >= 1
+    assert samples[("llm_live_workers", (("model", OFFLINE),))] == 0
+    assert ("llm_queue_depth", (("model", TINY),)) in samples
+    assert ("llm_open_streams", ()) in samples
