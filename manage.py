@@ -57,6 +57,10 @@ def cmd_runserver(args: argparse.Namespace) -> None:
     from gevent import monkey
 
     monkey.patch_all()
+    import signal
+
+    import gevent
+    from gevent.pool import Pool
     from gevent.pywsgi import WSGIServer
 
     from app import create_app
@@ -67,12 +71,20 @@ def cmd_runserver(args: argparse.Namespace) -> None:
         else None
     )
     app = create_app(overrides)
-    server = WSGIServer((args.host, args.port), app, log=None if args.quiet else "default")
+    # A pool, because stop() waits for running handlers (open streams) only when there is one.
+    server = WSGIServer(
+        (args.host, args.port), app, spawn=Pool(), log=None if args.quiet else "default"
+    )
+    grace = app.config["SHUTDOWN_TIMEOUT"]
+
+    def drain() -> None:
+        print(f"stopping: no new connections, open requests get {grace:g} s", flush=True)
+        server.close()  # stop accepting; serve_forever then waits for the open requests
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        gevent.signal_handler(signum, drain)
     print(f"API listening on http://{args.host}:{args.port}/v1", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        server.stop(timeout=5)
+    server.serve_forever(stop_timeout=grace)
 
 
 def cmd_up(args: argparse.Namespace) -> None:

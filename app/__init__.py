@@ -29,6 +29,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         # Flask answers a larger body with 413 (an OpenAI-shaped one, via the error handlers).
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
         CORS_ORIGINS=settings.cors_origins,
+        SHUTDOWN_TIMEOUT=settings.shutdown_timeout,
     )
     if test_config:
         app.config.update(test_config)

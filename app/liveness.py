@@ -38,6 +38,8 @@ class Liveness:
                 dead.append(worker_id)  # heartbeat expired: the worker is gone
                 continue
             status = decode(raw)
+            if status.get("draining"):
+                continue  # shutting down: it finishes its jobs but takes no new ones
             for model in status.get("models", []):
                 by_model.setdefault(model, []).append(status)
         if dead:

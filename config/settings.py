@@ -41,6 +41,7 @@ class Settings:
     heartbeat_interval: float = 2.0
     heartbeat_ttl: float = 6.0
     max_queued_jobs: int = 256
+    shutdown_timeout: float = 60.0
     max_request_bytes: int = 8 * 1024 * 1024
     cors_origins: list[str] = field(default_factory=list)
     rate_limits: dict = field(default_factory=dict)
@@ -60,6 +61,7 @@ class Settings:
             heartbeat_interval=float(os.environ.get("HEARTBEAT_INTERVAL", cls.heartbeat_interval)),
             heartbeat_ttl=float(os.environ.get("HEARTBEAT_TTL", cls.heartbeat_ttl)),
             max_queued_jobs=int(os.environ.get("MAX_QUEUED_JOBS", cls.max_queued_jobs)),
+            shutdown_timeout=float(os.environ.get("SHUTDOWN_TIMEOUT", cls.shutdown_timeout)),
             max_request_bytes=int(os.environ.get("MAX_REQUEST_BYTES", cls.max_request_bytes)),
             cors_origins=_env_list("CORS_ORIGINS"),
             rate_limits=_rate_limits(),

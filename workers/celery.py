@@ -53,6 +53,13 @@ def on_worker_ready(sender, **_: object) -> None:
     runtime.announce(getattr(sender, "hostname", None))
 
 
+@signals.worker_shutting_down.connect
+def on_worker_shutting_down(**_: object) -> None:
+    from workers.runtime import runtime
+
+    runtime.drain(Settings.from_env().shutdown_timeout)
+
+
 @signals.worker_shutdown.connect
 def on_worker_shutdown(**_: object) -> None:
     from workers.runtime import runtime

@@ -30,6 +30,7 @@ class Heartbeat:
         self.load = load
         self.interval = interval
         self.ttl = ttl
+        self.draining = False  # shutting down: finishing its jobs, taking no new ones
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
@@ -41,6 +42,7 @@ class Heartbeat:
         status = {
             "id": self.worker_id,
             "models": self.models,
+            "draining": self.draining,
             "load": self.load(),
             "ts": time.time(),
         }

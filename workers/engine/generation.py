@@ -108,6 +108,7 @@ class GenerationEngine:
         self._batch: BatchState | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._aborting: str | None = None
 
     # -- the outside: submit jobs, start and stop the loop -------------------------------------
 
@@ -169,6 +170,12 @@ class GenerationEngine:
         if self._thread:
             self._thread.join(timeout=30)
 
+    def abort(self, message: str) -> None:
+        """End every job in flight with an error (a shutdown that cannot wait any longer)."""
+        with self._lock:
+            self._aborting = message
+            self._lock.notify()
+
     def load(self) -> dict[str, int]:
         """How busy the engine is: running rows and sequences waiting to join."""
         return {"running": len(self._rows), "waiting": len(self._waiting)}
@@ -178,10 +185,14 @@ class GenerationEngine:
     def _run(self) -> None:
         while True:
             with self._lock:
-                while not self._waiting and not self._rows and not self._stopping:
+                while not (self._waiting or self._rows or self._stopping or self._aborting):
                     self._lock.wait()
                 if self._stopping:
                     return
+            if self._aborting:  # between steps, on the engine thread that owns the batch
+                self._fail_all(self._aborting)
+                self._aborting = None
+                continue
             try:
                 self.step()
             except Exception:  # noqa: BLE001 - one bad step must not kill the worker

@@ -1,0 +1,61 @@
+"""Graceful shutdown, caused for real with SIGTERM: a front lets its open streams finish and
+takes no new connection; a worker finishes the sequences it runs and takes no new job."""
+
+import json
+import os
+import signal
+import time
+
+from tests.integration.conftest import SMOL_C
+from tests.integration.http import get, open_stream, post, read_frames
+
+BODY = {
+    "model": SMOL_C,
+    "messages": [{"role": "user", "content": "Tell me about the sea."}],
+    "max_tokens": 40,
+    "ignore_eos": True,
+    "temperature": 0,
+    "stream": True,
+    "stream_options": {"include_usage": True},
+}
+
+
+def finish_and_usage(frames):
+    chunks = [json.loads(f) for f in frames if f != "[DONE]"]
+    finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
+    return finishes[-1], chunks[-1]["usage"]
+
+
+def test_sigterm_lets_streams_finish_on_the_front_then_on_the_worker(stack, front, redis_client):
+    worker = stack.worker([SMOL_C], front)
+    draining_front = stack.front()
+    process = stack.processes[-1]
+
+    # The front: the open stream runs to its end; new connections are refused.
+    response = open_stream(draining_front, "/v1/chat/completions", BODY)
+    response.readline(), response.readline()  # the first frame: the stream is under way
+    os.killpg(process.pid, signal.SIGTERM)
+    frames = read_frames(response)
+    assert frames[-1] == "[DONE]"
+    assert finish_and_usage(frames) == (
+        "length",
+        {"prompt_tokens": 36, "completion_tokens": 40, "total_tokens": 76},
+    )
+    assert process.wait(30) == 0
+    assert get(draining_front, "/health")[0] == 0  # nothing listens any more
+
+    # The worker: the running sequence finishes; meanwhile new requests get 503 at once.
+    response = open_stream(front, "/v1/chat/completions", BODY)
+    response.readline(), response.readline()  # the first frame: the sequence is running
+    os.killpg(worker.pid, signal.SIGTERM)
+    key = f"llm:worker:{worker.worker_id}"
+    deadline = time.monotonic() + 10
+    while not json.loads(redis_client.get(key) or "{}").get("draining"):
+        assert time.monotonic() < deadline, "the heartbeat never said draining"
+        time.sleep(0.05)
+    time.sleep(1.1)  # the front's liveness cache holds a read for up to a second
+    status, _, body = post(front, "/v1/chat/completions", {**BODY, "stream": False})
+    assert status == 503 and body["error"]["code"] == "model_not_available"
+    frames = read_frames(response)
+    assert finish_and_usage(frames)[0] == "length"
+    assert worker.wait(60) == 0
