@@ -44,7 +44,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     register_error_handlers(app)
     celery = celery_init_app(app)
-    client = redis.Redis.from_url(app.config["REDIS_URL"], health_check_interval=30)
+    # A bounded pool: under load, greenlets wait for a connection instead of opening more, so
+    # the count of Redis connections stays constant whatever the number of open requests.
+    pool = redis.BlockingConnectionPool.from_url(
+        app.config["REDIS_URL"], max_connections=32, timeout=10, health_check_interval=30
+    )
+    client = redis.Redis(connection_pool=pool)
     app.extensions["redis"] = client
     app.extensions["jobs"] = JobService(
         celery,

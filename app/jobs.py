@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from config.registry import CHAT, ModelSpec
 log = logging.getLogger(__name__)
 
 CANCEL_TTL = 3600
+PUBLISHERS = 8  # concurrent send_task calls, under kombu's 10 connections per channel
 WATCH_INTERVAL = 1.0  # seconds of silence after which the job's worker is checked
 
 
@@ -63,6 +65,7 @@ class JobService:
         max_queued: int = 256,
     ) -> None:
         self.celery = celery
+        self._publishing = threading.BoundedSemaphore(PUBLISHERS)
         self.metrics = None  # set by create_app: counts time to first token and tokens
         self.retries = retries
         self.max_queued = max_queued
@@ -107,7 +110,10 @@ class JobService:
         except redis.RedisError as exc:
             raise queue_unavailable(exc) from exc
         try:
-            self.celery.send_task(task, args=[job], queue=spec.name)
+            # kombu's Redis channel allows 10 connections and fails past them ("Too many
+            # connections"); publishing takes a millisecond, so excess publishers just wait.
+            with self._publishing:
+                self.celery.send_task(task, args=[job], queue=spec.name)
         except Exception as exc:
             events.close()
             raise queue_unavailable(exc) from exc
