@@ -74,7 +74,7 @@ def celery_config(redis_url: str) -> dict:
     return {
         "broker_url": redis_url,
         "broker_connection_retry_on_startup": True,
-        # JSON only, both ways: a job or event is plain data, never pickled code.
+        # JSON only, both ways: a job or event is plain data, never serialized Python objects.
         "task_serializer": "json",
         "accept_content": ["json"],
         "result_serializer": "json",
