@@ -124,13 +124,8 @@ def cmd_up(args: argparse.Namespace) -> None:
         shown = "localhost" if args.host in ("0.0.0.0", "127.0.0.1") else args.host
         base = f"http://{shown}:{args.port}"
         print("waiting for the workers to load their models ...", flush=True)
-        wait_for_models(
-            f"http://127.0.0.1:{args.port}",
-            [s.name for s in DEFAULT_MODELS],
-            600,
-            processes,
-            next(iter(env.get("API_KEYS", "").split(",")), "") or "EMPTY",
-        )
+        models = [s.name for s in DEFAULT_MODELS]
+        wait_for_models(f"http://127.0.0.1:{args.port}", models, 600, processes)
         print(
             f"\nready: the OpenAI API is at {base}/v1 serving "
             f"{', '.join(s.name for s in DEFAULT_MODELS)}; Ctrl-C stops everything\n",

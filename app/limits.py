@@ -15,6 +15,7 @@ import redis
 from flask import current_app, g, request
 
 from app.errors import APIError
+from app.jobs import queue_unavailable
 
 WINDOW = 60
 
@@ -41,8 +42,6 @@ class RateLimiter:
             pipe.get(names["tokens"])
             requests, _, tokens = pipe.execute()
         except redis.RedisError as exc:
-            from app.jobs import queue_unavailable
-
             raise queue_unavailable(exc) from exc
         reset = f"{WINDOW - int(time.time()) % WINDOW}s"
         rpm, tpm = limit.get("rpm"), limit.get("tpm")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Response, stream_with_context
@@ -23,10 +23,4 @@ def frame(payload: dict[str, Any]) -> str:
 
 def sse_response(frames: Iterable[str]) -> Response:
     """Stream ``frames`` as ``text/event-stream``, flushing each one as it is produced."""
-    return Response(
-        stream_with_context(_iterate(frames)), mimetype="text/event-stream", headers=SSE_HEADERS
-    )
-
-
-def _iterate(frames: Iterable[str]) -> Iterator[str]:
-    yield from frames
+    return Response(stream_with_context(frames), mimetype="text/event-stream", headers=SSE_HEADERS)

@@ -11,7 +11,6 @@ clients, and pub/sub subscribers) to show they stay a small constant.
 from __future__ import annotations
 
 import argparse
-import os
 import threading
 import time
 
@@ -20,20 +19,7 @@ import redis
 from bench.clients import _one
 from bench.metrics import RequestTiming
 from bench.prompts import messages
-from bench.serving import ROOT, stop_stack
-
-
-def start_stack(model: str, port: int):
-    from config.localstack import EmbeddedRedis, start_front, start_worker, wait_for_models
-
-    server = EmbeddedRedis(ROOT / ".run" / "load-redis")
-    env = {**os.environ, "REDIS_URL": server.start(), "MAX_QUEUED_JOBS": "1000"}
-    processes = [
-        start_worker([model], env, log=ROOT / ".run" / "load-worker.log"),
-        start_front("127.0.0.1", port, env, ROOT / ".run" / "load-front.log", ["--quiet"]),
-    ]
-    wait_for_models(f"http://127.0.0.1:{port}", [model], 600, processes)
-    return server, processes
+from bench.serving import start_stack, stop_stack
 
 
 def main() -> None:
@@ -54,7 +40,8 @@ def main() -> None:
 
         port = free_port()
         print(f"starting Redis, a {args.model} worker and one front ...", flush=True)
-        stack = start_stack(args.model, port)
+        # Over capacity on purpose: let the queue hold every client rather than answer 429.
+        stack = start_stack(args.model, port, "load", MAX_QUEUED_JOBS="1000")
         base, redis_url = f"http://127.0.0.1:{port}", stack[0].url
     client = redis.Redis.from_url(redis_url)
     timings: list[RequestTiming] = []

@@ -158,19 +158,15 @@ def stop_process(process: subprocess.Popen | None, timeout: float = 15.0) -> Non
 
 
 def wait_for_models(
-    base_url: str,
-    models: list[str],
-    timeout: float,
-    processes: list[subprocess.Popen] = (),
-    api_key: str = "EMPTY",
+    base_url: str, models: list[str], timeout: float, processes: list[subprocess.Popen] = ()
 ) -> None:
-    """Wait until ``/v1/models`` lists every one of ``models`` (each has a live worker)."""
+    """Wait until the front's ``/ready`` lists every one of ``models`` (each has a live worker).
+
+    ``/ready`` needs no API key, so waiting spends no key's rate limit.
+    """
     import json
 
     deadline = time.monotonic() + timeout
-    request = urllib.request.Request(
-        f"{base_url}/v1/models", headers={"Authorization": f"Bearer {api_key}"}
-    )
     while True:
         for process in processes:
             if process.poll() is not None:
@@ -178,12 +174,11 @@ def wait_for_models(
                     f"{process.args} exited with {process.returncode} while starting"
                 )
         try:
-            with urllib.request.urlopen(request, timeout=2) as response:
-                listed = {m["id"] for m in json.load(response)["data"]}
-            if set(models) <= listed:
-                return
+            with urllib.request.urlopen(f"{base_url}/ready", timeout=2) as response:
+                if set(models) <= set(json.load(response)["models"]):
+                    return
         except (urllib.error.URLError, ConnectionError, OSError, ValueError):
-            pass
+            pass  # not up yet, or 503 until a worker is live (HTTPError is a URLError)
         if time.monotonic() > deadline:
             raise TimeoutError(f"models {models} not ready at {base_url} after {timeout:.0f} s")
         time.sleep(0.25)
