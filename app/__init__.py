@@ -23,6 +23,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         REDIS_URL=settings.redis_url,
         API_KEYS=settings.api_keys,
         WORKER_API_TIMEOUT=settings.worker_api_timeout,
+        QUEUE_TIMEOUT=settings.queue_timeout,
         MODELS_FILE=settings.models_file,
         MAX_QUEUED_JOBS=settings.max_queued_jobs,
         RATE_LIMITS=settings.rate_limits,
@@ -47,7 +48,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # A bounded pool: under load, greenlets wait for a connection instead of opening more, so
     # the count of Redis connections stays constant whatever the number of open requests.
     pool = redis.BlockingConnectionPool.from_url(
-        app.config["REDIS_URL"], max_connections=32, timeout=10, health_check_interval=30
+        app.config["REDIS_URL"],
+        max_connections=32,
+        timeout=10,
+        health_check_interval=30,
+        client_name="llm-front",  # named in CLIENT LIST, for operators and bench/load.py
     )
     client = redis.Redis(connection_pool=pool)
     app.extensions["redis"] = client
@@ -57,6 +62,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         load_registry(app.config["MODELS_FILE"]),
         app.config["WORKER_API_TIMEOUT"],
         max_queued=app.config["MAX_QUEUED_JOBS"],
+        queue_timeout=app.config["QUEUE_TIMEOUT"],
     )
     app.extensions["limits"] = RateLimiter(client, app.config["RATE_LIMITS"])
     app.extensions["metrics"] = app.extensions["jobs"].metrics = Metrics(app.extensions["jobs"])
@@ -66,10 +72,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from app.api import bp
     from app.health import bp as health_bp
     from app.metrics import bp as metrics_bp
+    from app.openapi import bp as openapi_bp
 
     app.register_blueprint(bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(metrics_bp)
+    app.register_blueprint(openapi_bp)
     if app.config["CORS_ORIGINS"]:  # off unless configured: browsers may not call by default
         from flask_cors import CORS
 

@@ -32,6 +32,7 @@ class JobEvents:
         self.queue: queue.Queue[dict[str, Any]] = queue.Queue()
         self.subscribed = threading.Event()
         self.job: dict[str, Any] = {}  # the job as submitted (set by JobService.submit)
+        self.claimed_at: float | None = None  # when the front first saw a worker holding it
         self._order = EventOrder()
 
     def next(self, timeout: float) -> dict[str, Any]:

@@ -63,6 +63,7 @@ class JobService:
         timeout: float,
         retries: int = 1,
         max_queued: int = 256,
+        queue_timeout: float = 600.0,
     ) -> None:
         self.celery = celery
         self._publishing = threading.BoundedSemaphore(PUBLISHERS)
@@ -72,6 +73,7 @@ class JobService:
         self.client = client
         self.registry = registry
         self.timeout = timeout
+        self.queue_timeout = queue_timeout
         self.hub = EventHub(client)
         self.liveness = Liveness(client)
 
@@ -151,8 +153,9 @@ class JobService:
     def iterate(self, events: JobEvents) -> Iterator[dict[str, Any]]:
         """Yield a job's events up to and including the terminal one.
 
-        An ``error`` event is raised as :class:`APIError`; silence for the timeout is a 504; a
-        worker that died with the job (its heartbeat lapsed) is :class:`WorkerLost`. A job that
+        An ``error`` event is raised as :class:`APIError`; a worker silent for the timeout, or a
+        queue that kept the job for the queue timeout, is a 504; a worker that died with the job
+        (its heartbeat lapsed) is :class:`WorkerLost`. A job that
         ends here without its terminal event (client gone, timeout, worker lost) is cancelled,
         so a copy of it still in the queue or on a frozen worker stops too.
         """
@@ -161,18 +164,10 @@ class JobService:
         first = True
         try:
             while True:
-                silent = time.monotonic() - last_heard
                 try:
-                    event = events.next(min(WATCH_INTERVAL, max(self.timeout - silent, 0.0)))
+                    event = events.next(WATCH_INTERVAL)
                 except queue.Empty:
-                    if time.monotonic() - last_heard >= self.timeout:
-                        raise APIError(
-                            504,
-                            f"The model worker sent nothing for {self.timeout:g} seconds.",
-                            code="worker_timeout",
-                            type_="timeout_error",
-                        ) from None
-                    self._check_worker(events)
+                    self._check_silence(events, submitted, last_heard)
                     continue
                 except EventGap as exc:
                     log.error("job %s: %s", events.job_id, exc)
@@ -222,8 +217,14 @@ class JobService:
                 headers={"Retry-After": "1"},
             )
 
-    def _check_worker(self, events: JobEvents) -> None:
-        """Raise :class:`WorkerLost` if the job's worker, or every worker of its model, is gone."""
+    def _check_silence(self, events: JobEvents, submitted: float, last_heard: float) -> None:
+        """A job has been silent for a while: raise if it never will speak.
+
+        :class:`WorkerLost` if its worker (or, while it is queued, every worker of its model) is
+        gone; 504 if a worker holds it but sent nothing for the timeout, or if it waited in the
+        queue for the queue timeout. Time in the queue does not count against the worker
+        timeout: under load a job may wait longer than a worker may stay silent.
+        """
         try:
             worker = self.client.get(claim_key(events.job_id))
             if worker is not None:
@@ -235,6 +236,26 @@ class JobService:
         if not alive:
             log.warning("job %s: its worker %s is gone", events.job_id, worker)
             raise WorkerLost()
+        now = time.monotonic()
+        if worker is None:
+            if now - submitted >= self.queue_timeout:
+                raise APIError(
+                    504,
+                    f"The request waited {self.queue_timeout:g} seconds in the queue of "
+                    f"`{events.job['model']}` without a worker taking it.",
+                    code="queue_timeout",
+                    type_="timeout_error",
+                )
+            return
+        if events.claimed_at is None:
+            events.claimed_at = now
+        if now - max(last_heard, events.claimed_at) >= self.timeout:
+            raise APIError(
+                504,
+                f"The model worker sent nothing for {self.timeout:g} seconds.",
+                code="worker_timeout",
+                type_="timeout_error",
+            )
 
     def cancel(self, job_id: str) -> None:
         try:

@@ -75,14 +75,18 @@ def main() -> None:
             thread.start()
         while any(t.is_alive() for t in threads):
             clients = client.client_list()
-            samples.append((len(clients), sum(1 for c in clients if int(c.get("sub", 0)) > 0)))
+            subscribers = [c.get("name") or "unnamed" for c in clients if int(c.get("sub", 0))]
+            front = sum(1 for c in clients if c.get("name") == "llm-front")
+            samples.append((len(clients), front, sorted(subscribers)))
             time.sleep(1)
     finally:
         if stack:
             stop_stack(*stack)
     errors = [t.error for t in timings if t.error]
     dropped = [e for e in errors if "finish_reason" in e or "Error" in e]
-    totals, subs = [s[0] for s in samples], [s[1] for s in samples]
+    totals, fronts = [s[0] for s in samples], [s[1] for s in samples]
+    subs = [len(s[2]) for s in samples]
+    subscriber_kinds = sorted({", ".join(s[2]) for s in samples})
     print(
         f"\n{args.clients} clients streaming for {args.seconds:g} s through one front "
         f"({args.max_tokens} tokens per request):"
@@ -95,7 +99,11 @@ def main() -> None:
         f"  Redis connections (all clients of Redis, sampled each second): "
         f"min {min(totals)}, max {max(totals)}"
     )
-    print(f"  Redis pub/sub subscriber connections: min {min(subs)}, max {max(subs)}")
+    print(f"  the front's own (named llm-front): min {min(fronts)}, max {max(fronts)}")
+    print(
+        f"  Redis pub/sub subscriber connections: min {min(subs)}, max {max(subs)} "
+        f"(seen: {' | '.join(subscriber_kinds)})"
+    )
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     api_keys: list[str] = field(default_factory=list)
     worker_api_timeout: float = 100.0
+    queue_timeout: float = 600.0
     embedding_batch_size: int = 64
     models_file: str | None = None
     heartbeat_interval: float = 2.0
@@ -54,6 +55,7 @@ class Settings:
             redis_url=os.environ.get("REDIS_URL", cls.redis_url),
             api_keys=_env_list("API_KEYS"),
             worker_api_timeout=float(os.environ.get("WORKER_API_TIMEOUT", cls.worker_api_timeout)),
+            queue_timeout=float(os.environ.get("QUEUE_TIMEOUT", cls.queue_timeout)),
             embedding_batch_size=int(
                 os.environ.get("EMBEDDING_BATCH_SIZE", cls.embedding_batch_size)
             ),

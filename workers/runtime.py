@@ -46,7 +46,7 @@ class WorkerRuntime:
         if unknown:
             log.warning("queues without a registry entry are ignored: %s", ", ".join(unknown))
         self.settings = settings
-        self.io = RedisJobIO(redis.Redis.from_url(settings.redis_url))
+        self.io = RedisJobIO(redis.Redis.from_url(settings.redis_url, client_name="llm-worker"))
         for name in models:
             if name not in self.engines:
                 self.engines[name] = load_engine(registry[name], self.io, settings)

@@ -113,7 +113,11 @@ def stack(tmp_path_factory, redis_server, tiny_model_dir, model_cache_dir):
     }
     entries = [{"name": name, **tiny} for name in (TINY, STALL, OFFLINE)]
     models_file.write_text(json.dumps(entries + [{"name": n, **smol} for n in (SMOL_B, SMOL_C)]))
-    env = {k: v for k, v in os.environ.items() if k not in ("API_KEYS", "WORKER_API_TIMEOUT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("API_KEYS", "WORKER_API_TIMEOUT", "QUEUE_TIMEOUT")
+    }
     env.update(
         REDIS_URL=redis_server.url,
         MODELS_FILE=str(models_file),

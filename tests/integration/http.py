@@ -33,12 +33,12 @@ def get(base: str, path: str, headers: dict | None = None):
         return 0, {}, None
 
 
-def open_stream(base: str, path: str, body: Any):
+def open_stream(base: str, path: str, body: Any, headers: dict | None = None):
     """Start a streaming POST; returns the open response (read it line by line)."""
     request = urllib.request.Request(
         f"{base}{path}",
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **(headers or {})},
     )
     return urllib.request.urlopen(request, timeout=120)
 

@@ -75,8 +75,9 @@ def test_request_of_a_killed_worker_is_run_again_by_another(stack, front, redis_
     assert second_attempt != first_attempt
     survivor = next(i for i in ids if i != victim)
     assert redis_client.get(claim_key(second_attempt)) == survivor
-    # The request is recorded answered once, under its first attempt's id.
-    assert redis_client.get(finished_key(first_attempt)) == "done"
+    # The request is recorded answered once, under its first attempt's id (the worker writes
+    # it just after the answer goes out).
+    assert wait_for(lambda: redis_client.get(finished_key(first_attempt)), 5) == "done"
 
 
 def test_a_redelivered_job_that_already_finished_is_dropped(

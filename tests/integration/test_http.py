@@ -70,8 +70,8 @@ def test_known_model_without_a_live_worker_is_503_at_once(front):
 
 @pytest.fixture(scope="module")
 def strict_front(stack):
-    """A second front with API keys and a short worker timeout."""
-    return stack.front(API_KEYS="sekrit,other", WORKER_API_TIMEOUT="2")
+    """A second front with API keys and short worker and queue timeouts."""
+    return stack.front(API_KEYS="sekrit,other", WORKER_API_TIMEOUT="2", QUEUE_TIMEOUT="3")
 
 
 def test_api_keys_are_enforced(strict_front):
@@ -90,18 +90,23 @@ def test_api_keys_are_enforced(strict_front):
 
 def test_a_worker_that_stops_answering_gives_504(strict_front, stall_worker):
     auth = {"Authorization": "Bearer sekrit"}
+    body = {**CHAT, "model": STALL, "max_tokens": 200, "ignore_eos": True, "stream": True}
+    response = open_stream(strict_front, "/v1/chat/completions", body, auth)
+    assert response.readline().startswith(b"data: ")  # a worker holds the job and speaks
     os.killpg(stall_worker.pid, signal.SIGSTOP)
     try:
-        for stream in (False, True):
-            status, _, body = post(
-                strict_front,
-                "/v1/chat/completions",
-                {**CHAT, "model": STALL, "stream": stream},
-                auth,
-            )
-            assert error_of(status, body, 504)["code"] == "worker_timeout"
+        error = None
+        for line in response:
+            if line.startswith(b'data: {"error"'):
+                error = json.loads(line[len("data: ") :])["error"]
+                break
+        assert error and error["code"] == "worker_timeout"
+        # The frozen worker takes nothing: a new request waits its queue timeout, then 504.
+        status, _, body = post(strict_front, "/v1/chat/completions", {**CHAT, "model": STALL}, auth)
+        assert error_of(status, body, 504)["code"] == "queue_timeout"
     finally:
         os.killpg(stall_worker.pid, signal.SIGCONT)
+        response.close()
 
 
 def test_client_that_disconnects_cancels_its_job(front, redis_client):

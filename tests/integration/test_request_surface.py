@@ -306,6 +306,11 @@ def test_embedding_token_ids_base64_and_dimensions(openai_client, front):
         front, "/v1/embeddings", {"model": EMBED_MODEL, "input": "x", "dimensions": 64}
     )
     assert status == 400 and body["error"]["param"] == "dimensions"
+    # Token ids past the vocabulary (schemathesis found these were a 500).
+    body = {"model": EMBED_MODEL, "input": [[ids[0], 10**12]]}
+    status, _, body = post(front, "/v1/embeddings", body)
+    assert status == 400 and body["error"]["param"] == "input"
+    assert "Token ids" in body["error"]["message"]
 
 
 @pytest.mark.usefixtures("embed_worker")

@@ -5,7 +5,7 @@ pass per step. It talks to the outside world through a :class:`JobIO`: it hands 
 events in one call and learns which jobs were cancelled.
 """
 
-from workers.engine.generation import GenerationEngine, JobRejected
-from workers.engine.io import JobIO, Ticket
+from workers.engine.generation import GenerationEngine
+from workers.engine.io import JobIO, JobRejected, Ticket
 
 __all__ = ["GenerationEngine", "JobIO", "JobRejected", "Ticket"]

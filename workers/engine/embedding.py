@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from config.protocol import DONE, ERROR, EventSequence, error_body
-from workers.engine.io import JobIO, Ticket
+from workers.engine.io import JobIO, JobRejected, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,11 @@ class EmbeddingEngine:
         self._busy = 0
 
     def submit(self, job: dict[str, Any]) -> Ticket:
+        """Queue ``job`` for the next shared batch; raise :class:`JobRejected` if it is invalid."""
+        vocab = len(self.model.tokenizer)
+        for item in job["inputs"]:
+            if not isinstance(item, str) and any(not 0 <= t < vocab for t in item):
+                raise JobRejected(400, f"Token ids in the input must be in [0, {vocab}).", "input")
         ticket = Ticket()
         with self._lock:
             self._waiting.append((job, ticket))

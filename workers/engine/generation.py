@@ -20,7 +20,7 @@ from transformers import DynamicCache
 
 from config.protocol import DONE, ERROR, TOKEN, EventSequence, error_body
 from workers.engine.batch import BatchState, prefill_inputs
-from workers.engine.io import JobIO, Ticket
+from workers.engine.io import JobIO, JobRejected, Ticket
 from workers.engine.sampling import (
     SamplingParams,
     choose_token,
@@ -31,17 +31,6 @@ from workers.engine.sampling import (
 from workers.engine.text import TextStream
 
 log = logging.getLogger(__name__)
-
-
-class JobRejected(Exception):
-    """A job that cannot run (bad prompt, too long): becomes an error event with this status."""
-
-    def __init__(
-        self, status: int, message: str, param: str | None = None, code: str | None = None
-    ):
-        super().__init__(message)
-        self.status = status
-        self.body = error_body(message, "invalid_request_error", param, code)
 
 
 @dataclass

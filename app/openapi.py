@@ -1,0 +1,347 @@
+"""GET /openapi.json: the API as an OpenAPI 3 document, built by apispec from the marshmallow
+request schemas (the very ones that validate requests) and the response schemas below.
+
+The document is built per front: each ``model`` parameter lists the names of its registry, so
+generated clients and fuzzers see which models this deployment serves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Blueprint, current_app, jsonify
+from marshmallow import Schema, fields
+
+from app import schemas
+from config.registry import CHAT, EMBEDDING, ModelSpec
+
+bp = Blueprint("openapi", __name__)
+
+OPENAPI_VERSION = "3.0.3"
+STRINGS = {"type": "array", "items": {"type": "string"}}
+TOKENS = {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1}
+TEXT_PART = {
+    "type": "object",
+    "properties": {"type": {"type": "string", "enum": ["text"]}, "text": {"type": "string"}},
+    "required": ["type", "text"],
+}
+# The custom request fields, which marshmallow alone cannot describe.
+CUSTOM_FIELDS = {
+    schemas.StringOrList: {"oneOf": [{"type": "string"}, STRINGS]},
+    schemas.Prompt: {
+        "oneOf": [
+            {"type": "string"},
+            {**STRINGS, "minItems": 1},
+            TOKENS,
+            {"type": "array", "items": TOKENS, "minItems": 1},
+        ]
+    },
+    schemas.MessageContent: {"oneOf": [{"type": "string"}, {"type": "array", "items": TEXT_PART}]},
+}
+
+
+# Responses ---------------------------------------------------------------------------------
+
+
+class ErrorDetail(Schema):
+    message = fields.String(required=True)
+    type = fields.String(required=True)
+    param = fields.String(required=True, allow_none=True)
+    code = fields.String(required=True, allow_none=True)
+
+
+class ErrorResponse(Schema):
+    error = fields.Nested(ErrorDetail, required=True)
+
+
+class Usage(Schema):
+    prompt_tokens = fields.Integer(required=True)
+    completion_tokens = fields.Integer()
+    total_tokens = fields.Integer(required=True)
+
+
+class TopLogprob(Schema):
+    token = fields.String(required=True)
+    logprob = fields.Float(required=True)
+    bytes = fields.List(fields.Integer(), required=True)
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs = fields.List(fields.Nested(TopLogprob), required=True)
+
+
+class ChatLogprobs(Schema):
+    content = fields.List(fields.Nested(TokenLogprob), required=True)
+
+
+class ChatMessage(Schema):
+    role = fields.String(required=True)
+    content = fields.String(required=True)
+
+
+class ChatChoice(Schema):
+    index = fields.Integer(required=True)
+    message = fields.Nested(ChatMessage, required=True)
+    logprobs = fields.Nested(ChatLogprobs, required=True, allow_none=True)
+    finish_reason = fields.String(required=True)
+
+
+class ChatCompletion(Schema):
+    id = fields.String(required=True)
+    object = fields.String(required=True)
+    created = fields.Integer(required=True)
+    model = fields.String(required=True)
+    system_fingerprint = fields.String(allow_none=True)
+    choices = fields.List(fields.Nested(ChatChoice), required=True)
+    usage = fields.Nested(Usage, required=True)
+
+
+class CompletionLogprobs(Schema):
+    tokens = fields.List(fields.String(), required=True)
+    token_logprobs = fields.List(fields.Float(allow_none=True), required=True)
+    top_logprobs = fields.List(
+        fields.Dict(keys=fields.String(), values=fields.Float(), allow_none=True), required=True
+    )
+    text_offset = fields.List(fields.Integer(), required=True)
+
+
+class CompletionChoice(Schema):
+    index = fields.Integer(required=True)
+    text = fields.String(required=True)
+    logprobs = fields.Nested(CompletionLogprobs, required=True, allow_none=True)
+    finish_reason = fields.String(required=True)
+
+
+class Completion(ChatCompletion):
+    choices = fields.List(fields.Nested(CompletionChoice), required=True)
+
+
+class EditChoice(Schema):
+    index = fields.Integer(required=True)
+    text = fields.String(required=True)
+
+
+class Edit(Schema):
+    object = fields.String(required=True)
+    created = fields.Integer(required=True)
+    choices = fields.List(fields.Nested(EditChoice), required=True)
+    usage = fields.Nested(Usage, required=True)
+
+
+class Embedding(Schema):
+    object = fields.String(required=True)
+    index = fields.Integer(required=True)
+    embedding = fields.Raw(
+        required=True,
+        metadata={"oneOf": [{"type": "array", "items": {"type": "number"}}, {"type": "string"}]},
+    )
+
+
+class EmbeddingList(Schema):
+    object = fields.String(required=True)
+    data = fields.List(fields.Nested(Embedding), required=True)
+    model = fields.String(required=True)
+    usage = fields.Nested(Usage, required=True)
+
+
+class Model(Schema):
+    id = fields.String(required=True)
+    object = fields.String(required=True)
+    created = fields.Integer(required=True)
+    owned_by = fields.String(required=True)
+    root = fields.String()
+    parent = fields.String(allow_none=True)
+    permission = fields.List(fields.Dict())
+
+
+class ModelList(Schema):
+    object = fields.String(required=True)
+    data = fields.List(fields.Nested(Model), required=True)
+
+
+class Health(Schema):
+    status = fields.String(required=True)
+    reason = fields.String()
+    models = fields.List(fields.String())
+
+
+# The document ------------------------------------------------------------------------------
+
+
+def _json(schema: str | dict) -> dict:
+    ref = {"$ref": f"#/components/schemas/{schema}"} if isinstance(schema, str) else schema
+    return {"application/json": {"schema": ref}}
+
+
+def _errors(*statuses: int) -> dict:
+    """Error responses: every API path may also answer 400 (bad JSON), 401 and 429 (limits)."""
+    described = {
+        400: "Invalid request",
+        401: "Missing or wrong API key",
+        404: "Unknown model",
+        405: "Method not allowed",
+        413: "Request body too large",
+        429: "Queue full or rate limit exceeded",
+        502: "Events from the worker were lost",
+        503: "No live worker for the model, or Redis unavailable",
+        504: "The worker went silent, or no worker took the job in time",
+    }
+    return {
+        str(s): {"description": described[s], "content": _json("ErrorResponse")} for s in statuses
+    }
+
+
+def _generation(request: str, response: str, streams: bool) -> dict:
+    ok: dict[str, Any] = {"description": "The result", "content": _json(response)}
+    if streams:
+        ok["content"]["text/event-stream"] = {
+            "schema": {"type": "string", "description": "Server-Sent Events, ending `[DONE]`"}
+        }
+    return {
+        "requestBody": {"required": True, "content": _json(request)},
+        "responses": {"200": ok, **_errors(400, 401, 404, 405, 413, 429, 502, 503, 504)},
+    }
+
+
+def build_spec(registry: dict[str, ModelSpec]) -> dict:
+    """The OpenAPI document of this front, its model names from ``registry``."""
+    plugin = MarshmallowPlugin()
+    spec = APISpec(
+        title="llm-queue: an OpenAI-compatible API",
+        version="1.0.0",
+        openapi_version=OPENAPI_VERSION,
+        plugins=[plugin],
+        info={"description": "Chat, completions, edits and embeddings served by Celery workers."},
+    )
+    plugin.converter.add_attribute_function(_custom_field)
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+
+    names = {
+        kind: sorted(n for n, s in registry.items() if s.kind == kind) for kind in (CHAT, EMBEDDING)
+    }
+    for name, schema in (
+        ("ChatCompletionRequest", schemas.ChatCompletionSchema),
+        ("CompletionRequest", schemas.CompletionSchema),
+        ("EditRequest", schemas.EditSchema),
+        ("EmbeddingRequest", schemas.EmbeddingSchema),
+    ):
+        spec.components.schema(name, schema=schema)
+        kind = EMBEDDING if schema is schemas.EmbeddingSchema else CHAT
+        if names[kind]:  # an enum may not be empty
+            spec.components.schemas[name]["properties"]["model"]["enum"] = names[kind]
+    for name, schema in (
+        ("ErrorResponse", ErrorResponse),
+        ("ChatCompletion", ChatCompletion),
+        ("Completion", Completion),
+        ("Edit", Edit),
+        ("EmbeddingList", EmbeddingList),
+        ("Model", Model),
+        ("ModelList", ModelList),
+        ("Health", Health),
+    ):
+        spec.components.schema(name, schema=schema)
+
+    secured = {"security": [{"bearer": []}, {}]}  # keys are optional: only if API_KEYS is set
+    spec.path(
+        "/v1/chat/completions",
+        operations={
+            "post": {
+                "summary": "Create a chat completion",
+                **_generation("ChatCompletionRequest", "ChatCompletion", streams=True),
+                **secured,
+            }
+        },
+    )
+    spec.path(
+        "/v1/completions",
+        operations={
+            "post": {
+                "summary": "Create a completion",
+                **_generation("CompletionRequest", "Completion", streams=True),
+                **secured,
+            }
+        },
+    )
+    spec.path(
+        "/v1/edits",
+        operations={
+            "post": {
+                "summary": "Create an edit (legacy)",
+                **_generation("EditRequest", "Edit", streams=False),
+                **secured,
+            }
+        },
+    )
+    embeddings = _generation("EmbeddingRequest", "EmbeddingList", streams=False)
+    spec.path(
+        "/v1/embeddings",
+        operations={"post": {"summary": "Create embeddings", **embeddings, **secured}},
+    )
+    spec.path(
+        "/v1/models",
+        operations={
+            "get": {
+                "summary": "The models with a live worker",
+                "responses": {
+                    "200": {"description": "The models", "content": _json("ModelList")},
+                    **_errors(401, 429, 503),
+                },
+                **secured,
+            }
+        },
+    )
+    spec.path(
+        "/v1/models/{model}",
+        operations={
+            "get": {
+                "summary": "One model",
+                "parameters": [
+                    {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {"description": "The model", "content": _json("Model")},
+                    **_errors(401, 404, 429, 503),
+                },
+                **secured,
+            }
+        },
+    )
+    for path, summary in (("/health", "The process is up"), ("/ready", "Ready to serve")):
+        responses = {"200": {"description": summary, "content": _json("Health")}}
+        if path == "/ready":
+            responses["503"] = {
+                "description": "Redis or workers missing",
+                "content": _json("Health"),
+            }
+        spec.path(path, operations={"get": {"summary": summary, "responses": responses}})
+    spec.path(
+        "/metrics",
+        operations={
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+    )
+    return spec.to_dict()
+
+
+def _custom_field(self: Any, field: fields.Field, **_: Any) -> dict:
+    for cls, schema in CUSTOM_FIELDS.items():
+        if isinstance(field, cls):
+            return dict(schema)
+    return {}
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    if "openapi" not in current_app.extensions:
+        current_app.extensions["openapi"] = build_spec(current_app.extensions["jobs"].registry)
+    return jsonify(current_app.extensions["openapi"])
