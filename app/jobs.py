@@ -28,7 +28,7 @@ from config.protocol import (
     heartbeat_key,
     origin,
 )
-from config.registry import CHAT, ModelSpec
+from config.registry import CHAT, ModelSpec, public_names
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,8 @@ class JobService:
         self.retries = retries
         self.max_queued = max_queued
         self.client = client
-        self.registry = registry
+        self.registry = registry  # model name -> entry (the name is its queue's)
+        self.names = public_names(registry)  # every name clients may use, aliases included
         self.timeout = timeout
         self.queue_timeout = queue_timeout
         self.hub = EventHub(client)
@@ -79,7 +80,7 @@ class JobService:
 
     def resolve(self, name: str, kind: str) -> ModelSpec:
         """The entry for ``name``: 404 if unknown, 400 if the wrong kind, 503 if no live worker."""
-        spec = self.registry.get(name)
+        spec = self.names.get(name)
         if spec is None:
             raise APIError(404, f"The model `{name}` does not exist.", "model", "model_not_found")
         if spec.kind != kind:
@@ -88,7 +89,7 @@ class JobService:
                 400, f"The model `{name}` does not support {what}.", "model", "model_not_supported"
             )
         try:
-            live = self.liveness.is_live(name)
+            live = self.liveness.is_live(spec.name)
         except redis.RedisError as exc:
             raise queue_unavailable(exc) from exc
         if not live:

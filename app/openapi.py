@@ -15,7 +15,7 @@ from flask import Blueprint, current_app, jsonify
 from marshmallow import Schema, fields
 
 from app import schemas
-from config.registry import CHAT, EMBEDDING, ModelSpec
+from config.registry import CHAT, EMBEDDING, ModelSpec, public_names
 
 bp = Blueprint("openapi", __name__)
 
@@ -218,8 +218,9 @@ def build_spec(registry: dict[str, ModelSpec]) -> dict:
     plugin.converter.add_attribute_function(_custom_field)
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
 
+    public = public_names(registry)
     names = {
-        kind: sorted(n for n, s in registry.items() if s.kind == kind) for kind in (CHAT, EMBEDDING)
+        kind: sorted(n for n, s in public.items() if s.kind == kind) for kind in (CHAT, EMBEDDING)
     }
     for name, schema in (
         ("ChatCompletionRequest", schemas.ChatCompletionSchema),

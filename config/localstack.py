@@ -108,7 +108,7 @@ def start_worker(
         "--without-gossip",
         "--without-mingle",
     ]
-    return _spawn(args, env, log)
+    return spawn(args, env, log)
 
 
 def start_front(
@@ -128,10 +128,12 @@ def start_front(
         "--port",
         str(port),
     ]
-    return _spawn(args + (extra or []), env, log)
+    return spawn(args + (extra or []), env, log)
 
 
-def _spawn(args: list[str], env: dict[str, str], log: Path | None) -> subprocess.Popen:
+def spawn(args: list[str], env: dict[str, str], log: Path | None) -> subprocess.Popen:
+    """Run ``args`` from the repository root in a session of its own (so that
+    :func:`stop_process` stops its children too), its output to ``log``."""
     out = open(log, "ab") if log else None  # noqa: SIM115 - owned by the process
     return subprocess.Popen(
         args,

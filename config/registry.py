@@ -20,6 +20,7 @@ from pathlib import Path
 CHAT = "chat"
 EMBEDDING = "embedding"
 KINDS = (CHAT, EMBEDDING)
+DTYPES = ("float32", "float16", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,25 @@ class ModelSpec:
     prefill_tokens: int = 512  # prompt tokens prefilled per engine step (see the README)
     max_queued: int | None = None  # jobs waiting in its queue before 429 (None: MAX_QUEUED_JOBS)
     created: int = field(default_factory=lambda: int(time.time()))
+    aliases: tuple[str, ...] = ()  # more public names for the same model (FastChat's --model-names)
+    base: str | None = None  # a LoRA adapter: the registry name of its base model; source: adapter
+    dtype: str | None = None  # float32, float16 or bfloat16 (None: the DTYPE setting)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "aliases", tuple(self.aliases))  # JSON gives a list
         if self.kind not in KINDS:
             raise ValueError(f"model {self.name!r}: kind must be one of {KINDS}, not {self.kind!r}")
         if self.max_batch_size < 1 or self.prefill_tokens < 1:
             raise ValueError(f"model {self.name!r}: max_batch_size and prefill_tokens must be >= 1")
+        if self.base and self.kind != CHAT:
+            raise ValueError(f"model {self.name!r}: only chat models take a LoRA adapter")
+        if self.dtype not in (None, *DTYPES):
+            raise ValueError(f"model {self.name!r}: dtype must be one of {DTYPES}")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every public name of the model: its own, then its aliases."""
+        return (self.name, *self.aliases)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,7 +94,30 @@ def load_registry(models_file: str | None = None) -> dict[str, ModelSpec]:
         for entry in entries:
             spec = ModelSpec(**entry)
             registry[spec.name] = spec
+    _check(registry)
     return registry
+
+
+def _check(registry: dict[str, ModelSpec]) -> None:
+    """Every public name unique; every adapter on a chat model that is not itself an adapter."""
+    seen: dict[str, str] = {}
+    for spec in registry.values():
+        for name in spec.names:
+            if name in seen:
+                raise ValueError(f"model name {name!r} is used by {seen[name]!r} and {spec.name!r}")
+            seen[name] = spec.name
+        if spec.base is not None:
+            base = registry.get(spec.base)
+            if base is None or base.kind != CHAT or base.base is not None:
+                raise ValueError(
+                    f"model {spec.name!r}: its base {spec.base!r} must be a chat model entry "
+                    "that is not itself an adapter"
+                )
+
+
+def public_names(registry: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
+    """Every name clients may ask for (names and aliases) -> its entry."""
+    return {name: spec for spec in registry.values() for name in spec.names}
 
 
 def resolve_source(spec: ModelSpec) -> str:

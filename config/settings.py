@@ -47,6 +47,8 @@ class Settings:
     cors_origins: list[str] = field(default_factory=list)
     rate_limits: dict = field(default_factory=dict)
     model_cache_dir: str = field(default_factory=lambda: default_cache_dir())
+    device: str = "auto"
+    dtype: str = "auto"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -68,6 +70,8 @@ class Settings:
             cors_origins=_env_list("CORS_ORIGINS"),
             rate_limits=_rate_limits(),
             model_cache_dir=os.environ.get("MODEL_CACHE_DIR") or default_cache_dir(),
+            device=os.environ.get("DEVICE", cls.device),
+            dtype=_dtype(os.environ.get("DTYPE", cls.dtype)),
         )
 
 
@@ -89,3 +93,10 @@ def celery_config(redis_url: str) -> dict:
         "task_create_missing_queues": True,
         "worker_hijack_root_logger": False,
     }
+
+
+def _dtype(value: str) -> str:
+    allowed = ("auto", "float32", "float16", "bfloat16")
+    if value not in allowed:
+        raise ValueError(f"DTYPE must be one of {', '.join(allowed)}, not {value!r}")
+    return value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tiny_model import build_tiny_model
+from tests.tiny_model import build_tiny_adapter, build_tiny_model
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +16,15 @@ def model_cache_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter_dirs(tmp_path_factory, tiny_model_dir):
+    """Two random LoRA adapters on the tiny model."""
+    root = tmp_path_factory.mktemp("tiny-adapters")
+    return [
+        build_tiny_adapter(tiny_model_dir, root / name, seed) for seed, name in ((1, "a"), (2, "b"))
+    ]
 
 
 @pytest.fixture

@@ -61,3 +61,24 @@ def build_tiny_model(directory: Path, seed: int = 0) -> Path:
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def build_tiny_adapter(base_dir: Path, directory: Path, seed: int) -> Path:
+    """A random LoRA adapter for the tiny model (both LoRA matrices random, so that it really
+    changes the outputs), saved the way PEFT saves adapters."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    torch.manual_seed(seed)
+    config = LoraConfig(
+        r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+    )
+    model = get_peft_model(base, config)
+    with torch.no_grad():  # larger than PEFT's small random init: the greedy path must change
+        for name, param in model.named_parameters():
+            if "lora_" in name:
+                param.normal_(0, 0.5)
+    model.save_pretrained(directory)
+    return directory

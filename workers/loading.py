@@ -19,35 +19,101 @@ from workers.engine.embedding import EmbeddingEngine
 log = logging.getLogger(__name__)
 
 
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def pick_device(setting: str = "auto") -> torch.device:
+    """``auto``: the first visible GPU if there is one (pin a worker to a GPU with
+    CUDA_VISIBLE_DEVICES), else the CPU; or a torch device name (``cpu``, ``cuda:1``)."""
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(setting)
+
+
+def pick_dtype(setting: str | None, device: torch.device) -> torch.dtype:
+    """``auto`` (or None): float32 on the CPU (no fast half-precision kernels there), bfloat16 on
+    a GPU that has it, else float16; or the named dtype."""
+    if setting in (None, "auto"):
+        if device.type == "cpu":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return getattr(torch, setting)
+
+
+def load_engines(
+    specs: list[ModelSpec], registry: dict[str, ModelSpec], io: JobIO, settings: Settings
+) -> dict[str, GenerationEngine | EmbeddingEngine]:
+    """Load the engines that serve ``specs``: model name -> its engine (not started).
+
+    Each model gets its own engine, except LoRA adapters: the adapters of one base (and the base,
+    if asked for too) share one engine over one copy of the base weights.
+    """
+    engines: dict[str, GenerationEngine | EmbeddingEngine] = {}
+    groups: dict[str, list[ModelSpec]] = {}
+    for spec in specs:
+        if spec.base is not None:
+            groups.setdefault(spec.base, []).append(spec)
+        elif spec.name not in groups:
+            engines[spec.name] = load_engine(spec, io, settings)
+    for base_name, adapters in groups.items():
+        engine = load_engine(registry[base_name], io, settings, adapters)
+        for spec in adapters:
+            engines[spec.name] = engine
+        if any(spec.name == base_name for spec in specs):
+            engines[base_name] = engine
+    return engines
 
 
 def load_engine(
-    spec: ModelSpec, io: JobIO, settings: Settings
+    spec: ModelSpec, io: JobIO, settings: Settings, adapters: list[ModelSpec] = ()
 ) -> GenerationEngine | EmbeddingEngine:
-    """Load ``spec``'s weights and wrap them in the engine of its kind (not started)."""
-    device = pick_device()
+    """Load ``spec``'s weights (with ``adapters`` on them) and wrap them in the engine of its
+    kind (not started)."""
+    device = pick_device(settings.device)
+    dtype = pick_dtype(spec.dtype or settings.dtype, device)
     source = resolve_source(spec)
-    log.info("loading model %s (%s) from %s on %s", spec.name, spec.kind, source, device)
+    log.info(
+        "loading model %s (%s) from %s on %s as %s", spec.name, spec.kind, source, device, dtype
+    )
     started = time.monotonic()
     if spec.kind == CHAT:
-        model, tokenizer = _load_causal_lm(spec, source, device, Path(settings.model_cache_dir))
+        model, tokenizer = _load_causal_lm(
+            spec, source, device, dtype, Path(settings.model_cache_dir)
+        )
+        names = {}
+        if adapters:
+            model, names = _add_adapters(model, adapters)
         engine = GenerationEngine(
-            model, tokenizer, io, spec.max_batch_size, spec.name, spec.prefill_tokens
+            model, tokenizer, io, spec.max_batch_size, spec.name, spec.prefill_tokens, names
         )
     else:
-        model = _load_sentence_model(source, device)
+        model = _load_sentence_model(source, device, dtype)
         engine = EmbeddingEngine(model, io, settings.embedding_batch_size, spec.name)
+    engine.info = {"device": str(device), "dtype": str(dtype).removeprefix("torch.")}
     log.info("model %s ready in %.1f s", spec.name, time.monotonic() - started)
     return engine
 
 
-def _load_causal_lm(spec: ModelSpec, source: str, device: torch.device, cache_root: Path):
+def _add_adapters(model, adapters: list[ModelSpec]):
+    """Wrap ``model`` in a PEFT model holding every adapter (one copy of the base weights);
+    return it and the adapter name of each model name."""
+    from peft import PeftModel
+
+    names = {}
+    for number, spec in enumerate(adapters):
+        source = resolve_source(spec)
+        name = f"adapter{number}"
+        log.info("loading LoRA adapter %s from %s", spec.name, source)
+        if number == 0:
+            model = PeftModel.from_pretrained(model, source, adapter_name=name)
+        else:
+            model.load_adapter(source, adapter_name=name)
+        names[spec.name] = name
+    return model.eval(), names
+
+
+def _load_causal_lm(
+    spec: ModelSpec, source: str, device: torch.device, dtype: torch.dtype, cache_root: Path
+):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    # Full precision on the CPU (no fast half-precision kernels there), bfloat16 on a GPU.
-    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
     if spec.gguf_file:
         converted = converted_gguf_dir(source, spec.gguf_file, cache_root)
         if not (converted / "config.json").exists():
@@ -97,7 +163,7 @@ def _convert_gguf(source: str, gguf_file: str, target: Path) -> None:
     log.info("converted %s in %.1f s", gguf_file, time.monotonic() - started)
 
 
-def _load_sentence_model(source: str, device: torch.device):
+def _load_sentence_model(source: str, device: torch.device, dtype: torch.dtype):
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(source, device=str(device))
+    return SentenceTransformer(source, device=str(device), model_kwargs={"dtype": dtype})

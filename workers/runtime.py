@@ -16,7 +16,7 @@ from config.settings import Settings
 from workers.engine import JobRejected
 from workers.heartbeat import Heartbeat
 from workers.io import RedisJobIO
-from workers.loading import load_engine
+from workers.loading import load_engines
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +47,19 @@ class WorkerRuntime:
             log.warning("queues without a registry entry are ignored: %s", ", ".join(unknown))
         self.settings = settings
         self.io = RedisJobIO(redis.Redis.from_url(settings.redis_url, client_name="llm-worker"))
-        for name in models:
-            if name not in self.engines:
-                self.engines[name] = load_engine(registry[name], self.io, settings)
-                self.engines[name].start()
+        specs = [registry[name] for name in models if name not in self.engines]
+        loaded = load_engines(specs, registry, self.io, settings)
+        self.engines.update(loaded)
+        for engine in {id(e): e for e in loaded.values()}.values():
+            engine.start()
 
     def slots(self) -> int:
         """How many jobs the worker should hold at once: the sum of its engines' batch sizes."""
-        return sum(getattr(e, "max_batch_size", 0) or e.batch_size for e in self.engines.values())
+        return sum(getattr(e, "max_batch_size", 0) or e.batch_size for e in self._distinct())
+
+    def _distinct(self) -> list[Any]:
+        """Each engine once (the LoRA adapters of one base share theirs)."""
+        return list({id(e): e for e in self.engines.values()}.values())
 
     def announce(self, hostname: str | None = None) -> None:
         self.worker_id = worker_id = f"{hostname or socket.gethostname()}:{os.getpid()}"
@@ -62,7 +67,7 @@ class WorkerRuntime:
             self.io.client,
             worker_id,
             sorted(self.engines),
-            lambda: {name: engine.load() for name, engine in self.engines.items()},
+            lambda: {name: engine.load() | engine.info for name, engine in self.engines.items()},
             self.settings.heartbeat_interval,
             self.settings.heartbeat_ttl,
         )
@@ -78,7 +83,7 @@ class WorkerRuntime:
         log.info("draining: finishing running jobs for up to %.0f s", timeout)
 
         def give_up() -> None:
-            for engine in self.engines.values():
+            for engine in self._distinct():
                 engine.abort("The model worker shut down before finishing this request.")
 
         timer = threading.Timer(timeout, give_up)
@@ -88,7 +93,7 @@ class WorkerRuntime:
     def shutdown(self) -> None:
         if self.heartbeat:
             self.heartbeat.stop()
-        for engine in self.engines.values():
+        for engine in self._distinct():
             engine.stop()
 
     def run(self, job: dict[str, Any]) -> str:

@@ -11,18 +11,19 @@ from app.jobs import queue_unavailable
 from config.registry import ModelSpec
 
 
-def model_card(spec: ModelSpec) -> dict:
-    """A model as OpenAI lists it, with the root, parent and permission fields FastChat adds."""
+def model_card(name: str, spec: ModelSpec) -> dict:
+    """A model as OpenAI lists it, with the root, parent and permission fields FastChat adds:
+    ``root`` is the entry an alias names, ``parent`` the base model of a LoRA adapter."""
     return {
-        "id": spec.name,
+        "id": name,
         "object": "model",
         "created": spec.created,
         "owned_by": spec.owned_by,
         "root": spec.name,
-        "parent": None,
+        "parent": spec.base,
         "permission": [
             {
-                "id": f"modelperm-{spec.name}",
+                "id": f"modelperm-{name}",
                 "object": "model_permission",
                 "created": spec.created,
                 "allow_create_engine": False,
@@ -39,26 +40,26 @@ def model_card(spec: ModelSpec) -> dict:
     }
 
 
-def _live_specs() -> list[ModelSpec]:
+def _live_names() -> list[tuple[str, ModelSpec]]:
     jobs = current_app.extensions["jobs"]
     try:
         live = jobs.liveness.workers_by_model(cached=False)
     except redis.RedisError as exc:
         raise queue_unavailable(exc) from exc
-    return [spec for name, spec in sorted(jobs.registry.items()) if live.get(name)]
+    return [(name, spec) for name, spec in sorted(jobs.names.items()) if live.get(spec.name)]
 
 
 @bp.get("/models")
 def list_models():
-    return jsonify({"object": "list", "data": [model_card(s) for s in _live_specs()]})
+    return jsonify({"object": "list", "data": [model_card(n, s) for n, s in _live_names()]})
 
 
 @bp.get("/models/<path:model>")
 def retrieve_model(model: str):
-    for spec in _live_specs():
-        if spec.name == model:
-            return jsonify(model_card(spec))
-    if model in current_app.extensions["jobs"].registry:
+    for name, spec in _live_names():
+        if name == model:
+            return jsonify(model_card(name, spec))
+    if model in current_app.extensions["jobs"].names:
         raise APIError(
             503,
             f"No worker is serving the model `{model}` right now.",

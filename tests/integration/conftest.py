@@ -3,7 +3,9 @@ subprocesses (started exactly as ``manage.py up`` starts them), and the openai S
 
 Models: ``tiny-chat`` (a tiny random Llama built at test time, in a local directory), the real
 defaults (SmolLM2 and MiniLM from their wheels), ``tiny-stall`` (a tiny worker that tests freeze
-with SIGSTOP) and ``tiny-offline`` (registered, never served). Every process is stopped at the end.
+with SIGSTOP), ``tiny-offline`` (registered, never served), ``tiny-base`` with an alias and two
+random LoRA adapters on it, and ``tiny-shared`` (the queue two workers share). Every process is
+stopped at the end.
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ STALL = "tiny-stall"
 OFFLINE = "tiny-offline"
 SMOL_B = "smol-b"  # the SmolLM2 weights under a second name, for workers the fault tests kill
 SMOL_C = "smol-c"  # and a third, for the worker the shutdown tests stop
+BASE = "tiny-base"  # the tiny model again, with an alias and two LoRA adapters on it
+ALIAS = "tiny-base-alias"
+LORA_A = "tiny-lora-a"
+LORA_B = "tiny-lora-b"
+SHARED = "tiny-shared"  # the queue two workers share
 CHAT_MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
 
@@ -101,7 +108,7 @@ def redis_client(redis_server):
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory, redis_server, tiny_model_dir, model_cache_dir):
+def stack(tmp_path_factory, redis_server, tiny_model_dir, tiny_adapter_dirs, model_cache_dir):
     workdir = tmp_path_factory.mktemp("stack")
     models_file = workdir / "models.json"
     tiny = {"kind": "chat", "source": str(tiny_model_dir), "max_batch_size": 4}
@@ -112,11 +119,17 @@ def stack(tmp_path_factory, redis_server, tiny_model_dir, model_cache_dir):
         "max_batch_size": 8,
     }
     entries = [{"name": name, **tiny} for name in (TINY, STALL, OFFLINE)]
+    entries += [
+        {"name": BASE, **tiny, "aliases": [ALIAS]},
+        {"name": LORA_A, "kind": "chat", "source": str(tiny_adapter_dirs[0]), "base": BASE},
+        {"name": LORA_B, "kind": "chat", "source": str(tiny_adapter_dirs[1]), "base": BASE},
+        {"name": SHARED, **tiny, "max_batch_size": 2},
+    ]
     models_file.write_text(json.dumps(entries + [{"name": n, **smol} for n in (SMOL_B, SMOL_C)]))
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("API_KEYS", "WORKER_API_TIMEOUT", "QUEUE_TIMEOUT")
+        if k not in ("API_KEYS", "WORKER_API_TIMEOUT", "QUEUE_TIMEOUT", "DEVICE", "DTYPE")
     }
     env.update(
         REDIS_URL=redis_server.url,

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from config.registry import DEFAULT_MODELS, ModelSpec, load_registry, resolve_source
+from config.registry import DEFAULT_MODELS, ModelSpec, load_registry, public_names, resolve_source
 from config.settings import Settings
 
 
@@ -53,3 +53,39 @@ def test_settings_from_environment(monkeypatch):
     settings = Settings.from_env()
     assert settings.api_keys == ["a", "b"]
     assert settings.worker_api_timeout == 7.5 and settings.embedding_batch_size == 3
+
+
+def test_aliases_and_adapters_are_checked(tmp_path):
+    path = tmp_path / "models.json"
+    base = {"name": "base", "kind": "chat", "source": "/m", "aliases": ["b1", "b2"]}
+    lora = {"name": "lora", "kind": "chat", "source": "/a", "base": "base"}
+    path.write_text(json.dumps([base, lora]))
+    registry = load_registry(str(path))
+    names = public_names(registry)
+    assert names["b1"] is names["b2"] is registry["base"] and names["lora"].base == "base"
+    for bad in (
+        [base, {**lora, "name": "b1"}],  # a name taken twice
+        [base, {**lora, "base": "nowhere"}],  # an adapter without its base
+        [base, lora, {**lora, "name": "lora2", "base": "lora"}],  # an adapter on an adapter
+        [{**base, "dtype": "float8"}],
+    ):
+        path.write_text(json.dumps(bad))
+        with pytest.raises(ValueError):
+            load_registry(str(path))
+
+
+def test_device_and_dtype_settings(monkeypatch):
+    import torch
+
+    from workers.loading import pick_device, pick_dtype
+
+    monkeypatch.setenv("DTYPE", "bfloat16")
+    monkeypatch.setenv("DEVICE", "cpu")
+    settings = Settings.from_env()
+    assert (settings.device, settings.dtype) == ("cpu", "bfloat16")
+    assert pick_dtype(settings.dtype, pick_device(settings.device)) == torch.bfloat16
+    assert pick_dtype("auto", torch.device("cpu")) == torch.float32
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setenv("DTYPE", "fp8")
+    with pytest.raises(ValueError):
+        Settings.from_env()

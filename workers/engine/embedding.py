@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 class EmbeddingEngine:
     """Owns one sentence-transformers model and the thread that encodes queued jobs together."""
 
+    info: dict[str, str] = {}  # what the heartbeat tells of it (device, dtype), set by loading
+
     def __init__(self, model: Any, io: JobIO, batch_size: int = 64, name: str = "model") -> None:
         self.model = model
         self.io = io

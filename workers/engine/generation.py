@@ -32,6 +32,8 @@ from workers.engine.text import TextStream
 
 log = logging.getLogger(__name__)
 
+BASE = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
+
 
 @dataclass
 class _Job:
@@ -61,6 +63,7 @@ class _Sequence:
     counts: dict[int, int] = field(default_factory=dict)  # generated token -> times
     echo: dict | None = None  # sent with the sequence's first event when the job asked for echo
     finish_reason: str | None = None
+    adapter: str = BASE  # the LoRA adapter its rows run through (BASE: none)
 
     @property
     def wants_prompt_logprobs(self) -> bool:
@@ -68,7 +71,15 @@ class _Sequence:
 
 
 class GenerationEngine:
-    """Owns one causal LM and the thread that runs its batch."""
+    """Owns one causal LM and the thread that runs its batch.
+
+    With ``adapters`` (public model name -> adapter name), the model is a PEFT model holding
+    several LoRA adapters on one copy of the base weights: a job for an adapter's model name runs
+    through that adapter, any other through the base, all of them in the same batch (PEFT's
+    mixed-adapter forward: one adapter name per row).
+    """
+
+    info: dict[str, str] = {}  # what the heartbeat tells of it (device, dtype), set by loading
 
     def __init__(
         self,
@@ -78,8 +89,10 @@ class GenerationEngine:
         max_batch_size: int = 32,
         name: str = "model",
         prefill_tokens: int = 512,
+        adapters: dict[str, str] | None = None,
     ) -> None:
         self.model = model
+        self.adapters = adapters or {}
         self.tokenizer = tokenizer
         self.io = io
         self.max_batch_size = max_batch_size
@@ -106,6 +119,7 @@ class GenerationEngine:
         params = SamplingParams.from_job(job.get("params", {}))
         prompts = self._prompts(job)
         state = _Job(id=job["id"], ticket=Ticket(), events=EventSequence(job["id"]))
+        adapter = self.adapters.get(job.get("model"), BASE)
         for number, prompt in enumerate(prompts):
             room = self.context_length - len(prompt)
             if params.max_tokens is not None and params.max_tokens > room:
@@ -140,6 +154,7 @@ class GenerationEngine:
                         text=TextStream(self.tokenizer, params.stop),
                         generator=make_generator(seed),
                         echo={"text": self.tokenizer.decode(prompt)} if params.echo else None,
+                        adapter=adapter,
                     )
                 )
             state.prompt_tokens += len(prompt)
@@ -199,7 +214,8 @@ class GenerationEngine:
             # per group keeps one burst from holding every first token until all are prefilled.
             self._prefill(joining, events)
         elif self._rows:
-            out = self.model(**self._batch.decode_inputs(), use_cache=True)
+            inputs = self._batch.decode_inputs() | self._adapter_names(self._rows)
+            out = self.model(**inputs, use_cache=True)
             self._advance(self._rows, out.logits[:, -1, :], events)
         cancelled = self.io.exchange(events, self._job_ids())
         # Only now, with its terminal event published, may a job count as finished: the Celery
@@ -226,16 +242,18 @@ class GenerationEngine:
 
     def _prefill(self, joining: list[_Sequence], events: list[dict[str, Any]]) -> None:
         unique: dict[int, int] = {}  # id(prompt) -> its row in the prefill batch
-        prompts = []
+        prompts, firsts = [], []
         for seq in joining:
-            if id(seq.prompt) not in unique:
+            if id(seq.prompt) not in unique:  # a prompt is shared only by one job's choices
                 unique[id(seq.prompt)] = len(prompts)
                 prompts.append(seq.prompt)
+                firsts.append(seq)
         rows = [unique[id(seq.prompt)] for seq in joining]
         inputs, mask = prefill_inputs(prompts, self.pad_id, self.device)
         cache = DynamicCache(config=self.model.config)
         # Logits of every prompt position only when a sequence asked for its prompt's logprobs.
         keep = 0 if any(seq.wants_prompt_logprobs for seq in joining) else 1
+        inputs |= self._adapter_names(firsts)
         out = self.model(**inputs, past_key_values=cache, use_cache=True, logits_to_keep=keep)
         start = torch.zeros(len(prompts), dtype=torch.long, device=self.device)
         joined = BatchState(cache, mask, start)
@@ -252,6 +270,10 @@ class GenerationEngine:
         self._rows.extend(joining)
         last = out.logits[:, -1, :].index_select(0, torch.tensor(rows, device=out.logits.device))
         self._advance(joining, last, events, first_row=len(self._rows) - len(joining))
+
+    def _adapter_names(self, rows: list[_Sequence]) -> dict[str, Any]:
+        """The forward pass's per-row adapters, for a PEFT model (nothing for a plain one)."""
+        return {"adapter_names": [s.adapter for s in rows]} if self.adapters else {}
 
     def _prompt_logprobs(self, seq: _Sequence, logits: torch.Tensor) -> list[dict]:
         """Each prompt token's logprob given the tokens before it (the first has none)."""
