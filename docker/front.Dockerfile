@@ -16,7 +16,7 @@ COPY app/ app/
 COPY config/ config/
 COPY wsgi.py gunicorn.conf.py ./
 
-USER app
+USER 1000
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2)"]

@@ -41,7 +41,7 @@ RUN pip install --extra-index-url "${TORCH_INDEX}" -r requirements.txt \
 COPY config/ config/
 COPY workers/ workers/
 
-USER app
+USER 1000
 VOLUME ["/cache"]
 # Warm shutdown on SIGTERM: running sequences finish (up to SHUTDOWN_TIMEOUT) before exit.
 STOPSIGNAL SIGTERM
