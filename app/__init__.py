@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import redis
 from celery import Celery
 from flask import Flask
 
+from config.redisconn import connect
 from config.registry import load_registry
 from config.settings import Settings, celery_config
 
@@ -21,6 +21,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     settings = Settings.from_env()
     app.config.from_mapping(
         REDIS_URL=settings.redis_url,
+        REDIS_SENTINEL_MASTER=settings.redis_sentinel_master,
         API_KEYS=settings.api_keys,
         WORKER_API_TIMEOUT=settings.worker_api_timeout,
         QUEUE_TIMEOUT=settings.queue_timeout,
@@ -39,6 +40,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
 
     from app.errors import register_error_handlers
+    from app.events import EventHub
     from app.jobs import JobService
     from app.limits import RateLimiter
     from app.metrics import Metrics, count_request, start_timer
@@ -47,18 +49,28 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     celery = celery_init_app(app)
     # A bounded pool: under load, greenlets wait for a connection instead of opening more, so
     # the count of Redis connections stays constant whatever the number of open requests.
-    pool = redis.BlockingConnectionPool.from_url(
+    client = connect(
         app.config["REDIS_URL"],
-        max_connections=32,
+        app.config["REDIS_SENTINEL_MASTER"],
+        blocking=32,
         timeout=10,
         health_check_interval=30,
         client_name="llm-front",  # named in CLIENT LIST, for operators and bench/load.py
     )
-    client = redis.Redis(connection_pool=pool)
     app.extensions["redis"] = client
+    # The event subscriptions get a client of their own: one connection, never health-checked
+    # (see app/events.py for why).
+    events_client = connect(
+        app.config["REDIS_URL"],
+        app.config["REDIS_SENTINEL_MASTER"],
+        blocking=1,
+        timeout=10,
+        client_name="llm-front-events",
+    )
     app.extensions["jobs"] = JobService(
         celery,
         client,
+        EventHub(events_client),
         load_registry(app.config["MODELS_FILE"]),
         app.config["WORKER_API_TIMEOUT"],
         max_queued=app.config["MAX_QUEUED_JOBS"],
@@ -88,6 +100,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 def celery_init_app(app: Flask) -> Celery:
     """The front's Celery app: a producer only (it sends tasks by name, imports no task code)."""
     celery = Celery(app.name)
-    celery.conf.update(celery_config(app.config["REDIS_URL"]))
+    celery.conf.update(celery_config(app.config["REDIS_URL"], app.config["REDIS_SENTINEL_MASTER"]))
     app.extensions["celery"] = celery
     return celery

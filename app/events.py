@@ -3,6 +3,12 @@
 A request opens a :class:`JobEvents` (which SUBSCRIBEs and waits for Redis to confirm) before it
 enqueues its job, because pub/sub delivers only to subscribers already there. A reader thread
 (a greenlet under gevent) dispatches each message to the queue of its job.
+
+The hub's client should be its own, with one connection and no health checks: redis-py's PubSub
+opens its connection on the first command and, given a health-check interval, reads PING replies
+itself, so concurrent first SUBSCRIBEs could each open a connection (the loser's channels then
+go unread) and a health check could take a message from under the reader. Every command the hub
+sends goes through one lock for the same reason.
 """
 
 from __future__ import annotations
@@ -52,7 +58,8 @@ class EventHub:
     def __init__(self, client: redis.Redis) -> None:
         self._pubsub = client.pubsub()
         self._streams: dict[str, JobEvents] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _streams
+        self._commands = threading.Lock()  # one SUBSCRIBE/UNSUBSCRIBE at a time
         self._reader: threading.Thread | None = None
 
     def open(self, job_id: str) -> JobEvents:
@@ -62,7 +69,8 @@ class EventHub:
             self._streams[stream.channel] = stream
             self._ensure_reader()
         try:
-            self._pubsub.subscribe(stream.channel)
+            with self._commands:
+                self._pubsub.subscribe(stream.channel)
         except redis.RedisError:
             self.close(stream)
             raise
@@ -76,7 +84,8 @@ class EventHub:
             if self._streams.pop(stream.channel, None) is None:
                 return
         try:
-            self._pubsub.unsubscribe(stream.channel)
+            with self._commands:
+                self._pubsub.unsubscribe(stream.channel)
         except redis.RedisError:
             log.warning("could not unsubscribe from %s", stream.channel)
 

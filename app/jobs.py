@@ -59,6 +59,7 @@ class JobService:
         self,
         celery: Celery,
         client: redis.Redis,
+        hub: EventHub,
         registry: dict[str, ModelSpec],
         timeout: float,
         retries: int = 1,
@@ -75,7 +76,7 @@ class JobService:
         self.names = public_names(registry)  # every name clients may use, aliases included
         self.timeout = timeout
         self.queue_timeout = queue_timeout
-        self.hub = EventHub(client)
+        self.hub = hub
         self.liveness = Liveness(client)
 
     def resolve(self, name: str, kind: str) -> ModelSpec:

@@ -76,7 +76,7 @@ def main() -> None:
         while any(t.is_alive() for t in threads):
             clients = client.client_list()
             subscribers = [c.get("name") or "unnamed" for c in clients if int(c.get("sub", 0))]
-            front = sum(1 for c in clients if c.get("name") == "llm-front")
+            front = sum(1 for c in clients if (c.get("name") or "").startswith("llm-front"))
             samples.append((len(clients), front, sorted(subscribers)))
             time.sleep(1)
     finally:
@@ -99,7 +99,7 @@ def main() -> None:
         f"  Redis connections (all clients of Redis, sampled each second): "
         f"min {min(totals)}, max {max(totals)}"
     )
-    print(f"  the front's own (named llm-front): min {min(fronts)}, max {max(fronts)}")
+    print(f"  the front's own (named llm-front*): min {min(fronts)}, max {max(fronts)}")
     print(
         f"  Redis pub/sub subscriber connections: min {min(subs)}, max {max(subs)} "
         f"(seen: {' | '.join(subscriber_kinds)})"

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import redis
 
+from config.redisconn import connect
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -44,7 +46,8 @@ def redis_server_binary() -> str:
 
 def redis_answers(url: str, timeout: float = 2.0) -> bool:
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=timeout).ping())
+        master = os.environ.get("REDIS_SENTINEL_MASTER", "mymaster")
+        return bool(connect(url, master, socket_connect_timeout=timeout).ping())
     except redis.RedisError:
         return False
 

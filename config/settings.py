@@ -6,6 +6,8 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from config.redisconn import celery_broker
+
 
 def _env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
@@ -34,6 +36,7 @@ class Settings:
     """Everything configurable by an environment variable; see the README for each one."""
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_sentinel_master: str = "mymaster"
     api_keys: list[str] = field(default_factory=list)
     worker_api_timeout: float = 100.0
     queue_timeout: float = 600.0
@@ -55,6 +58,9 @@ class Settings:
         """Build the settings from the process environment (read when called, never at import)."""
         return cls(
             redis_url=os.environ.get("REDIS_URL", cls.redis_url),
+            redis_sentinel_master=os.environ.get(
+                "REDIS_SENTINEL_MASTER", cls.redis_sentinel_master
+            ),
             api_keys=_env_list("API_KEYS"),
             worker_api_timeout=float(os.environ.get("WORKER_API_TIMEOUT", cls.worker_api_timeout)),
             queue_timeout=float(os.environ.get("QUEUE_TIMEOUT", cls.queue_timeout)),
@@ -75,10 +81,10 @@ class Settings:
         )
 
 
-def celery_config(redis_url: str) -> dict:
+def celery_config(redis_url: str, sentinel_master: str = "mymaster") -> dict:
     """Celery settings common to the front (producer) and the workers (consumers)."""
     return {
-        "broker_url": redis_url,
+        **celery_broker(redis_url, sentinel_master),
         "broker_connection_retry_on_startup": True,
         # JSON only, both ways: a job or event is plain data, never serialized Python objects.
         "task_serializer": "json",

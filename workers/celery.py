@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or Settings.from_env()
     app = Celery("workers", include=["workers.tasks"])
-    app.conf.update(celery_config(settings.redis_url))
+    app.conf.update(celery_config(settings.redis_url, settings.redis_sentinel_master))
     # Threads: the engine batches in its own thread; each task thread waits for its job. One
     # process per worker means the model loads once and CUDA never meets a fork.
     app.conf.worker_pool = "threads"

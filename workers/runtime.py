@@ -8,9 +8,8 @@ import socket
 import threading
 from typing import Any
 
-import redis
-
 from config.protocol import ERROR, EventSequence, cancel_key, claim_key, finished_key, origin
+from config.redisconn import connect
 from config.registry import load_registry
 from config.settings import Settings
 from workers.engine import JobRejected
@@ -46,7 +45,9 @@ class WorkerRuntime:
         if unknown:
             log.warning("queues without a registry entry are ignored: %s", ", ".join(unknown))
         self.settings = settings
-        self.io = RedisJobIO(redis.Redis.from_url(settings.redis_url, client_name="llm-worker"))
+        self.io = RedisJobIO(
+            connect(settings.redis_url, settings.redis_sentinel_master, client_name="llm-worker")
+        )
         specs = [registry[name] for name in models if name not in self.engines]
         loaded = load_engines(specs, registry, self.io, settings)
         self.engines.update(loaded)

@@ -82,6 +82,7 @@ def test_schemathesis_finds_no_server_error_and_no_response_off_its_schema(
         "--report-dir",
         str(tmp_path),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=580)
+    # cwd: schemathesis keeps a cache (.schemathesis/) in its working directory.
+    result = subprocess.run(command, capture_output=True, text=True, timeout=580, cwd=tmp_path)
     print(result.stdout[-4000:])
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
