@@ -84,7 +84,7 @@ class JobService:
         spec = self.names.get(name)
         if spec is None:
             raise APIError(404, f"The model `{name}` does not exist.", "model", "model_not_found")
-        if spec.kind != kind:
+        if not spec.serves(kind):
             what = "chat and completions" if kind == CHAT else "embeddings"
             raise APIError(
                 400, f"The model `{name}` does not support {what}.", "model", "model_not_supported"
@@ -108,7 +108,7 @@ class JobService:
         self._check_queue(spec)
         job = {**job, "id": uuid.uuid4().hex, "model": spec.name, "created": time.time()}
         log.info("job %s: %s for %s (user %s)", job["id"], job["kind"], spec.name, job.get("user"))
-        task = GENERATE_TASK if spec.kind == CHAT else EMBED_TASK
+        task = EMBED_TASK if job["kind"] == "embedding" else GENERATE_TASK
         try:
             events = self.hub.open(job["id"])  # before the enqueue: pub/sub keeps nothing
         except redis.RedisError as exc:

@@ -220,7 +220,7 @@ def build_spec(registry: dict[str, ModelSpec]) -> dict:
 
     public = public_names(registry)
     names = {
-        kind: sorted(n for n, s in public.items() if s.kind == kind) for kind in (CHAT, EMBEDDING)
+        kind: sorted(n for n, s in public.items() if s.serves(kind)) for kind in (CHAT, EMBEDDING)
     }
     for name, schema in (
         ("ChatCompletionRequest", schemas.ChatCompletionSchema),

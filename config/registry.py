@@ -51,6 +51,11 @@ class ModelSpec:
         if self.dtype not in (None, *DTYPES):
             raise ValueError(f"model {self.name!r}: dtype must be one of {DTYPES}")
 
+    def serves(self, kind: str) -> bool:
+        """Whether requests of ``kind`` may use this model: a chat model also answers
+        embeddings (mean-pooled hidden states, as FastChat's model workers compute them)."""
+        return kind == self.kind or (self.kind == CHAT and kind == EMBEDDING)
+
     @property
     def names(self) -> tuple[str, ...]:
         """Every public name of the model: its own, then its aliases."""

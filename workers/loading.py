@@ -81,7 +81,14 @@ def load_engine(
         if adapters:
             model, names = _add_adapters(model, adapters)
         engine = GenerationEngine(
-            model, tokenizer, io, spec.max_batch_size, spec.name, spec.prefill_tokens, names
+            model,
+            tokenizer,
+            io,
+            spec.max_batch_size,
+            spec.name,
+            spec.prefill_tokens,
+            names,
+            embedding_batch_size=settings.embedding_batch_size,
         )
     else:
         model = _load_sentence_model(source, device, dtype)

@@ -32,6 +32,16 @@ def test_smollm2_completion(chat_worker, openai_client):
     assert reply.choices[0].text and reply.usage.completion_tokens <= 41
 
 
+def test_smollm2_answers_embeddings_as_on_fastchats_page(chat_worker, openai_client):
+    reply = openai_client.embeddings.create(
+        model=CHAT_MODEL, input="Hello world!", encoding_format="float"
+    )
+    vector = reply.data[0].embedding
+    assert len(vector) == 576  # SmolLM2-135M's hidden size
+    assert math.isclose(math.fsum(x * x for x in vector), 1.0, rel_tol=1e-4)
+    assert reply.usage.prompt_tokens == 3
+
+
 def test_worker_logs_loading_and_ready(chat_worker):
     log = chat_worker.log.read_text()
     assert f"loading model {CHAT_MODEL}" in log

@@ -52,13 +52,15 @@ def test_prompt_longer_than_the_context_is_400_from_the_worker(front):
         assert error_of(status, body, 400)["code"] == "context_length_exceeded"
 
 
-def test_unknown_model_is_404_and_wrong_kind_is_400(front):
+@pytest.mark.usefixtures("embed_worker")
+def test_unknown_model_is_404_and_an_embedding_model_cannot_chat(front):
     status, _, body = post(front, "/v1/chat/completions", {**CHAT, "model": "gpt-17"})
     assert error_of(status, body, 404)["code"] == "model_not_found"
     status, _, body = get(front, "/v1/models/gpt-17")
     error_of(status, body, 404)
-    status, _, body = post(front, "/v1/embeddings", {"model": TINY, "input": "x"})
-    assert error_of(status, body, 400)["param"] == "model"
+    status, _, body = post(front, "/v1/chat/completions", {**CHAT, "model": EMBED_MODEL})
+    error = error_of(status, body, 400)
+    assert (error["param"], error["code"]) == ("model", "model_not_supported")
 
 
 def test_known_model_without_a_live_worker_is_503_at_once(front):

@@ -102,3 +102,17 @@ def test_embeddings_are_unit_vectors_in_sdk_default_and_float_format(openai_clie
         assert a.embedding == pytest.approx(b.embedding, abs=1e-6)
     single = openai_client.embeddings.create(model=EMBED_MODEL, input="Hello world!")
     assert single.data[0].embedding == pytest.approx(default.data[0].embedding, abs=1e-5)
+
+
+def test_a_chat_model_answers_embeddings_too(openai_client):
+    """As FastChat's workers do: the mean of the last hidden states, unit length."""
+    texts = ["Hello world!", "A second, longer sentence about queues."]
+    reply = openai_client.embeddings.create(model=TINY, input=texts, encoding_format="float")
+    assert reply.model == TINY and [d.index for d in reply.data] == [0, 1]
+    for item in reply.data:
+        assert len(item.embedding) == 64  # the tiny model's hidden size
+        assert math.isclose(math.fsum(x * x for x in item.embedding), 1.0, rel_tol=1e-4)
+    assert reply.data[0].embedding != pytest.approx(reply.data[1].embedding, abs=1e-3)
+    assert reply.usage.prompt_tokens == reply.usage.total_tokens > 5
+    single = openai_client.embeddings.create(model=TINY, input=texts[1], encoding_format="float")
+    assert single.data[0].embedding == pytest.approx(reply.data[1].embedding, abs=1e-5)

@@ -66,6 +66,18 @@ def test_adapters_in_one_batch_answer_as_they_do_alone(multi_worker, front):
             assert body["choices"][0]["text"] == alone[name]["choices"][0]["text"]
 
 
+def test_adapters_embed_through_their_own_weights(multi_worker, front):
+    def embed(model: str) -> list[float]:
+        body = {"model": model, "input": "Once upon a time", "encoding_format": "float"}
+        code, _, reply = post(front, "/v1/embeddings", body)
+        assert code == 200, reply
+        return reply["data"][0]["embedding"]
+
+    base, alias, lora = embed(BASE), embed(ALIAS), embed(LORA_A)
+    assert alias == pytest.approx(base, abs=1e-6)
+    assert lora != pytest.approx(base, abs=1e-4)
+
+
 def test_models_list_aliases_and_adapters(multi_worker, front):
     cards = {m["id"]: m for m in get(front, "/v1/models")[2]["data"]}
     assert cards[ALIAS]["root"] == BASE and cards[ALIAS]["parent"] is None

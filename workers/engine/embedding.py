@@ -103,10 +103,9 @@ class EmbeddingEngine:
         events, start = [], 0
         for job, _ in jobs:
             end = start + len(job["inputs"])
-            tokens = sum(counts[start:end])
-            usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-            data = [_base64(v) for v in vectors[start:end]]
-            events.append(EventSequence(job["id"]).make(DONE, data=data, usage=usage))
+            events.append(
+                embedding_done(EventSequence(job["id"]), vectors[start:end], sum(counts[start:end]))
+            )
             start = end
         self.io.exchange(events, [])
         for _, ticket in jobs:
@@ -121,6 +120,12 @@ class EmbeddingEngine:
             else []
         )
         return [len(next(encoded)) if isinstance(i, str) else min(len(i), limit) for i in inputs]
+
+
+def embedding_done(events: EventSequence, vectors: np.ndarray, tokens: int) -> dict[str, Any]:
+    """An embedding job's terminal event: its vectors and its usage."""
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return events.make(DONE, data=[_base64(v) for v in vectors], usage=usage)
 
 
 def _base64(vector: np.ndarray) -> str:

@@ -4,7 +4,7 @@ Each step (1) admits waiting sequences by prefilling them together and joins the
 batch, (2) runs one decode pass for every running row, (3) hands the step's events and the ids of
 in-flight jobs to the :class:`JobIO` in one call, learning which were cancelled, and (4) drops the
 rows that finished or were cancelled. New work joins between steps; nothing waits for a batch to
-drain.
+drain. Embedding jobs for the model (see :mod:`workers.engine.pooling`) take a step of their own.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from transformers import DynamicCache
 
 from config.protocol import DONE, ERROR, TOKEN, EventSequence, error_body
 from workers.engine.batch import BatchState, prefill_inputs
+from workers.engine.embedding import embedding_done
 from workers.engine.io import JobIO, JobRejected, Ticket
+from workers.engine.pooling import mean_pooled
 from workers.engine.sampling import (
     SamplingParams,
     choose_token,
@@ -46,6 +48,15 @@ class _Job:
     @property
     def finished(self) -> bool:
         return all(s.finish_reason is not None for s in self.sequences)
+
+
+@dataclass
+class _EmbeddingJob:
+    id: str
+    ticket: Ticket
+    events: EventSequence
+    inputs: list[list[int]]
+    adapter: str = BASE
 
 
 @dataclass
@@ -90,6 +101,7 @@ class GenerationEngine:
         name: str = "model",
         prefill_tokens: int = 512,
         adapters: dict[str, str] | None = None,
+        embedding_batch_size: int = 64,
     ) -> None:
         self.model = model
         self.adapters = adapters or {}
@@ -97,6 +109,7 @@ class GenerationEngine:
         self.io = io
         self.max_batch_size = max_batch_size
         self.prefill_tokens = prefill_tokens
+        self.embedding_batch_size = embedding_batch_size
         self.name = name
         self.device = next(model.parameters()).device
         self.context_length = _context_length(model, tokenizer)
@@ -105,6 +118,8 @@ class GenerationEngine:
         self.pad_id = pad if pad is not None else min(self.eos_ids, default=0)
         self._lock = threading.Condition()
         self._waiting: deque[_Sequence] = deque()
+        self._embeddings: deque[_EmbeddingJob] = deque()
+        self._embedding_now: list[_EmbeddingJob] = []  # taken by the step under way
         self._rows: list[_Sequence] = []
         self._ending: list[_Job] = []
         self._batch: BatchState | None = None
@@ -116,6 +131,8 @@ class GenerationEngine:
 
     def submit(self, job: dict[str, Any]) -> Ticket:
         """Validate and tokenize ``job``, queue its sequences; raise :class:`JobRejected`."""
+        if job.get("kind") == "embedding":
+            return self._submit_embedding(job)
         params = SamplingParams.from_job(job.get("params", {}))
         prompts = self._prompts(job)
         state = _Job(id=job["id"], ticket=Ticket(), events=EventSequence(job["id"]))
@@ -163,6 +180,32 @@ class GenerationEngine:
             self._lock.notify()
         return state.ticket
 
+    def _submit_embedding(self, job: dict[str, Any]) -> Ticket:
+        inputs = []
+        for item in job["inputs"]:
+            tokens = self.tokenizer(item)["input_ids"] if isinstance(item, str) else list(item)
+            self._check_ids(tokens, "input")
+            if len(tokens) > self.context_length:
+                raise JobRejected(
+                    400,
+                    f"This model's maximum context length is {self.context_length} tokens. "
+                    f"However, an input has {len(tokens)} tokens.",
+                    param="input",
+                    code="context_length_exceeded",
+                )
+            inputs.append(tokens or [self.pad_id])  # never an empty row (the front refuses "")
+        state = _EmbeddingJob(
+            id=job["id"],
+            ticket=Ticket(),
+            events=EventSequence(job["id"]),
+            inputs=inputs,
+            adapter=self.adapters.get(job.get("model"), BASE),
+        )
+        with self._lock:
+            self._embeddings.append(state)
+            self._lock.notify()
+        return state.ticket
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"engine-{self.name}", daemon=True)
         self._thread.start()
@@ -182,14 +225,24 @@ class GenerationEngine:
 
     def load(self) -> dict[str, int]:
         """How busy the engine is: running rows and sequences waiting to join."""
-        return {"running": len(self._rows), "waiting": len(self._waiting)}
+        return {
+            "running": len(self._rows),
+            "waiting": len(self._waiting),
+            "embedding": len(self._embeddings) + len(self._embedding_now),
+        }
 
     # -- the loop ------------------------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
             with self._lock:
-                while not (self._waiting or self._rows or self._stopping or self._aborting):
+                while not (
+                    self._waiting
+                    or self._rows
+                    or self._embeddings
+                    or self._stopping
+                    or self._aborting
+                ):
                     self._lock.wait()
                 if self._stopping:
                     return
@@ -207,8 +260,11 @@ class GenerationEngine:
     def step(self) -> None:
         """Run one engine step (admit, decode, publish, retire). Public for tests."""
         events: list[dict[str, Any]] = []
-        joining = self._take_waiting()
-        if joining:
+        self._embedding_now = self._take_embeddings()
+        joining = [] if self._embedding_now else self._take_waiting()
+        if self._embedding_now:
+            self._embed(self._embedding_now, events)
+        elif joining:
             # A step either prefills one group of waiting prompts or decodes every running row.
             # Prefill first gets each waiting request its first token soonest; the token budget
             # per group keeps one burst from holding every first token until all are prefilled.
@@ -223,6 +279,7 @@ class GenerationEngine:
         for job in self._ending:
             job.ticket.finish(DONE)
         self._ending.clear()
+        self._embedding_now = []
         if cancelled:
             self._cancel(cancelled)
         self._retire()
@@ -239,6 +296,36 @@ class GenerationEngine:
                 taken.append(self._waiting.popleft())
                 tokens += size
         return [s for s in taken if s.finish_reason is None]
+
+    def _take_embeddings(self) -> list[_EmbeddingJob]:
+        """Waiting embedding jobs for one step: up to a batch of inputs (at least one job)."""
+        taken, count = [], 0
+        with self._lock:
+            while self._embeddings and (
+                not taken or count + len(self._embeddings[0].inputs) <= self.embedding_batch_size
+            ):
+                taken.append(self._embeddings.popleft())
+                count += len(taken[-1].inputs)
+        return taken
+
+    def _embed(self, jobs: list[_EmbeddingJob], events: list[dict[str, Any]]) -> None:
+        """Embed every input of ``jobs`` (in shared forward passes); each job ends this step."""
+        inputs = [tokens for job in jobs for tokens in job.inputs]
+        adapters = [job.adapter for job in jobs for _ in job.inputs]
+        size = self.embedding_batch_size
+        extra = (
+            [{"adapter_names": adapters[i : i + size]} for i in range(0, len(inputs), size)]
+            if self.adapters
+            else None
+        )
+        vectors = mean_pooled(self.model, inputs, self.pad_id, size, extra).cpu().numpy()
+        start = 0
+        for job in jobs:
+            end = start + len(job.inputs)
+            tokens = sum(len(t) for t in job.inputs)
+            events.append(embedding_done(job.events, vectors[start:end], tokens))
+            self._ending.append(job)
+            start = end
 
     def _prefill(self, joining: list[_Sequence], events: list[dict[str, Any]]) -> None:
         unique: dict[int, int] = {}  # id(prompt) -> its row in the prefill batch
@@ -390,8 +477,11 @@ class GenerationEngine:
         events = []
         with self._lock:
             seqs = self._rows + list(self._waiting)
+            embeddings = self._embedding_now + list(self._embeddings)
             self._rows, self._waiting, self._batch = [], deque(), None
+            self._embedding_now, self._embeddings = [], deque()
         jobs = [j for j in {id(s.job): s.job for s in seqs}.values() if not j.ticket.finished]
+        jobs += [j for j in embeddings if not j.ticket.finished]
         for job in jobs:
             body = error_body(message, "server_error", None, "engine_error")
             events.append(job.events.make(ERROR, status=500, **body))
@@ -417,17 +507,18 @@ class GenerationEngine:
             prompts = [
                 tok(p)["input_ids"] if isinstance(p, str) else list(p) for p in job["prompts"]
             ]
-        vocab = self.model.config.vocab_size
         for prompt in prompts:
-            if any(not isinstance(t, int) or not 0 <= t < vocab for t in prompt):
-                raise JobRejected(
-                    400, f"Token ids in the prompt must be in [0, {vocab}).", "prompt"
-                )
+            self._check_ids(prompt, "prompt")
             if not prompt:
                 if tok.bos_token_id is None:
                     raise JobRejected(400, "The prompt is empty.", "prompt")
                 prompt.append(tok.bos_token_id)
         return prompts
+
+    def _check_ids(self, tokens: list, param: str) -> None:
+        vocab = self.model.config.vocab_size
+        if any(not isinstance(t, int) or not 0 <= t < vocab for t in tokens):
+            raise JobRejected(400, f"Token ids in the {param} must be in [0, {vocab}).", param)
 
 
 def _usage(job: _Job) -> dict[str, int]:
