@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or Settings.from_env()
+    _closed_channels_raise_connection_errors()
     app = Celery("workers", include=["workers.tasks"])
     app.conf.update(celery_config(settings.redis_url, settings.redis_sentinel_master))
     # Threads: the engine batches in its own thread; each task thread waits for its job. One
@@ -26,6 +27,35 @@ def create_celery(settings: Settings | None = None) -> Celery:
     # Resolved in on_worker_init to the engines' batch sizes unless -c was given.
     app.conf.worker_concurrency = "auto"
     return app
+
+
+def _closed_channels_raise_connection_errors() -> None:
+    """Make kombu's Redis channel raise a connection error, not an AttributeError, once its
+    connection is gone.
+
+    Why: when Redis goes away while jobs run, Celery 5.7 detaches the lost connection's transport
+    (``collect()``) before it closes the channel, and then both the channel's restore of
+    unacknowledged jobs and the ack of a job that ends later look up that transport and fail
+    with an AttributeError, which stops the whole worker ("Unrecoverable error"). kombu 5.7.0,
+    the latest, has no fix. As a connection error, Celery logs it and carries on, and the worker
+    reconnects once Redis is back. Nothing is lost: kombu re-queues unacknowledged jobs after its
+    visibility timeout, a late copy of a finished job is dropped (its finished key), and a job
+    whose worker is gone is run again by the front.
+    """
+    import redis
+    from kombu.transport import redis as kombu_redis
+
+    original = kombu_redis.Channel._connparams
+    if getattr(original, "guarded", False):
+        return
+
+    def _connparams(self, asynchronous: bool = False) -> dict:
+        if self.connection is None or self.connection.client is None:
+            raise redis.ConnectionError("the broker connection of this channel was closed")
+        return original(self, asynchronous)
+
+    _connparams.guarded = True
+    kombu_redis.Channel._connparams = _connparams  # the Sentinel channel inherits it
 
 
 app = create_celery()

@@ -6,11 +6,15 @@ worker's events and heartbeat, and Celery's broker on both sides all take the UR
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
 
+import openai
 import pytest
 import redis
 
@@ -41,59 +45,113 @@ def answers(client_factory) -> bool:
         return False
 
 
-def stream_through(stack, url: str) -> str:
-    """Start a front and a tiny worker on ``url``, stream one chat completion, stop both."""
+@contextlib.contextmanager
+def serving(stack, url: str):
+    """A front and a tiny worker on ``url`` alone; yields a function that streams one chat
+    completion through them and returns its text. Both are stopped on exit."""
     started = len(stack.processes)
     try:
         front = stack.front(REDIS_URL=url)
         stack.worker([TINY], front, REDIS_URL=url)
-        from openai import OpenAI
+        client = openai.OpenAI(base_url=f"{front}/v1", api_key="EMPTY", max_retries=0, timeout=60)
 
-        client = OpenAI(base_url=f"{front}/v1", api_key="EMPTY", max_retries=0, timeout=60)
-        chunks = list(
-            client.chat.completions.create(
-                model=TINY,
-                messages=[{"role": "user", "content": "Hello"}],
-                max_tokens=6,
-                stream=True,
+        def chat() -> str:
+            chunks = list(
+                client.chat.completions.create(
+                    model=TINY,
+                    messages=[{"role": "user", "content": "Hello"}],
+                    max_tokens=6,
+                    stream=True,
+                )
             )
-        )
-        assert chunks[-1].choices[0].finish_reason == "length"
-        return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            assert chunks[-1].choices[0].finish_reason == "length"
+            return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+        yield chat
     finally:
         for process in reversed(stack.processes[started:]):
             stop_process(process)
 
 
-def test_through_redis_sentinel_with_a_password(stack, tmp_path):
-    binary = redis_server_binary()
-    master_port, sentinel_port = free_port(), free_port()
-    master = start(
-        [binary, "--port", str(master_port), "--bind", "127.0.0.1", "--save", "", "--requirepass",
-         PASSWORD, "--dir", str(tmp_path)],
-        tmp_path,
-        "master",
+def redis_node(binary: str, port: int, workdir: Path, name: str, *extra: str):
+    return start(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--requirepass",
+         PASSWORD, "--masterauth", PASSWORD, "--dir", str(workdir), *extra],
+        workdir,
+        name,
     )  # fmt: skip
-    config = tmp_path / "sentinel.conf"  # a sentinel rewrites its config file: it must be its own
-    config.write_text(
-        f"port {sentinel_port}\nbind 127.0.0.1\ndir {tmp_path}\n"
-        f"sentinel monitor testmaster 127.0.0.1 {master_port} 1\n"
-        f"sentinel auth-pass testmaster {PASSWORD}\n"
+
+
+def test_through_redis_sentinel_and_on_after_a_failover(stack, tmp_path):
+    """A password on the master; then the master dies, the sentinel promotes the replica, and
+    the same front and worker go on serving through the new master without a restart."""
+    binary = redis_server_binary()
+    master_port, replica_port, sentinel_port = free_port(), free_port(), free_port()
+    master = redis_node(binary, master_port, tmp_path, "master")
+    replica = redis_node(
+        binary, replica_port, tmp_path, "replica", "--replicaof", "127.0.0.1", str(master_port)
     )
-    sentinel = start([binary, str(config), "--sentinel"], tmp_path, "sentinel")
+    replica_client = redis.Redis(port=replica_port, password=PASSWORD, decode_responses=True)
+    sentinel = None
     try:
+        wait_until(
+            lambda: (
+                answers(lambda: replica_client)
+                and replica_client.info("replication").get("master_link_status") == "up"
+            ),
+            replica,
+            "the replica",
+        )
+        config = tmp_path / "sentinel.conf"  # a sentinel rewrites its config: it must be its own
+        config.write_text(
+            f"port {sentinel_port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+            f"sentinel monitor testmaster 127.0.0.1 {master_port} 1\n"
+            f"sentinel auth-pass testmaster {PASSWORD}\n"
+            "sentinel down-after-milliseconds testmaster 1000\n"
+            "sentinel failover-timeout testmaster 10000\n"
+        )
+        sentinel = start([binary, str(config), "--sentinel"], tmp_path, "sentinel")
+        sentinel_client = redis.Redis(port=sentinel_port, decode_responses=True)
+        wait_until(  # the sentinel knows the replica it may promote
+            lambda: (
+                answers(lambda: sentinel_client)
+                and sentinel_client.execute_command("SENTINEL", "REPLICAS", "testmaster")
+            ),
+            sentinel,
+            "Sentinel",
+        )
         url = f"sentinel://:{PASSWORD}@127.0.0.1:{sentinel_port}/0"
-        wait_until(lambda: answers(lambda: connect(url, "testmaster")), sentinel, "Sentinel")
         stack.env["REDIS_SENTINEL_MASTER"] = "testmaster"
-        try:
-            assert stream_through(stack, url)
-        finally:
-            del stack.env["REDIS_SENTINEL_MASTER"]
-        # The sentinel serves no data: the job's keys are on the master it named.
-        assert redis.Redis(port=master_port, password=PASSWORD).keys("llm:claim:*")
+        with serving(stack, url) as chat:
+            assert chat()
+            # The sentinel serves no data: the job's keys are on the master it named.
+            assert redis.Redis(port=master_port, password=PASSWORD).keys("llm:claim:*")
+
+            os.killpg(master.pid, signal.SIGKILL)
+            master.wait()
+            killed = time.monotonic()
+            wait_until(
+                lambda: replica_client.info("replication")["role"] == "master",
+                sentinel,
+                "the failover",
+                timeout=60,
+            )
+            # Clients may fail while they find the new master; then it serves again.
+            deadline, error = time.monotonic() + 60, None
+            while time.monotonic() < deadline:
+                try:
+                    assert chat()
+                    break
+                except openai.APIError as exc:
+                    error = exc
+                    time.sleep(1)
+            else:
+                raise AssertionError(f"no answer after the failover: {error}")
+            print(f"\nserving again {time.monotonic() - killed:.1f} s after the master died")
     finally:
-        stop_process(sentinel)
-        stop_process(master)
+        stack.env.pop("REDIS_SENTINEL_MASTER", None)
+        for process in (sentinel, replica, master):
+            stop_process(process)
 
 
 def tls_redis_server() -> str | None:
@@ -144,6 +202,7 @@ def test_over_tls_with_the_servers_certificate_checked(stack, tmp_path):
         untrusted = f"rediss://:{PASSWORD}@127.0.0.1:{port}/0?ssl_cert_reqs=required"
         with pytest.raises(redis.ConnectionError):
             connect(untrusted).ping()
-        assert stream_through(stack, url)
+        with serving(stack, url) as chat:
+            assert chat()
     finally:
         stop_process(server)
