@@ -132,7 +132,8 @@ def chat_logprobs(entries: list[dict]) -> dict:
         return {
             "token": entry["token"],
             "logprob": entry["logprob"],
-            "bytes": list(entry["token"].encode()),
+            # The worker's raw bytes: a token holding part of a character decodes to U+FFFD.
+            "bytes": entry.get("bytes", list(entry["token"].encode())),
         }
 
     return {"content": [{**one(e), "top_logprobs": [one(t) for t in e["top"]]} for e in entries]}

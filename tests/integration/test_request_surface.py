@@ -171,6 +171,26 @@ def test_chat_logprobs_streamed_and_not(openai_client):
     assert [e.logprob for e in streamed] == pytest.approx([e.logprob for e in content])
 
 
+def test_chat_logprob_bytes_rebuild_characters_split_across_tokens(openai_client, tokenizer):
+    args = {"max_tokens": 20, "logprobs": True, "top_logprobs": 20, **GREEDY}
+    reply = openai_client.chat.completions.create(messages=CHAT, **args)
+    content = reply.choices[0].logprobs.content
+    entries = [e for chosen in content for e in (chosen, *chosen.top_logprobs)]
+    partial = [e for e in entries if e.token == "\ufffd"]
+    assert partial  # the tiny model's vocabulary is mostly lone bytes of characters
+    assert all(e.bytes != list("\ufffd".encode()) for e in partial)  # their own bytes instead
+    for entry in entries:
+        try:
+            assert bytes(entry.bytes).decode() == entry.token
+        except UnicodeDecodeError:
+            assert entry.token == "\ufffd"
+    # Joined, the bytes are the message's text (which leaves special tokens out), whatever
+    # characters the tokens cut through.
+    special = {t.content for t in tokenizer.added_tokens_decoder.values() if t.special}
+    joined = b"".join(bytes(e.bytes) for e in content if e.token not in special)
+    assert joined.decode("utf-8", "replace") == reply.choices[0].message.content
+
+
 def test_top_logprobs_bounds(front):
     body = {"model": TINY, "messages": CHAT, "logprobs": True, "top_logprobs": 21}
     status, _, reply = post(front, "/v1/chat/completions", body)

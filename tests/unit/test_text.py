@@ -1,6 +1,8 @@
+from types import SimpleNamespace
+
 import pytest
 
-from workers.engine.text import TextStream
+from workers.engine.text import TextStream, TokenBytes
 
 
 @pytest.fixture(scope="module")
@@ -41,3 +43,22 @@ def test_partial_stop_at_the_end_is_held_until_flush(tokenizer):
     pieces, stream = stream_text(tokenizer, "jobs to busy", stop=["busy workers"])
     assert "".join(pieces) == "jobs to "
     assert stream.flush() == "busy"
+
+
+def test_token_bytes_rebuild_characters_that_tokens_split(tokenizer):
+    text = "café ☕ 日本"
+    ids = tokenizer(text)["input_ids"]
+    to_bytes = TokenBytes(tokenizer)
+    assert any(tokenizer.decode([i]) == "\ufffd" for i in ids)  # lone bytes of a character
+    assert b"".join(bytes(to_bytes(i)) for i in ids) == text.encode()
+
+
+def test_token_bytes_of_sentencepiece_byte_fallback_and_plain_pieces():
+    pieces = {0: "<0xE2>", 1: "▁Hello"}
+    sentencepiece = SimpleNamespace(  # no byte-level decoder: pieces as SentencePiece writes them
+        convert_ids_to_tokens=pieces.get,
+        decode=lambda ids: {0: "\ufffd", 1: " Hello"}[ids[0]],
+    )
+    to_bytes = TokenBytes(sentencepiece)
+    assert to_bytes(0) == [0xE2]
+    assert to_bytes(1) == list(b" Hello")

@@ -30,7 +30,7 @@ from workers.engine.sampling import (
     process_logits,
     token_logprobs,
 )
-from workers.engine.text import TextStream
+from workers.engine.text import TextStream, TokenBytes
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,7 @@ class GenerationEngine:
         self.model = model
         self.adapters = adapters or {}
         self.tokenizer = tokenizer
+        self.token_bytes = TokenBytes(tokenizer)
         self.io = io
         self.max_batch_size = max_batch_size
         self.prefill_tokens = prefill_tokens
@@ -366,9 +367,15 @@ class GenerationEngine:
         """Each prompt token's logprob given the tokens before it (the first has none)."""
         prompt, top = seq.prompt, seq.params.logprobs
         start = logits.shape[0] - len(prompt)  # the prompt sits at the end of its padded row
-        first = {"id": prompt[0], "token": self._piece(prompt[0]), "logprob": None, "top": []}
+        first = {
+            "id": prompt[0],
+            "token": self._piece(prompt[0]),
+            "bytes": self.token_bytes(prompt[0]),
+            "logprob": None,
+            "top": [],
+        }
         return [first] + [
-            token_logprobs(logits[start + j - 1], prompt[j], top, self._piece)
+            token_logprobs(logits[start + j - 1], prompt[j], top, self._piece, self.token_bytes)
             for j in range(1, len(prompt))
         ]
 
@@ -393,7 +400,9 @@ class GenerationEngine:
             token = self._choose(seq, logits[i], greedy[i])
             chosen.append(token)
             if seq.params.logprobs is not None:
-                entry = token_logprobs(logits[i], token, seq.params.logprobs, self._piece)
+                entry = token_logprobs(
+                    logits[i], token, seq.params.logprobs, self._piece, self.token_bytes
+                )
                 seq.unsent_logprobs.append(entry)
             self._record(seq, token, events)
         tokens = torch.tensor(chosen, dtype=torch.long, device=self.device)

@@ -119,14 +119,23 @@ def choose_token(
     return int(torch.multinomial(probs.cpu(), 1, generator=generator))
 
 
-def token_logprobs(logits: torch.Tensor, token: int, top: int, decode) -> dict[str, Any]:
-    """The chosen token's log-probability and the ``top`` most likely alternatives."""
+def token_logprobs(
+    logits: torch.Tensor, token: int, top: int, decode, to_bytes=None
+) -> dict[str, Any]:
+    """The chosen token's log-probability and the ``top`` most likely alternatives; each with
+    its text (``decode``) and, given ``to_bytes``, its raw bytes."""
     logprobs = torch.log_softmax(logits.float(), dim=-1)
-    entry = {"id": token, "token": decode(token), "logprob": float(logprobs[token]), "top": []}
+
+    def describe(token_id: int, logprob: float) -> dict[str, Any]:
+        entry = {"id": token_id, "token": decode(token_id), "logprob": logprob}
+        if to_bytes is not None:
+            entry["bytes"] = to_bytes(token_id)
+        return entry
+
+    entry = {**describe(token, float(logprobs[token])), "top": []}
     if top:
         values, ids = torch.topk(logprobs, top)
         entry["top"] = [
-            {"id": int(i), "token": decode(int(i)), "logprob": float(v)}
-            for v, i in zip(values.tolist(), ids.tolist(), strict=True)
+            describe(int(i), float(v)) for v, i in zip(values.tolist(), ids.tolist(), strict=True)
         ]
     return entry

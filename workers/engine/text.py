@@ -80,3 +80,30 @@ def _longest_stop_prefix_suffix(text: str, stops: tuple[str, ...]) -> int:
                 best = n
                 break
     return best
+
+
+class TokenBytes:
+    """The raw bytes of one token, as OpenAI's logprobs ``bytes`` give them: a token holding part
+    of a multi-byte character decodes to U+FFFD alone, but its bytes joined with its neighbours'
+    rebuild the character.
+
+    Byte-level BPE pieces (GPT-2, Llama 3, SmolLM2) map one character to one byte; SentencePiece
+    byte-fallback pieces are written ``<0xNN>``; any other piece is the UTF-8 of its text.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        self._byte_of: dict[str, int] | None = None
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is not None and type(backend.decoder).__name__ == "ByteLevel":
+            from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+            self._byte_of = {char: byte for byte, char in bytes_to_unicode().items()}
+
+    def __call__(self, token_id: int) -> list[int]:
+        piece = self._tokenizer.convert_ids_to_tokens(token_id)
+        if self._byte_of is not None and piece and all(c in self._byte_of for c in piece):
+            return [self._byte_of[c] for c in piece]
+        if len(piece or "") == 6 and piece.startswith("<0x") and piece.endswith(">"):
+            return [int(piece[3:5], 16)]
+        return list(self._tokenizer.decode([token_id]).encode())
