@@ -20,9 +20,8 @@ from transformers import DynamicCache
 
 from config.protocol import DONE, ERROR, TOKEN, EventSequence, error_body
 from workers.engine.batch import BatchState, prefill_inputs
-from workers.engine.embedding import embedding_done
 from workers.engine.io import JobIO, JobRejected, Ticket
-from workers.engine.pooling import mean_pooled
+from workers.engine.pooling import EmbeddingJob, embed, take_batch
 from workers.engine.sampling import (
     SamplingParams,
     choose_token,
@@ -48,15 +47,6 @@ class _Job:
     @property
     def finished(self) -> bool:
         return all(s.finish_reason is not None for s in self.sequences)
-
-
-@dataclass
-class _EmbeddingJob:
-    id: str
-    ticket: Ticket
-    events: EventSequence
-    inputs: list[list[int]]
-    adapter: str = BASE
 
 
 @dataclass
@@ -119,8 +109,8 @@ class GenerationEngine:
         self.pad_id = pad if pad is not None else min(self.eos_ids, default=0)
         self._lock = threading.Condition()
         self._waiting: deque[_Sequence] = deque()
-        self._embeddings: deque[_EmbeddingJob] = deque()
-        self._embedding_now: list[_EmbeddingJob] = []  # taken by the step under way
+        self._embeddings: deque[EmbeddingJob] = deque()
+        self._embedding_now: list[EmbeddingJob] = []  # taken by the step under way
         self._rows: list[_Sequence] = []
         self._ending: list[_Job] = []
         self._batch: BatchState | None = None
@@ -195,7 +185,7 @@ class GenerationEngine:
                     code="context_length_exceeded",
                 )
             inputs.append(tokens or [self.pad_id])  # never an empty row (the front refuses "")
-        state = _EmbeddingJob(
+        state = EmbeddingJob(
             id=job["id"],
             ticket=Ticket(),
             events=EventSequence(job["id"]),
@@ -298,35 +288,15 @@ class GenerationEngine:
                 tokens += size
         return [s for s in taken if s.finish_reason is None]
 
-    def _take_embeddings(self) -> list[_EmbeddingJob]:
-        """Waiting embedding jobs for one step: up to a batch of inputs (at least one job)."""
-        taken, count = [], 0
+    def _take_embeddings(self) -> list[EmbeddingJob]:
         with self._lock:
-            while self._embeddings and (
-                not taken or count + len(self._embeddings[0].inputs) <= self.embedding_batch_size
-            ):
-                taken.append(self._embeddings.popleft())
-                count += len(taken[-1].inputs)
-        return taken
+            return take_batch(self._embeddings, self.embedding_batch_size)
 
-    def _embed(self, jobs: list[_EmbeddingJob], events: list[dict[str, Any]]) -> None:
+    def _embed(self, jobs: list[EmbeddingJob], events: list[dict[str, Any]]) -> None:
         """Embed every input of ``jobs`` (in shared forward passes); each job ends this step."""
-        inputs = [tokens for job in jobs for tokens in job.inputs]
-        adapters = [job.adapter for job in jobs for _ in job.inputs]
-        size = self.embedding_batch_size
-        extra = (
-            [{"adapter_names": adapters[i : i + size]} for i in range(0, len(inputs), size)]
-            if self.adapters
-            else None
-        )
-        vectors = mean_pooled(self.model, inputs, self.pad_id, size, extra).cpu().numpy()
-        start = 0
-        for job in jobs:
-            end = start + len(job.inputs)
-            tokens = sum(len(t) for t in job.inputs)
-            events.append(embedding_done(job.events, vectors[start:end], tokens))
-            self._ending.append(job)
-            start = end
+        size, adapters = self.embedding_batch_size, bool(self.adapters)
+        events.extend(embed(self.model, jobs, self.pad_id, size, adapters))
+        self._ending.extend(jobs)
 
     def _prefill(self, joining: list[_Sequence], events: list[dict[str, Any]]) -> None:
         unique: dict[int, int] = {}  # id(prompt) -> its row in the prefill batch

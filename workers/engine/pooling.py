@@ -1,15 +1,61 @@
 """Embeddings from a causal LM: the mean of its last hidden states over each input's tokens,
 scaled to unit length. This is what FastChat's model workers return for ``/v1/embeddings`` on a
-chat model, so a chat model's worker answers embedding requests too."""
+chat model, so a chat model's engine answers embedding jobs too, in steps of their own."""
 
 from __future__ import annotations
 
+from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from config.protocol import EventSequence
 from workers.engine.batch import prefill_inputs
+from workers.engine.embedding import embedding_done
+from workers.engine.io import Ticket
+
+
+@dataclass
+class EmbeddingJob:
+    """An embedding job for a chat model: its inputs as token ids, and the LoRA adapter (PEFT's
+    name) they run through."""
+
+    id: str
+    ticket: Ticket
+    events: EventSequence
+    inputs: list[list[int]]
+    adapter: str
+
+
+def take_batch(waiting: deque[EmbeddingJob], size: int) -> list[EmbeddingJob]:
+    """The jobs at the front of ``waiting`` for one step: up to ``size`` inputs in all, and
+    always at least one job (a larger one runs in several forward passes)."""
+    taken, count = [], 0
+    while waiting and (not taken or count + len(waiting[0].inputs) <= size):
+        taken.append(waiting.popleft())
+        count += len(taken[-1].inputs)
+    return taken
+
+
+def embed(
+    model: Any, jobs: list[EmbeddingJob], pad_id: int, size: int, adapters: bool
+) -> list[dict[str, Any]]:
+    """Embed every input of ``jobs``, ``size`` per forward pass; return each job's ``done``
+    event. ``adapters``: the model is a PEFT model that takes an adapter name per row."""
+    inputs = [tokens for job in jobs for tokens in job.inputs]
+    names = [job.adapter for job in jobs for _ in job.inputs]
+    extra = [{"adapter_names": names[i : i + size]} for i in range(0, len(inputs), size)]
+    vectors = mean_pooled(model, inputs, pad_id, size, extra if adapters else None)
+    vectors = vectors.cpu().numpy()
+    events, start = [], 0
+    for job in jobs:
+        end = start + len(job.inputs)
+        tokens = sum(len(t) for t in job.inputs)
+        events.append(embedding_done(job.events, vectors[start:end], tokens))
+        start = end
+    return events
 
 
 @torch.inference_mode()
