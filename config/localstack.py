@@ -21,6 +21,7 @@ from pathlib import Path
 import redis
 
 from config.redisconn import connect
+from config.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +47,7 @@ def redis_server_binary() -> str:
 
 def redis_answers(url: str, timeout: float = 2.0) -> bool:
     try:
-        master = os.environ.get("REDIS_SENTINEL_MASTER", "mymaster")
+        master = Settings.from_env().redis_sentinel_master
         return bool(connect(url, master, socket_connect_timeout=timeout).ping())
     except redis.RedisError:
         return False

@@ -20,6 +20,7 @@ import redis
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
 SENTINEL = "sentinel://"
+DEFAULT_MASTER = "mymaster"  # REDIS_SENTINEL_MASTER unset: redis-sentinel's own example name
 
 
 def is_sentinel(url: str) -> bool:
@@ -32,7 +33,7 @@ class SentinelBlockingConnectionPool(SentinelConnectionPool, redis.BlockingConne
 
 
 def connect(
-    url: str, master_name: str = "mymaster", blocking: int | None = None, **kwargs: Any
+    url: str, master_name: str = DEFAULT_MASTER, blocking: int | None = None, **kwargs: Any
 ) -> redis.Redis:
     """A client for ``url``; with ``blocking``, its pool holds at most that many connections
     and callers wait for one (``timeout`` seconds, from ``kwargs``) when all are busy."""
@@ -69,7 +70,7 @@ def _sentinels(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
     return hosts, options
 
 
-def celery_broker(url: str, master_name: str = "mymaster") -> dict[str, Any]:
+def celery_broker(url: str, master_name: str = DEFAULT_MASTER) -> dict[str, Any]:
     """Celery's broker settings for ``url`` (kombu reads Sentinel and TLS URLs itself, given
     the master's name and the TLS options)."""
     settings: dict[str, Any] = {"broker_url": url}

@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from config.redisconn import celery_broker
+from config.redisconn import DEFAULT_MASTER, celery_broker
 
 
 def _env_list(name: str) -> list[str]:
@@ -36,7 +36,7 @@ class Settings:
     """Everything configurable by an environment variable; see the README for each one."""
 
     redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_sentinel_master: str = "mymaster"
+    redis_sentinel_master: str = DEFAULT_MASTER
     api_keys: list[str] = field(default_factory=list)
     worker_api_timeout: float = 100.0
     queue_timeout: float = 600.0
@@ -81,7 +81,7 @@ class Settings:
         )
 
 
-def celery_config(redis_url: str, sentinel_master: str = "mymaster") -> dict:
+def celery_config(redis_url: str, sentinel_master: str = DEFAULT_MASTER) -> dict:
     """Celery settings common to the front (producer) and the workers (consumers)."""
     return {
         **celery_broker(redis_url, sentinel_master),

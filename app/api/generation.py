@@ -133,7 +133,7 @@ def chat_logprobs(entries: list[dict]) -> dict:
             "token": entry["token"],
             "logprob": entry["logprob"],
             # The worker's raw bytes: a token holding part of a character decodes to U+FFFD.
-            "bytes": entry.get("bytes", list(entry["token"].encode())),
+            "bytes": entry["bytes"],
         }
 
     return {"content": [{**one(e), "top_logprobs": [one(t) for t in e["top"]]} for e in entries]}

@@ -18,7 +18,7 @@ import openai
 import pytest
 import redis
 
-from config.localstack import free_port, redis_server_binary, stop_process
+from config.localstack import free_port, redis_server_binary, spawn, stop_process
 from config.redisconn import connect
 from tests.integration.conftest import TINY
 
@@ -26,8 +26,7 @@ PASSWORD = "s3cret-pass"
 
 
 def start(args: list[str], workdir: Path, name: str) -> subprocess.Popen:
-    log = open(workdir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
-    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return spawn(args, dict(os.environ), workdir / f"{name}.log")
 
 
 def wait_until(check, process: subprocess.Popen, what: str, timeout: float = 15.0) -> None:

@@ -289,6 +289,8 @@ class GenerationEngine:
         return [s for s in taken if s.finish_reason is None]
 
     def _take_embeddings(self) -> list[EmbeddingJob]:
+        if not self._embeddings:  # the common case: no lock taken on the step's path
+            return []
         with self._lock:
             return take_batch(self._embeddings, self.embedding_batch_size)
 
@@ -337,20 +339,19 @@ class GenerationEngine:
         """Each prompt token's logprob given the tokens before it (the first has none)."""
         prompt, top = seq.prompt, seq.params.logprobs
         start = logits.shape[0] - len(prompt)  # the prompt sits at the end of its padded row
-        first = {
-            "id": prompt[0],
-            "token": self._piece(prompt[0]),
-            "bytes": self.token_bytes(prompt[0]),
-            "logprob": None,
-            "top": [],
-        }
+        first = {**self._describe(prompt[0]), "logprob": None, "top": []}
         return [first] + [
-            token_logprobs(logits[start + j - 1], prompt[j], top, self._piece, self.token_bytes)
+            token_logprobs(logits[start + j - 1], prompt[j], top, self._describe)
             for j in range(1, len(prompt))
         ]
 
-    def _piece(self, token: int) -> str:
-        return self.tokenizer.decode([token])
+    def _describe(self, token: int) -> dict[str, Any]:
+        """A token as logprobs show it: its id, its text, and its raw bytes."""
+        return {
+            "id": token,
+            "token": self.tokenizer.decode([token]),
+            "bytes": self.token_bytes(token),
+        }
 
     def _advance(
         self,
@@ -370,9 +371,7 @@ class GenerationEngine:
             token = self._choose(seq, logits[i], greedy[i])
             chosen.append(token)
             if seq.params.logprobs is not None:
-                entry = token_logprobs(
-                    logits[i], token, seq.params.logprobs, self._piece, self.token_bytes
-                )
+                entry = token_logprobs(logits[i], token, seq.params.logprobs, self._describe)
                 seq.unsent_logprobs.append(entry)
             self._record(seq, token, events)
         tokens = torch.tensor(chosen, dtype=torch.long, device=self.device)

@@ -45,10 +45,8 @@ def embed(
     """Embed every input of ``jobs``, ``size`` per forward pass; return each job's ``done``
     event. ``adapters``: the model is a PEFT model that takes an adapter name per row."""
     inputs = [tokens for job in jobs for tokens in job.inputs]
-    names = [job.adapter for job in jobs for _ in job.inputs]
-    extra = [{"adapter_names": names[i : i + size]} for i in range(0, len(inputs), size)]
-    vectors = mean_pooled(model, inputs, pad_id, size, extra if adapters else None)
-    vectors = vectors.cpu().numpy()
+    names = [job.adapter for job in jobs for _ in job.inputs] if adapters else None
+    vectors = mean_pooled(model, inputs, pad_id, size, names).cpu().numpy()
     events, start = [], 0
     for job in jobs:
         end = start + len(job.inputs)
@@ -64,17 +62,18 @@ def mean_pooled(
     inputs: list[list[int]],
     pad_id: int,
     batch_size: int = 64,
-    forward_kwargs: list[dict[str, Any]] | None = None,
+    adapter_names: list[str] | None = None,
 ) -> torch.Tensor:
     """Unit-length float32 vectors ``[len(inputs), hidden size]``, ``batch_size`` inputs per
     forward pass. Inputs are left-padded with positions from the mask, so an input's vector does
-    not depend on what it is batched with. ``forward_kwargs`` holds, per batch, extra arguments
-    for the forward pass (a PEFT model's ``adapter_names``)."""
+    not depend on what it is batched with. ``adapter_names``: a PEFT model's adapter per input."""
     device = next(model.parameters()).device
     vectors = []
-    for number, start in enumerate(range(0, len(inputs), batch_size)):
+    for start in range(0, len(inputs), batch_size):
         batch, mask = prefill_inputs(inputs[start : start + batch_size], pad_id, device)
-        extra = forward_kwargs[number] if forward_kwargs else {}
+        extra = (
+            {"adapter_names": adapter_names[start : start + batch_size]} if adapter_names else {}
+        )
         # One logit per row is the least the forward pass computes; only hidden states are used.
         out = model(**batch, **extra, output_hidden_states=True, use_cache=False, logits_to_keep=1)
         hidden = out.hidden_states[-1].float()

@@ -119,23 +119,15 @@ def choose_token(
     return int(torch.multinomial(probs.cpu(), 1, generator=generator))
 
 
-def token_logprobs(
-    logits: torch.Tensor, token: int, top: int, decode, to_bytes=None
-) -> dict[str, Any]:
-    """The chosen token's log-probability and the ``top`` most likely alternatives; each with
-    its text (``decode``) and, given ``to_bytes``, its raw bytes."""
+def token_logprobs(logits: torch.Tensor, token: int, top: int, describe) -> dict[str, Any]:
+    """The chosen token's log-probability and the ``top`` most likely alternatives, each with
+    what ``describe(token_id)`` says of the token (its id, text and bytes)."""
     logprobs = torch.log_softmax(logits.float(), dim=-1)
-
-    def describe(token_id: int, logprob: float) -> dict[str, Any]:
-        entry = {"id": token_id, "token": decode(token_id), "logprob": logprob}
-        if to_bytes is not None:
-            entry["bytes"] = to_bytes(token_id)
-        return entry
-
-    entry = {**describe(token, float(logprobs[token])), "top": []}
+    entry = {**describe(token), "logprob": float(logprobs[token]), "top": []}
     if top:
         values, ids = torch.topk(logprobs, top)
         entry["top"] = [
-            describe(int(i), float(v)) for v, i in zip(values.tolist(), ids.tolist(), strict=True)
+            {**describe(int(i)), "logprob": float(v)}
+            for v, i in zip(values.tolist(), ids.tolist(), strict=True)
         ]
     return entry
