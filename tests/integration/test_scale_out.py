@@ -123,7 +123,13 @@ def test_gunicorn_serves_the_front_with_gevent_workers(stack, tiny_worker, tmp_p
         def stream(_: int) -> tuple[str, str]:
             chunks = list(
                 client.chat.completions.create(
-                    model=TINY, messages=messages, max_tokens=10, stream=True
+                    # Greedy: sampled, the tiny model's 10 tokens may all be partial bytes
+                    # or special tokens, which make no text.
+                    model=TINY,
+                    messages=messages,
+                    max_tokens=10,
+                    stream=True,
+                    temperature=0,
                 )
             )
             text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
