@@ -64,6 +64,7 @@ def cmd_runserver(args: argparse.Namespace) -> None:
     from gevent.pywsgi import WSGIServer
 
     from app import create_app
+    from app.disconnect import handler_class
 
     overrides = (
         {"API_KEYS": [k.strip() for k in args.api_keys.split(",") if k.strip()]}
@@ -73,7 +74,11 @@ def cmd_runserver(args: argparse.Namespace) -> None:
     app = create_app(overrides)
     # A pool, because stop() waits for running handlers (open streams) only when there is one.
     server = WSGIServer(
-        (args.host, args.port), app, spawn=Pool(), log=None if args.quiet else "default"
+        (args.host, args.port),
+        app,
+        spawn=Pool(),
+        log=None if args.quiet else "default",
+        handler_class=handler_class(),  # requests see their socket: a client that left is noticed
     )
     grace = app.config["SHUTDOWN_TIMEOUT"]
 

@@ -32,6 +32,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
         CORS_ORIGINS=settings.cors_origins,
         SHUTDOWN_TIMEOUT=settings.shutdown_timeout,
+        MAX_JSON_DEPTH=settings.max_json_depth,
+        MAX_REQUEST_CHOICES=settings.max_request_choices,
+        MAX_REQUEST_TOKENS=settings.max_request_tokens,
+        MAX_EMBEDDING_INPUTS=settings.max_embedding_inputs,
     )
     if test_config:
         app.config.update(test_config)

@@ -7,6 +7,7 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from config import protocol
 from config.protocol import error_body
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,26 @@ class APIError(Exception):
         self.status = status
         self.body = error_body(message, type_ or _TYPES.get(status, "server_error"), param, code)
         self.headers = headers or {}
+
+
+# What a worker's domain error means over HTTP: code -> (status, OpenAI type, OpenAI code).
+_WORKER_ERRORS = {
+    protocol.INVALID_REQUEST: (400, "invalid_request_error", None),
+    protocol.CONTEXT_LENGTH_EXCEEDED: (400, "invalid_request_error", "context_length_exceeded"),
+    protocol.TOO_MANY_TOKENS: (400, "invalid_request_error", "max_tokens_per_request"),
+    protocol.CANCELLED: (499, "invalid_request_error", "cancelled"),
+    protocol.ENGINE_ERROR: (500, "server_error", "engine_error"),
+    protocol.WORKER_ERROR: (500, "server_error", "worker_error"),
+    protocol.WORKER_SHUTDOWN: (503, "service_unavailable_error", "worker_shutdown"),
+}
+
+
+def from_worker(event: dict) -> APIError:
+    """The :class:`APIError` for a worker's terminal ``error`` event (an unknown code is a 500)."""
+    status, type_, code = _WORKER_ERRORS.get(event.get("code"), (500, "server_error", None))
+    return APIError(
+        status, event.get("message") or "The model worker failed.", event.get("param"), code, type_
+    )
 
 
 def error_response(status: int, message: str, param: str | None = None, code: str | None = None):

@@ -1,6 +1,7 @@
 """Probes for load balancers and orchestrators, outside /v1 (no key, no rate limit).
 
-``GET /health``: the process is up. ``GET /ready``: Redis answers and at least one worker is live.
+``GET /health``: the process is up. ``GET /ready``: Redis answers and at least one worker is live;
+it also names the workers whose engine stalled.
 """
 
 from __future__ import annotations
@@ -22,9 +23,13 @@ def ready():
     try:
         jobs.client.ping()
         live = jobs.liveness.workers_by_model(cached=False)
+        stalled = jobs.liveness.stalled()
     except redis.RedisError as exc:
         return jsonify({"status": "unavailable", "reason": f"Redis: {exc}"}), 503
     models = sorted(name for name, workers in live.items() if workers)
+    # A worker whose engine stalled exits; it is named here until its heartbeat key expires.
+    stuck = [{"worker": s["id"], "models": s.get("stalled", [])} for s in stalled]
     if not models:
-        return jsonify({"status": "unavailable", "reason": "no live worker"}), 503
-    return jsonify({"status": "ready", "models": models})
+        reason = "no live worker" + (f" ({len(stuck)} stalled)" if stuck else "")
+        return jsonify({"status": "unavailable", "reason": reason, "stalled": stuck}), 503
+    return jsonify({"status": "ready", "models": models, "stalled": stuck})

@@ -7,17 +7,16 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
 from celery import Celery
 
-from app.errors import APIError
+from app.errors import APIError, from_worker
 from app.events import EventHub, JobEvents
 from app.liveness import Liveness
 from config.protocol import (
-    DONE,
     EMBED_TASK,
     ERROR,
     GENERATE_TASK,
@@ -25,7 +24,6 @@ from config.protocol import (
     EventGap,
     cancel_key,
     claim_key,
-    heartbeat_key,
     origin,
 )
 from config.registry import CHAT, ModelSpec, public_names
@@ -35,6 +33,16 @@ log = logging.getLogger(__name__)
 CANCEL_TTL = 3600
 PUBLISHERS = 8  # concurrent send_task calls, under kombu's 10 connections per channel
 WATCH_INTERVAL = 1.0  # seconds of silence after which the job's worker is checked
+GONE_INTERVAL = 0.5  # seconds between checks that the client is still connected
+
+ClientCheck = Callable[[], bool]  # True once the request's client has closed its connection
+
+
+class ClientGone(APIError):
+    """The client closed its connection before its answer was ready: its job is cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__(499, "The client closed the connection.", code="client_closed_request")
 
 
 class WorkerLost(APIError):
@@ -124,24 +132,30 @@ class JobService:
         events.job = job
         return events
 
-    def collect(self, spec: ModelSpec, job: dict[str, Any]) -> list[dict[str, Any]]:
-        """Run a job and return all its events; if its worker dies, run it again elsewhere."""
+    def collect(
+        self, spec: ModelSpec, job: dict[str, Any], gone: ClientCheck | None = None
+    ) -> list[dict[str, Any]]:
+        """Run a job and return all its events; if its worker dies, run it again elsewhere.
+        ``gone`` tells whether the client has left (then the job is cancelled, see
+        :meth:`iterate`)."""
         for attempt in range(self.retries + 1):
             events = self.submit(spec, job)
             try:
-                return list(self.iterate(events))
+                return list(self.iterate(events, gone))
             except WorkerLost:
                 if attempt == self.retries:
                     raise
                 log.warning("job %s: worker lost; running it again", events.job_id)
                 job = {**job, "origin": origin(events.job)}
 
-    def start(self, spec: ModelSpec, job: dict[str, Any]) -> tuple[str, Iterator[dict[str, Any]]]:
+    def start(
+        self, spec: ModelSpec, job: dict[str, Any], gone: ClientCheck | None = None
+    ) -> tuple[str, Iterator[dict[str, Any]]]:
         """Run a job until its first event (retrying if its worker dies before sending one);
         return the job id and an iterator over all its events."""
         for attempt in range(self.retries + 1):
             events = self.submit(spec, job)
-            iterator = self.iterate(events)
+            iterator = self.iterate(events, gone)
             try:
                 first = next(iterator)
             except WorkerLost:
@@ -152,57 +166,58 @@ class JobService:
                 continue
             return events.job_id, _chain(first, iterator)
 
-    def iterate(self, events: JobEvents) -> Iterator[dict[str, Any]]:
+    def iterate(
+        self, events: JobEvents, gone: ClientCheck | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Yield a job's events up to and including the terminal one.
 
         An ``error`` event is raised as :class:`APIError`; a worker silent for the timeout, or a
-        queue that kept the job for the queue timeout, is a 504; a worker that died with the job
-        (its heartbeat lapsed) is :class:`WorkerLost`. A job that
-        ends here without its terminal event (client gone, timeout, worker lost) is cancelled,
-        so a copy of it still in the queue or on a frozen worker stops too.
+        queue that kept the job for the queue timeout, is a 504; a worker that died or stalled
+        with the job is :class:`WorkerLost`; a client that left (``gone``, checked every
+        :data:`GONE_INTERVAL`) is :class:`ClientGone`. A job that ends here without its terminal
+        event is cancelled, so a copy of it still in the queue or on a frozen worker stops too.
         """
         finished = False
-        submitted = last_heard = time.monotonic()
-        first = True
+        submitted = last_heard = silence_checked = gone_checked = time.monotonic()
+        wait = GONE_INTERVAL if gone is not None else WATCH_INTERVAL
+        watch = self.metrics.watch(events.job["model"]) if self.metrics else None
         try:
             while True:
+                now = time.monotonic()
+                if gone is not None and now - gone_checked >= GONE_INTERVAL:
+                    gone_checked = now
+                    if gone():
+                        log.info("job %s: the client left; cancelling it", events.job_id)
+                        raise ClientGone()
                 try:
-                    event = events.next(WATCH_INTERVAL)
+                    event = events.next(wait)
                 except queue.Empty:
-                    self._check_silence(events, submitted, last_heard)
+                    now = time.monotonic()
+                    if now - max(last_heard, silence_checked) >= WATCH_INTERVAL:
+                        silence_checked = now
+                        self._check_silence(events, submitted, last_heard)
                     continue
                 except EventGap as exc:
                     log.error("job %s: %s", events.job_id, exc)
                     raise APIError(502, "Events from the model worker were lost.") from None
                 last_heard = time.monotonic()
-                if self.metrics is not None:
-                    self._observe(events, event, first, last_heard - submitted)
-                first = False
+                if watch is not None:
+                    watch.event(event)
                 if event["type"] in TERMINAL:
                     finished = True
                     if event["type"] == ERROR:
-                        err = event["error"]
-                        raise APIError(
-                            event.get("status", 500),
-                            err["message"],
-                            err.get("param"),
-                            err.get("code"),
-                            err.get("type"),
-                        )
+                        raise from_worker(event)
                 yield event
                 if finished:
                     return
+        except APIError as exc:
+            if watch is not None:
+                watch.failed(exc.body["error"]["code"])
+            raise
         finally:
             events.close()
             if not finished:
                 self.cancel(events.job_id)
-
-    def _observe(self, events: JobEvents, event: dict, first: bool, waited: float) -> None:
-        model = events.job.get("model", "unknown")
-        if first:
-            self.metrics.ttft.labels(model).observe(waited)
-        if event["type"] == DONE:
-            self.metrics.tokens.labels(model).inc(event["usage"].get("completion_tokens", 0))
 
     def _check_queue(self, spec: ModelSpec) -> None:
         """Backpressure: refuse a job when its model's queue already holds its cap of them."""
@@ -229,8 +244,8 @@ class JobService:
         """
         try:
             worker = self.client.get(claim_key(events.job_id))
-            if worker is not None:
-                alive = self.client.exists(heartbeat_key(worker.decode()))
+            if worker is not None:  # a worker whose engine stalled is as good as gone
+                alive = self.liveness.worker_live(worker.decode())
             else:  # still queued: it can wait as long as some worker of its model lives
                 alive = self.liveness.is_live(events.job["model"])
         except redis.RedisError as exc:

@@ -1,4 +1,8 @@
-"""Which models have a live worker, read from the workers' heartbeats (cached briefly)."""
+"""Which models have a live worker, read from the workers' heartbeats (cached briefly).
+
+A worker is live while its heartbeat key exists, unless it is draining (shutting down: it
+finishes its jobs but takes no new ones) or its heartbeat says an engine stalled (it exits).
+"""
 
 from __future__ import annotations
 
@@ -15,10 +19,10 @@ class Liveness:
         self.client = client
         self.cache_seconds = cache_seconds
         self._lock = threading.Lock()
-        self._cached: tuple[float, dict[str, list[dict]]] | None = None
+        self._cached: tuple[float, list[dict]] | None = None
 
-    def workers_by_model(self, cached: bool = True) -> dict[str, list[dict]]:
-        """Model name -> the statuses of its live workers. Raises ``redis.RedisError``.
+    def statuses(self, cached: bool = True) -> list[dict]:
+        """Every worker's last heartbeat status, live or not. Raises ``redis.RedisError``.
 
         ``cached`` answers from the last read if it is under ``cache_seconds`` old: the check
         every request makes before it is enqueued, which Redis then confirms anyway.
@@ -30,23 +34,40 @@ class Liveness:
         ids = sorted(
             i.decode() if isinstance(i, bytes) else i for i in self.client.smembers(WORKERS_SET)
         )
-        statuses = self.client.mget([heartbeat_key(i) for i in ids]) if ids else []
-        by_model: dict[str, list[dict]] = {}
-        dead = []
-        for worker_id, raw in zip(ids, statuses, strict=True):
+        raws = self.client.mget([heartbeat_key(i) for i in ids]) if ids else []
+        statuses, dead = [], []
+        for worker_id, raw in zip(ids, raws, strict=True):
             if raw is None:
                 dead.append(worker_id)  # heartbeat expired: the worker is gone
-                continue
-            status = decode(raw)
-            if status.get("draining"):
-                continue  # shutting down: it finishes its jobs but takes no new ones
-            for model in status.get("models", []):
-                by_model.setdefault(model, []).append(status)
+            else:
+                statuses.append(decode(raw))
         if dead:
             self.client.srem(WORKERS_SET, *dead)
         with self._lock:
-            self._cached = (time.monotonic(), by_model)
+            self._cached = (time.monotonic(), statuses)
+        return statuses
+
+    def workers_by_model(self, cached: bool = True) -> dict[str, list[dict]]:
+        """Model name -> the statuses of its live workers. Raises ``redis.RedisError``."""
+        by_model: dict[str, list[dict]] = {}
+        for status in self.statuses(cached):
+            if is_live(status):
+                for model in status.get("models", []):
+                    by_model.setdefault(model, []).append(status)
         return by_model
+
+    def stalled(self, cached: bool = True) -> list[dict]:
+        """The statuses of workers whose engine stalled (until their heartbeat key expires)."""
+        return [s for s in self.statuses(cached) if s.get("stalled")]
 
     def is_live(self, model: str) -> bool:
         return bool(self.workers_by_model().get(model))
+
+    def worker_live(self, worker_id: str) -> bool:
+        """Whether one worker (the one holding a job) is there and not stalled; never cached."""
+        raw = self.client.get(heartbeat_key(worker_id))
+        return raw is not None and not decode(raw).get("stalled")
+
+
+def is_live(status: dict) -> bool:
+    return not status.get("draining") and not status.get("stalled")

@@ -1,19 +1,25 @@
-"""Prometheus metrics of a front process, served at ``GET /metrics``.
+"""Prometheus metrics of a front process, served at ``GET /metrics``, named as vLLM names its own
+(``vllm:num_requests_running`` is ``llm_num_requests_running`` here).
 
-Counted as requests pass: requests by endpoint and status, request duration (to the last byte
-of a stream), time to first token (submit to first event), generated tokens by model. Read at
-each scrape: queue depth and live workers per model (from Redis), open streams.
+Counted as requests pass through this front (sum them over fronts): HTTP requests by endpoint and
+status and their duration; per model, prompt and generated tokens, finished choices by finish
+reason, failed jobs by error code, and histograms of time to first token, inter-token latency,
+end-to-end latency and time in the queue. Read from Redis at each scrape, per model: sequences
+running and waiting in the engines (from the workers' heartbeats), jobs in the queue, live and
+stalled workers; and this front's open streams.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 from flask import Blueprint, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
+
+from config.protocol import DONE, TOKEN
 
 if TYPE_CHECKING:
     from app.jobs import JobService
@@ -21,70 +27,158 @@ if TYPE_CHECKING:
 bp = Blueprint("metrics", __name__)
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
+TOKEN_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5)
 
 
 class Metrics:
     def __init__(self, jobs: JobService) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = registry = CollectorRegistry()
         self.requests = Counter(
             "llm_requests",
             "HTTP requests by endpoint and status",
             ["endpoint", "status"],
-            registry=self.registry,
+            registry=registry,
         )
         self.duration = Histogram(
             "llm_request_duration_seconds",
-            "Request duration, to the last byte of a stream",
+            "HTTP request duration, to the last byte of a stream",
             ["endpoint"],
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            registry=registry,
         )
+        model = ["model"]
         self.ttft = Histogram(
             "llm_time_to_first_token_seconds",
-            "From enqueueing a job to its first event",
-            ["model"],
+            "From enqueueing a job to its first token",
+            model,
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            registry=registry,
         )
-        self.tokens = Counter(
-            "llm_generated_tokens",
-            "Generated (completion) tokens",
-            ["model"],
-            registry=self.registry,
+        self.itl = Histogram(
+            "llm_inter_token_latency_seconds",
+            "Between consecutive tokens of one choice",
+            model,
+            buckets=TOKEN_BUCKETS,
+            registry=registry,
+        )
+        self.e2e = Histogram(
+            "llm_e2e_request_latency_seconds",
+            "From enqueueing a job to its end",
+            model,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.queue_time = Histogram(
+            "llm_request_queue_time_seconds",
+            "From enqueueing a job to its first engine step (queue, worker pickup, engine wait)",
+            model,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.prompt_tokens = Counter(
+            "llm_prompt_tokens", "Prompt tokens of finished jobs", model, registry=registry
+        )
+        self.generation_tokens = Counter(
+            "llm_generation_tokens", "Generated tokens of finished jobs", model, registry=registry
+        )
+        self.success = Counter(
+            "llm_request_success",
+            "Finished choices, by finish reason",
+            ["model", "finished_reason"],
+            registry=registry,
+        )
+        self.failure = Counter(
+            "llm_request_failure",
+            "Jobs that ended with an error, by its code",
+            ["model", "code"],
+            registry=registry,
         )
         streams = Gauge(
-            "llm_open_streams", "Jobs this front is waiting on or streaming", registry=self.registry
+            "llm_open_streams", "Jobs this front is waiting on or streaming", registry=registry
         )
         streams.set_function(lambda: jobs.hub.open_streams)
-        self.registry.register(_QueueCollector(jobs))
+        registry.register(_EngineCollector(jobs))
+
+    def watch(self, model: str) -> JobWatch:
+        return JobWatch(self, model)
 
 
-class _QueueCollector:
-    """Queue depth and live workers per model, read from Redis when scraped."""
+class JobWatch:
+    """Times one job from the front's side as its events arrive."""
+
+    def __init__(self, metrics: Metrics, model: str) -> None:
+        self.metrics = metrics
+        self.model = model
+        self.submitted = time.monotonic()
+        self._last: dict[int, float] = {}  # choice -> when its last token event came
+        self._first = True
+
+    def event(self, event: dict[str, Any]) -> None:
+        now, m = time.monotonic(), self.metrics
+        if event["type"] == TOKEN:
+            if self._first:
+                m.ttft.labels(self.model).observe(now - self.submitted)
+                self._first = False
+            index, tokens = event["index"], max(1, len(event.get("token_ids") or ()))
+            if index in self._last:
+                gap = (now - self._last[index]) / tokens
+                for _ in range(tokens):
+                    m.itl.labels(self.model).observe(gap)
+            self._last[index] = now
+            if event.get("finish_reason"):
+                m.success.labels(self.model, event["finish_reason"]).inc()
+        elif event["type"] == DONE:
+            elapsed = now - self.submitted
+            m.e2e.labels(self.model).observe(elapsed)
+            engine = (event.get("timing") or {}).get("engine", 0.0)
+            m.queue_time.labels(self.model).observe(max(0.0, elapsed - engine))
+            usage = event.get("usage") or {}
+            m.prompt_tokens.labels(self.model).inc(usage.get("prompt_tokens", 0))
+            m.generation_tokens.labels(self.model).inc(usage.get("completion_tokens", 0))
+            if "data" in event:  # an embedding job: one finished request
+                m.success.labels(self.model, "stop").inc()
+
+    def failed(self, code: str | None) -> None:
+        self.metrics.failure.labels(self.model, code or "unknown").inc()
+
+
+class _EngineCollector:
+    """Per model, read from Redis when scraped: engine load (from the heartbeats), queue depth,
+    live and stalled workers."""
 
     def __init__(self, jobs: JobService) -> None:
         self.jobs = jobs
 
     def collect(self):
-        depth = GaugeMetricFamily(
-            "llm_queue_depth", "Jobs waiting in a model's queue", labels=["model"]
-        )
-        live = GaugeMetricFamily(
-            "llm_live_workers", "Workers with a live heartbeat", labels=["model"]
-        )
+        def gauge(name: str, text: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, text, labels=["model"])
+
+        families = {
+            "running": gauge("llm_num_requests_running", "Sequences running in the engines"),
+            "waiting": gauge("llm_num_requests_waiting", "Sequences waiting in the engines"),
+            "depth": gauge("llm_queue_depth", "Jobs waiting in a model's queue"),
+            "live": gauge("llm_live_workers", "Workers with a live heartbeat"),
+            "stalled": gauge("llm_stalled_workers", "Workers whose engine stalled"),
+        }
         try:
             workers = self.jobs.liveness.workers_by_model(cached=False)
+            stalled = self.jobs.liveness.stalled()
             pipe = self.jobs.client.pipeline(transaction=False)
             names = sorted(self.jobs.registry)
             for name in names:
                 pipe.llen(name)
             for name, length in zip(names, pipe.execute(), strict=True):
-                depth.add_metric([name], length)
-                live.add_metric([name], len(workers.get(name, [])))
+                statuses = workers.get(name, [])
+                loads = [s.get("load", {}).get(name, {}) for s in statuses]
+                families["running"].add_metric([name], sum(x.get("running", 0) for x in loads))
+                families["waiting"].add_metric([name], sum(x.get("waiting", 0) for x in loads))
+                families["depth"].add_metric([name], length)
+                families["live"].add_metric([name], len(statuses))
+                count = sum(name in s.get("models", []) for s in stalled)
+                families["stalled"].add_metric([name], count)
         except redis.RedisError:
-            pass  # a scrape during an outage shows the counters, without these two
-        yield depth
-        yield live
+            return  # a scrape during an outage shows the counters, without these
+        yield from families.values()
 
 
 def start_timer() -> None:

@@ -7,6 +7,7 @@ a wrong type or an out-of-range value is a 400 that names the parameter.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from marshmallow import (
@@ -23,6 +24,10 @@ from marshmallow import (
 from app.errors import APIError
 
 log = logging.getLogger(__name__)
+
+COMPLETION_MAX_TOKENS = 16  # OpenAI's default max_tokens for /v1/completions
+# A logit_bias key: ASCII digits only (str.isdigit also takes "²", which int() refuses).
+TOKEN_ID = re.compile(r"[0-9]{1,9}")
 
 
 class _Lenient(Schema):
@@ -127,7 +132,9 @@ class _GenerationSchema(_Lenient):
     n = fields.Integer(load_default=1, strict=True, validate=validate.Range(min=1, max=128))
     stop = StringOrList(max_items=4, allow_none=True)
     stream = fields.Boolean(load_default=False, allow_none=True)
-    seed = fields.Integer(allow_none=True, strict=True)
+    seed = fields.Integer(
+        allow_none=True, strict=True, validate=validate.Range(min=-(2**63), max=2**63 - 1)
+    )
     user = fields.String(allow_none=True)
     ignore_eos = fields.Boolean(load_default=False)  # vLLM extension, for benchmarks
     presence_penalty = _penalty()
@@ -145,8 +152,8 @@ class _GenerationSchema(_Lenient):
     @validates_schema
     def _check_logit_bias(self, data: dict, **_: Any) -> None:
         for key in data.get("logit_bias") or {}:
-            if not key.isdigit():
-                raise ValidationError(f"keys must be token ids, not {key!r}", "logit_bias")
+            if not TOKEN_ID.fullmatch(key):
+                raise ValidationError(f"keys must be token ids, not {key[:20]!r}", "logit_bias")
 
     def sampling(self, data: dict) -> dict:
         """The parameters the engine needs, with OpenAI's defaults filled in."""
@@ -239,6 +246,12 @@ class CompletionSchema(_GenerationSchema):
 
     def logprob_params(self, data: dict) -> dict:
         return {"logprobs": data.get("logprobs"), "echo": bool(data.get("echo"))}
+
+    def sampling(self, data: dict) -> dict:
+        params = super().sampling(data)
+        if params["max_tokens"] is None:  # OpenAI's default for completions (chat: the context)
+            params["max_tokens"] = COMPLETION_MAX_TOKENS
+        return params
 
 
 class EmbeddingSchema(_Lenient):

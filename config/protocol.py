@@ -1,25 +1,25 @@
 """The message contract between the front and the workers: job payloads, events, Redis names.
 
-Both sides import this module; it imports neither Flask nor torch. Everything on the wire is JSON.
+Both sides import this module; it imports neither Flask nor torch. Everything on the wire is JSON:
+the shapes below are ``TypedDict``s, so both sides name the same fields.
 
-A job is a dict: ``{"id", "model", "kind", "created", "params", ...}`` plus, by kind,
-``messages`` (chat), ``prompts`` (completion: one sequence per prompt) or ``inputs`` (embedding).
-A job the front submits again (its worker died) is a new attempt with its own ``id`` and the first
-attempt's id as ``origin``: at most one attempt of an origin runs to its end.
+A job (:class:`Job`) is enqueued by the front on its model's queue. A job the front submits again
+(its worker died) is a new attempt with its own ``id`` and the first attempt's id as ``origin``: at
+most one attempt of an origin runs to its end.
 
 Events, published on :func:`events_channel`, each carry the job id and a sequence number ``seq``
-starting at 0:
+starting at 0: any number of :class:`TokenEvent`, then exactly one terminal event,
+:class:`DoneEvent` or :class:`ErrorEvent`.
 
-- ``token``: ``index`` (which choice), ``text`` (delta), ``token_ids``, and ``finish_reason`` on
-  the last event of that choice;
-- ``done`` (terminal): ``usage``, plus ``data`` (the vectors) for an embedding job;
-- ``error`` (terminal): ``status`` (HTTP) and ``error`` (an OpenAI error body).
+Errors on the wire are domain errors (a ``code`` from :data:`ERROR_CODES`, a message, and the job
+field at fault): the workers know nothing of HTTP. The front maps each code to an HTTP status and
+an OpenAI error body, in one place (``app/errors.py``).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict
 
 TOKEN = "token"
 DONE = "done"
@@ -30,6 +30,110 @@ GENERATE_TASK = "llm.generate"
 EMBED_TASK = "llm.embed"
 
 WORKERS_SET = "llm:workers"
+
+# Domain error codes a worker may send (the front maps each to a status, see app/errors.py).
+INVALID_REQUEST = "invalid_request"  # the request's content cannot be run (a bad prompt, ...)
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"  # prompt (+ max_tokens) over the context
+TOO_MANY_TOKENS = "max_tokens_per_request"  # prompt tokens over MAX_REQUEST_TOKENS
+CANCELLED = "cancelled"  # the front cancelled it (its client went away)
+ENGINE_ERROR = "engine_error"  # a step of the model's engine failed
+WORKER_ERROR = "worker_error"  # the worker failed outside the engine
+WORKER_SHUTDOWN = "worker_shutdown"  # the worker stopped before finishing it
+ERROR_CODES = frozenset(
+    {
+        INVALID_REQUEST,
+        CONTEXT_LENGTH_EXCEEDED,
+        TOO_MANY_TOKENS,
+        CANCELLED,
+        ENGINE_ERROR,
+        WORKER_ERROR,
+        WORKER_SHUTDOWN,
+    }
+)
+
+
+class Params(TypedDict, total=False):
+    """Sampling parameters of a generation job (the engine fills in what is absent)."""
+
+    max_tokens: int | None
+    temperature: float
+    top_p: float
+    top_k: int
+    stop: list[str]
+    seed: int | None
+    ignore_eos: bool
+    presence_penalty: float
+    frequency_penalty: float
+    repetition_penalty: float
+    logit_bias: dict[int, float]
+    n: int
+    logprobs: int | None
+    echo: bool
+
+
+class Job(TypedDict):
+    """One request's work. By kind: ``messages`` (chat), ``prompts`` (completion: one sequence
+    per prompt and per ``n``) or ``inputs`` (embedding: texts or token-id lists)."""
+
+    id: str
+    model: str
+    kind: Literal["chat", "completion", "embedding"]
+    created: float  # the front's time.time() when it enqueued the job
+    origin: NotRequired[str]  # the first attempt's id, for a retried job
+    user: NotRequired[str | None]
+    params: NotRequired[Params]
+    messages: NotRequired[list[dict[str, Any]]]
+    prompts: NotRequired[list[str | list[int]]]
+    inputs: NotRequired[list[str | list[int]]]
+    max_request_tokens: NotRequired[int]  # prompt tokens the whole job may hold
+
+
+class TokenEvent(TypedDict):
+    """New text of one choice: ``text`` (delta), its ``token_ids``, ``finish_reason`` on the
+    choice's last event; ``logprobs`` when asked; ``echo`` (the prompt) on its first."""
+
+    job: str
+    seq: int
+    type: Literal["token"]
+    index: int
+    text: str
+    token_ids: list[int]
+    finish_reason: str | None
+    logprobs: NotRequired[list[dict[str, Any]]]
+    echo: NotRequired[dict[str, Any]]
+
+
+class Timing(TypedDict):
+    """Seconds the job spent in its engine, from its first prefill (or embedding pass) to its end:
+    the front subtracts it from the request's duration to learn its time in the queue."""
+
+    engine: float
+
+
+class DoneEvent(TypedDict):
+    """The job ended well: ``usage``, and ``data`` (base64 vectors) for an embedding job."""
+
+    job: str
+    seq: int
+    type: Literal["done"]
+    usage: dict[str, int]
+    timing: NotRequired[Timing]
+    data: NotRequired[list[str]]
+
+
+class ErrorEvent(TypedDict):
+    """The job failed: a domain error code (:data:`ERROR_CODES`), a message for the client, and
+    ``param``, the request parameter at fault (None when the worker itself failed)."""
+
+    job: str
+    seq: int
+    type: Literal["error"]
+    code: str
+    message: str
+    param: str | None
+
+
+Event = TokenEvent | DoneEvent | ErrorEvent
 
 
 def events_channel(job_id: str) -> str:
@@ -52,14 +156,29 @@ def claim_key(job_id: str) -> str:
     return f"llm:claim:{job_id}"
 
 
-def origin(job: dict[str, Any]) -> str:
+def origin(job: Job | dict[str, Any]) -> str:
     """The id of the request a job serves: a retried job is a new attempt with its own id."""
     return job.get("origin") or job["id"]
 
 
 def heartbeat_key(worker_id: str) -> str:
-    """Key (with a TTL) that says a worker is alive; its value is :func:`encode` of its status."""
+    """Key (with a TTL) that says a worker is alive; its value is :func:`encode` of its
+    :class:`WorkerStatus`."""
     return f"llm:worker:{worker_id}"
+
+
+class WorkerStatus(TypedDict):
+    """What a worker's heartbeat says. ``load``: per model, ``running`` and ``waiting``
+    sequences (and ``step_seconds``, how long the step under way has run). ``stalled``: the models
+    whose engine has not finished a step for ENGINE_STALL_TIMEOUT; such a worker is not live, and
+    it exits."""
+
+    id: str
+    models: list[str]
+    draining: bool
+    stalled: list[str]
+    load: dict[str, dict[str, Any]]
+    ts: float
 
 
 def encode(message: dict[str, Any]) -> str:
@@ -87,13 +206,21 @@ class EventSequence:
         self._next += 1
         return event
 
+    def error(self, code: str, message: str, param: str | None = None) -> dict[str, Any]:
+        """The job's terminal :class:`ErrorEvent`."""
+        return self.make(ERROR, code=code, message=message, param=param)
+
 
 class EventGap(Exception):
     """Events of a job were lost between the worker and the front."""
 
 
 class EventOrder:
-    """Checks sequence numbers on the receiving side: drops duplicates, raises on a gap."""
+    """Checks sequence numbers on the receiving side: drops duplicates, raises on a gap.
+
+    An ``error`` event is accepted even after a gap: it ends the job anyway, and the events it
+    follows may never have been published (an engine step that failed half-way through).
+    """
 
     def __init__(self) -> None:
         self._expected = 0
@@ -105,7 +232,7 @@ class EventOrder:
             raise EventGap(f"event without a sequence number: {event!r}")
         if seq < self._expected:
             return False
-        if seq > self._expected:
+        if seq > self._expected and event.get("type") != ERROR:
             raise EventGap(f"expected event {self._expected}, got {seq}")
-        self._expected += 1
+        self._expected = seq + 1
         return True

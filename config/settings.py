@@ -52,6 +52,12 @@ class Settings:
     model_cache_dir: str = field(default_factory=lambda: default_cache_dir())
     device: str = "auto"
     dtype: str = "auto"
+    # Per-request caps (checked before anything is queued) and the engine's watchdog.
+    max_json_depth: int = 64
+    max_request_choices: int = 512
+    max_request_tokens: int = 300_000
+    max_embedding_inputs: int = 2048
+    engine_stall_timeout: float = 120.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -78,6 +84,15 @@ class Settings:
             model_cache_dir=os.environ.get("MODEL_CACHE_DIR") or default_cache_dir(),
             device=os.environ.get("DEVICE", cls.device),
             dtype=_dtype(os.environ.get("DTYPE", cls.dtype)),
+            max_json_depth=int(os.environ.get("MAX_JSON_DEPTH", cls.max_json_depth)),
+            max_request_choices=int(os.environ.get("MAX_REQUEST_CHOICES", cls.max_request_choices)),
+            max_request_tokens=int(os.environ.get("MAX_REQUEST_TOKENS", cls.max_request_tokens)),
+            max_embedding_inputs=int(
+                os.environ.get("MAX_EMBEDDING_INPUTS", cls.max_embedding_inputs)
+            ),
+            engine_stall_timeout=float(
+                os.environ.get("ENGINE_STALL_TIMEOUT", cls.engine_stall_timeout)
+            ),
         )
 
 

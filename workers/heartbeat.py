@@ -23,6 +23,7 @@ class Heartbeat:
         load: Callable[[], dict],
         interval: float,
         ttl: float,
+        before_beat: Callable[[], None] | None = None,
     ) -> None:
         self.client = client
         self.worker_id = worker_id
@@ -30,7 +31,9 @@ class Heartbeat:
         self.load = load
         self.interval = interval
         self.ttl = ttl
+        self.before_beat = before_beat  # runs on the heartbeat's thread before each beat
         self.draining = False  # shutting down: finishing its jobs, taking no new ones
+        self.stalled: list[str] = []  # models whose engine stalled: the worker is not live
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
@@ -38,16 +41,17 @@ class Heartbeat:
         self.beat()
         self._thread.start()
 
-    def beat(self) -> None:
+    def beat(self, ttl: float | None = None) -> None:
         status = {
             "id": self.worker_id,
             "models": self.models,
             "draining": self.draining,
+            "stalled": self.stalled,
             "load": self.load(),
             "ts": time.time(),
         }
         pipe = self.client.pipeline(transaction=False)
-        pipe.set(heartbeat_key(self.worker_id), encode(status), px=int(self.ttl * 1000))
+        pipe.set(heartbeat_key(self.worker_id), encode(status), px=int((ttl or self.ttl) * 1000))
         pipe.sadd(WORKERS_SET, self.worker_id)
         pipe.execute()
 
@@ -62,6 +66,8 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
+                if self.before_beat is not None:
+                    self.before_beat()
                 self.beat()
             except redis.RedisError as exc:
                 log.warning("heartbeat failed (%s); retrying", exc)

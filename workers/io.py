@@ -36,4 +36,4 @@ def outcome(event: dict[str, Any]) -> str:
     """How a job ended, from its terminal event: ``done`` or ``error:<code>``."""
     if event["type"] == "done":
         return "done"
-    return f"error:{event.get('error', {}).get('code') or 'unknown'}"
+    return f"error:{event.get('code') or 'unknown'}"

@@ -8,14 +8,23 @@ import socket
 import threading
 from typing import Any
 
-from config.protocol import ERROR, EventSequence, cancel_key, claim_key, finished_key, origin
+from config.protocol import (
+    ERROR,
+    WORKER_ERROR,
+    EventSequence,
+    cancel_key,
+    claim_key,
+    finished_key,
+    origin,
+)
 from config.redisconn import connect
 from config.registry import load_registry
 from config.settings import Settings
-from workers.engine import JobRejected
+from workers.engine import JobFailed
 from workers.heartbeat import Heartbeat
 from workers.io import RedisJobIO
 from workers.loading import load_engines
+from workers.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +81,8 @@ class WorkerRuntime:
             self.settings.heartbeat_interval,
             self.settings.heartbeat_ttl,
         )
+        watchdog = Watchdog(self.engines, self.settings.engine_stall_timeout, self.heartbeat)
+        self.heartbeat.before_beat = watchdog.check
         self.heartbeat.start()
         log.info("worker %s ready: serving %s", worker_id, ", ".join(sorted(self.engines)))
 
@@ -102,28 +113,43 @@ class WorkerRuntime:
 
         A job whose request already got its answer (a redelivered copy, or an attempt the front
         retried elsewhere) or that was cancelled before it started is dropped, so no request
-        runs to completion twice.
+        runs to completion twice. Whatever fails before the job reaches its engine ends it at
+        once with one ``error`` event: the request's fault (bad text, a refused template) as
+        :class:`InvalidRequest`, anything else as the worker's own.
         """
+        job_id = job.get("id") if isinstance(job, dict) else None
+        if not isinstance(job_id, str):
+            log.error("dropping a malformed job without an id: %.200r", job)
+            return ERROR
         client = self.io.client
-        finished, cancelled = client.mget(finished_key(origin(job)), cancel_key(job["id"]))
+        finished, cancelled = client.mget(finished_key(origin(job)), cancel_key(job_id))
         if finished or cancelled:
             why = "already answered" if finished else "cancelled"
-            log.info("job %s %s; dropping this copy", job["id"], why)
+            log.info("job %s %s; dropping this copy", job_id, why)
             return "duplicate" if finished else "cancelled"
-        client.set(claim_key(job["id"]), self.worker_id, ex=CLAIM_TTL)
-        engine = self.engines.get(job["model"])
-        if engine is None:
-            raise RuntimeError(f"job {job['id']} for {job['model']!r} reached a worker without it")
+        client.set(claim_key(job_id), self.worker_id, ex=CLAIM_TTL)
         try:
+            engine = self.engines.get(job.get("model"))
+            if engine is None:
+                raise JobFailed(f"This worker does not serve the model {job.get('model')!r}.")
             ticket = engine.submit(job)
-        except JobRejected as exc:
-            event = EventSequence(job["id"]).make(ERROR, status=exc.status, **exc.body)
-            self.io.exchange([event], [])
-            return ERROR
+        except JobFailed as exc:
+            if exc.code == WORKER_ERROR:
+                log.error("job %s: %s", job_id, exc.message)
+            return self._fail(job_id, exc.code, exc.message, exc.param)
+        except Exception:  # noqa: BLE001 - any fault ends the job now, not after a timeout
+            log.exception("job %s: the worker failed before running it", job_id)
+            message = "The model worker failed while preparing this request."
+            return self._fail(job_id, WORKER_ERROR, message)
         ticket.wait()
         if job.get("origin"):  # a retried attempt answers its origin's request
             client.set(finished_key(job["origin"]), ticket.outcome, ex=CLAIM_TTL)
         return ticket.outcome
+
+    def _fail(self, job_id: str, code: str, message: str, param: str | None = None) -> str:
+        """End a job that never reached its engine with its one terminal ``error`` event."""
+        self.io.exchange([EventSequence(job_id).error(code, message, param)], [])
+        return ERROR
 
 
 runtime = WorkerRuntime()

@@ -6,9 +6,12 @@ import base64
 import sys
 from array import array
 
-from flask import current_app, jsonify, request
+from flask import current_app, jsonify
 
 from app.api import bp
+from app.body import read_json
+from app.caps import check_inputs, check_token_ids
+from app.disconnect import client_gone_check
 from app.limits import record_usage
 from app.schemas import EmbeddingSchema, load_request
 from config.registry import EMBEDDING
@@ -25,22 +28,29 @@ def _floats(encoded: str) -> list[float]:
 
 @bp.post("/embeddings")
 def embeddings():
-    return _embeddings(request.get_json(force=True, silent=True))
+    return _embeddings(read_json())
 
 
 @bp.post("/engines/<path:model>/embeddings")
 def engine_embeddings(model: str):
     """The legacy per-engine path, as FastChat also serves it: the model comes from the URL."""
-    body = request.get_json(force=True, silent=True)
+    body = read_json()
     return _embeddings({**body, "model": model} if isinstance(body, dict) else body)
 
 
 def _embeddings(body):
     data = load_request(SCHEMA, body)
+    check_inputs(len(data["input"]))
+    limit = check_token_ids(data["input"], "input")
     jobs = current_app.extensions["jobs"]
     spec = jobs.resolve(data["model"], EMBEDDING)
-    job = {"kind": "embedding", "inputs": data["input"], "user": data.get("user")}
-    done = jobs.collect(spec, job)[-1]
+    job = {
+        "kind": "embedding",
+        "inputs": data["input"],
+        "user": data.get("user"),
+        "max_request_tokens": limit,
+    }
+    done = jobs.collect(spec, job, client_gone_check())[-1]
     record_usage(done["usage"])
     as_base64 = data["encoding_format"] == "base64"
     return jsonify(

@@ -12,8 +12,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from flask import current_app, jsonify, request
+from flask import current_app, jsonify
 
+from app.body import read_json
+from app.caps import check_choices, check_token_ids
+from app.disconnect import client_gone_check
 from app.errors import APIError
 from app.limits import record_usage
 from app.schemas import _GenerationSchema, load_request
@@ -58,18 +61,27 @@ class Format(Protocol):
 
 def serve_generation(fmt: Format):
     """Validate the request, run its job, and answer as ``fmt`` shapes it."""
-    data = load_request(fmt.schema, request.get_json(force=True, silent=True))
+    data = load_request(fmt.schema, read_json())
+    fields_ = fmt.job_fields(data)
+    prompts = fields_.get("prompts", [None])
+    check_choices(len(prompts), data.get("n", 1))
+    limit = check_token_ids(prompts, "prompt")
     jobs = current_app.extensions["jobs"]
     spec = jobs.resolve(data["model"], CHAT)
-    fields_ = fmt.job_fields(data)
-    job = {"params": fmt.schema.sampling(data), "user": data.get("user"), **fields_}
-    choices = len(fields_.get("prompts", [None])) * data.get("n", 1)
+    job = {
+        "params": fmt.schema.sampling(data),
+        "user": data.get("user"),
+        "max_request_tokens": limit,
+        **fields_,
+    }
+    choices = len(prompts) * data.get("n", 1)
+    gone = client_gone_check()
     if data.get("stream"):
         # Waits for the first event, so an error before it is a plain HTTP error.
-        job_id, events = jobs.start(spec, job)
+        job_id, events = jobs.start(spec, job, gone)
         reply = Reply(fmt.prefix, job_id, data["model"])
         return sse_response(_stream(fmt, reply, data, choices, events))
-    events = jobs.collect(spec, job)
+    events = jobs.collect(spec, job, gone)
     reply = Reply(fmt.prefix, events[0]["job"], data["model"])
     return jsonify(_assemble(fmt, reply, data, choices, iter(events)))
 

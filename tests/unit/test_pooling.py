@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tests.unit.test_engine import MemoryIO, job, run_until_done
-from workers.engine import GenerationEngine, JobRejected
+from workers.engine import GenerationEngine, InvalidRequest
 from workers.engine.pooling import mean_pooled
 
 TEXTS = ["Hello", "The capital of France is Paris.", "Redis publishes events; Celery workers"]
@@ -81,8 +81,6 @@ def test_an_input_over_the_context_is_refused(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     engine = GenerationEngine(model, tokenizer, MemoryIO())
     too_long = [5] * (engine.context_length + 1)
-    with pytest.raises(JobRejected) as refused:
+    with pytest.raises(InvalidRequest) as refused:
         engine.submit({"id": "x", "kind": "embedding", "inputs": [too_long]})
-    assert refused.value.status == 400
-    assert refused.value.body["error"]["code"] == "context_length_exceeded"
-    assert refused.value.body["error"]["param"] == "input"
+    assert (refused.value.code, refused.value.param) == ("context_length_exceeded", "input")

@@ -5,7 +5,8 @@ pass per step. It talks to the outside world through a :class:`JobIO`: it hands 
 events in one call and learns which jobs were cancelled.
 """
 
+from workers.engine.errors import InvalidRequest, JobFailed
 from workers.engine.generation import GenerationEngine
-from workers.engine.io import JobIO, JobRejected, Ticket
+from workers.engine.io import JobIO, Ticket
 
-__all__ = ["GenerationEngine", "JobIO", "JobRejected", "Ticket"]
+__all__ = ["GenerationEngine", "InvalidRequest", "JobFailed", "JobIO", "Ticket"]

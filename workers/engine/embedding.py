@@ -5,15 +5,28 @@ from __future__ import annotations
 import base64
 import logging
 import threading
+import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from config.protocol import DONE, ERROR, EventSequence, error_body
-from workers.engine.io import JobIO, JobRejected, Ticket
+from config.protocol import DONE, ERROR, EventSequence
+from workers.engine.errors import EngineFailed
+from workers.engine.intake import check_request_tokens, tokenize
+from workers.engine.io import JobIO, Ticket
+from workers.engine.isolation import run_isolated
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Job:
+    id: str
+    ticket: Ticket
+    texts: list[str]
+    tokens: int  # what its usage reports: the tokens the model reads (after truncation)
 
 
 class EmbeddingEngine:
@@ -27,22 +40,32 @@ class EmbeddingEngine:
         self.batch_size = batch_size
         self.name = name
         self._lock = threading.Condition()
-        self._waiting: deque[tuple[dict[str, Any], Ticket]] = deque()
+        self._waiting: deque[_Job] = deque()
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._busy = 0
+        self._step_started: float | None = None
 
     def submit(self, job: dict[str, Any]) -> Ticket:
-        """Queue ``job`` for the next shared batch; raise :class:`JobRejected` if it is invalid."""
-        vocab = len(self.model.tokenizer)
+        """Check and tokenize ``job``'s inputs and queue it for the next shared batch; raise
+        :class:`InvalidRequest` for an input the model cannot take. Tokenizing here, in the
+        task's thread, keeps a bad input from failing the batch it would have joined."""
+        tokenizer, limit = self.model.tokenizer, self.model.max_seq_length
+        vocab = len(tokenizer)
+        texts, tokens = [], 0
         for item in job["inputs"]:
-            if not isinstance(item, str) and any(not 0 <= t < vocab for t in item):
-                raise JobRejected(400, f"Token ids in the input must be in [0, {vocab}).", "input")
-        ticket = Ticket()
+            ids = tokenize(tokenizer, item, vocab, "input", max_length=limit)
+            # Token-id inputs are decoded to text: sentence-transformers tokenizes for itself.
+            texts.append(
+                item if isinstance(item, str) else tokenizer.decode(ids, skip_special_tokens=True)
+            )
+            tokens += min(len(ids), limit)  # longer inputs are truncated to the model's limit
+        check_request_tokens(tokens, job.get("max_request_tokens"), "input")
+        state = _Job(id=job["id"], ticket=Ticket(), texts=texts, tokens=tokens)
         with self._lock:
-            self._waiting.append((job, ticket))
+            self._waiting.append(state)
             self._lock.notify()
-        return ticket
+        return state.ticket
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"engine-{self.name}", daemon=True)
@@ -58,8 +81,24 @@ class EmbeddingEngine:
     def abort(self, message: str) -> None:
         """Embedding jobs take well under a second: the ones running are let finish."""
 
-    def load(self) -> dict[str, int]:
-        return {"running": self._busy, "waiting": len(self._waiting)}
+    def load(self) -> dict[str, Any]:
+        return {
+            "running": self._busy,
+            "waiting": len(self._waiting),
+            "step_seconds": round(self.step_seconds(), 3),
+        }
+
+    def step_seconds(self) -> float:
+        """Seconds the batch under way has run; 0 between batches."""
+        started = self._step_started
+        return 0.0 if started is None else time.monotonic() - started
+
+    def stalled(self, timeout: float) -> bool:
+        """Whether one batch has run for ``timeout`` seconds, or the thread is gone with work."""
+        if self.step_seconds() >= timeout:
+            return True
+        dead = self._thread is not None and not self._thread.is_alive() and not self._stopping
+        return dead and bool(self._waiting)
 
     def _run(self) -> None:
         while True:
@@ -76,56 +115,63 @@ class EmbeddingEngine:
                 self.step(taken)
             except Exception:  # noqa: BLE001 - report to the clients, keep the worker alive
                 log.exception("engine %s: embedding failed", self.name)
-                body = error_body("The model worker failed while embedding.", "server_error")
-                self.io.exchange(
-                    [EventSequence(job["id"]).make(ERROR, status=500, **body) for job, _ in taken],
-                    [],
-                )
-                for _, ticket in taken:
-                    ticket.finish(ERROR)
+                failure = EngineFailed("The model worker failed while embedding.")
+                events = [
+                    EventSequence(job.id).error(failure.code, failure.message) for job in taken
+                ]
+                try:
+                    self.io.exchange(events, [])
+                finally:
+                    for job in taken:
+                        job.ticket.finish(ERROR)
             finally:
                 self._busy = 0
 
-    def step(self, jobs: list[tuple[dict[str, Any], Ticket]]) -> None:
-        """Encode the inputs of ``jobs`` in shared batches and publish one ``done`` per job."""
-        inputs = [item for job, _ in jobs for item in job["inputs"]]
-        # Token-id inputs are decoded to text: sentence-transformers tokenizes for itself.
-        decode = self.model.tokenizer.decode
-        texts = [i if isinstance(i, str) else decode(i, skip_special_tokens=True) for i in inputs]
-        vectors = self.model.encode(
-            texts,
+    def step(self, jobs: list[_Job]) -> None:
+        """Encode the inputs of ``jobs`` in shared batches and publish one terminal event per
+        job. If the shared batch fails, each job is encoded alone, so only a job that fails alone
+        fails."""
+        self._step_started = started = time.monotonic()
+        try:
+            events, outcomes = [], []
+            for group, vectors, error in run_isolated(jobs, self._encode):
+                if error is not None:
+                    log.error("engine %s: embedding failed", self.name, exc_info=error)
+                    failure = EngineFailed("The model failed while embedding this input.")
+                    for job in group:
+                        events.append(EventSequence(job.id).error(failure.code, failure.message))
+                        outcomes.append((job, ERROR))
+                    continue
+                start = 0
+                for job in group:
+                    end = start + len(job.texts)
+                    seq = EventSequence(job.id)
+                    events.append(embedding_done(seq, vectors[start:end], job.tokens, started))
+                    outcomes.append((job, DONE))
+                    start = end
+            self.io.exchange(events, [])
+            for job, outcome in outcomes:
+                job.ticket.finish(outcome)
+        finally:
+            self._step_started = None
+
+    def _encode(self, jobs: list[_Job]) -> np.ndarray:
+        return self.model.encode(
+            [text for job in jobs for text in job.texts],
             batch_size=self.batch_size,
             normalize_embeddings=True,  # unit length, like OpenAI's embeddings
             convert_to_numpy=True,
             show_progress_bar=False,
         )
-        counts = self._token_counts(inputs)
-        events, start = [], 0
-        for job, _ in jobs:
-            end = start + len(job["inputs"])
-            events.append(
-                embedding_done(EventSequence(job["id"]), vectors[start:end], sum(counts[start:end]))
-            )
-            start = end
-        self.io.exchange(events, [])
-        for _, ticket in jobs:
-            ticket.finish(DONE)
-
-    def _token_counts(self, inputs: list) -> list[int]:
-        texts = [i for i in inputs if isinstance(i, str)]
-        limit = self.model.max_seq_length
-        encoded = iter(
-            self.model.tokenizer(texts, truncation=True, max_length=limit)["input_ids"]
-            if texts
-            else []
-        )
-        return [len(next(encoded)) if isinstance(i, str) else min(len(i), limit) for i in inputs]
 
 
-def embedding_done(events: EventSequence, vectors: np.ndarray, tokens: int) -> dict[str, Any]:
-    """An embedding job's terminal event: its vectors and its usage."""
+def embedding_done(
+    events: EventSequence, vectors: np.ndarray, tokens: int, started: float | None = None
+) -> dict[str, Any]:
+    """An embedding job's terminal event: its vectors, its usage, and its time in the engine."""
     usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-    return events.make(DONE, data=[_base64(v) for v in vectors], usage=usage)
+    timing = {"engine": round(time.monotonic() - started, 4) if started is not None else 0.0}
+    return events.make(DONE, data=[_base64(v) for v in vectors], usage=usage, timing=timing)
 
 
 def _base64(vector: np.ndarray) -> str:

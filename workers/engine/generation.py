@@ -11,16 +11,27 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from transformers import DynamicCache
 
-from config.protocol import DONE, ERROR, TOKEN, EventSequence, error_body
+from config.protocol import CANCELLED, DONE, ERROR, TOKEN, WORKER_SHUTDOWN, EventSequence
 from workers.engine.batch import BatchState, prefill_inputs
-from workers.engine.io import JobIO, JobRejected, Ticket
+from workers.engine.errors import EngineFailed, JobFailed
+from workers.engine.intake import (
+    check_context,
+    check_logit_bias,
+    check_request_tokens,
+    job_prompts,
+    tokenize,
+)
+from workers.engine.io import JobIO, Ticket
+from workers.engine.isolation import run_isolated
 from workers.engine.pooling import EmbeddingJob, embed, take_batch
 from workers.engine.sampling import (
     SamplingParams,
@@ -43,6 +54,7 @@ class _Job:
     events: EventSequence
     sequences: list[_Sequence] = field(default_factory=list)
     prompt_tokens: int = 0
+    started: float | None = None  # when its first prompt joined the batch (monotonic)
 
     @property
     def finished(self) -> bool:
@@ -104,6 +116,7 @@ class GenerationEngine:
         self.name = name
         self.device = next(model.parameters()).device
         self.context_length = _context_length(model, tokenizer)
+        self.vocab_size = model.config.vocab_size
         self.eos_ids = _eos_ids(model, tokenizer)
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else min(self.eos_ids, default=0)
@@ -112,42 +125,29 @@ class GenerationEngine:
         self._embeddings: deque[EmbeddingJob] = deque()
         self._embedding_now: list[EmbeddingJob] = []  # taken by the step under way
         self._rows: list[_Sequence] = []
-        self._ending: list[_Job] = []
+        self._ending: list[tuple[Any, str]] = []  # jobs ending this step, and how
         self._batch: BatchState | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._aborting: str | None = None
+        self._step_started: float | None = None  # monotonic time the step under way began
 
     # -- the outside: submit jobs, start and stop the loop -------------------------------------
 
     def submit(self, job: dict[str, Any]) -> Ticket:
-        """Validate and tokenize ``job``, queue its sequences; raise :class:`JobRejected`."""
+        """Check and tokenize ``job``, queue its sequences; raise :class:`JobFailed` (an
+        :class:`InvalidRequest` when the request's content is at fault)."""
         if job.get("kind") == "embedding":
             return self._submit_embedding(job)
         params = SamplingParams.from_job(job.get("params", {}))
-        prompts = self._prompts(job)
+        check_logit_bias(params.logit_bias, self.vocab_size)
+        prompts = job_prompts(job, self.tokenizer, self.vocab_size, self.name)
+        param = "messages" if job.get("messages") is not None else "prompt"
+        check_request_tokens(sum(len(p) for p in prompts), job.get("max_request_tokens"), param)
         state = _Job(id=job["id"], ticket=Ticket(), events=EventSequence(job["id"]))
         adapter = self.adapters.get(job.get("model"), BASE)
         for number, prompt in enumerate(prompts):
-            room = self.context_length - len(prompt)
-            if params.max_tokens is not None and params.max_tokens > room:
-                raise JobRejected(
-                    400,
-                    f"This model's maximum context length is {self.context_length} tokens. "
-                    f"However, you requested {len(prompt) + params.max_tokens} tokens "
-                    f"({len(prompt)} in the prompt, {params.max_tokens} for the completion). "
-                    "Please reduce the prompt or the completion length.",
-                    param="max_tokens" if room > 0 else "messages",
-                    code="context_length_exceeded",
-                )
-            if room <= 0:
-                raise JobRejected(
-                    400,
-                    f"This model's maximum context length is {self.context_length} tokens. "
-                    f"However, your prompt has {len(prompt)} tokens.",
-                    param="messages" if "messages" in job else "prompt",
-                    code="context_length_exceeded",
-                )
+            room = check_context(prompt, params.max_tokens, self.context_length, param)
             # n choices per prompt share the prompt list, so the prefill runs once for all of them.
             for copy in range(params.n):
                 index = number * params.n + copy
@@ -174,17 +174,10 @@ class GenerationEngine:
     def _submit_embedding(self, job: dict[str, Any]) -> Ticket:
         inputs = []
         for item in job["inputs"]:
-            tokens = self.tokenizer(item)["input_ids"] if isinstance(item, str) else list(item)
-            self._check_ids(tokens, "input")
-            if len(tokens) > self.context_length:
-                raise JobRejected(
-                    400,
-                    f"This model's maximum context length is {self.context_length} tokens. "
-                    f"However, an input has {len(tokens)} tokens.",
-                    param="input",
-                    code="context_length_exceeded",
-                )
+            tokens = tokenize(self.tokenizer, item, self.vocab_size, "input")
+            check_context(tokens, None, self.context_length + 1, "input")
             inputs.append(tokens or [self.pad_id])  # never an empty row (the front refuses "")
+        check_request_tokens(sum(map(len, inputs)), job.get("max_request_tokens"), "input")
         state = EmbeddingJob(
             id=job["id"],
             ticket=Ticket(),
@@ -214,13 +207,28 @@ class GenerationEngine:
             self._aborting = message
             self._lock.notify()
 
-    def load(self) -> dict[str, int]:
-        """How busy the engine is: running rows and sequences waiting to join."""
+    def load(self) -> dict[str, Any]:
+        """How busy the engine is: running rows, sequences waiting to join, and how long the
+        step under way has run (the worker's watchdog reads it, see :meth:`stalled`)."""
         return {
             "running": len(self._rows),
             "waiting": len(self._waiting),
             "embedding": len(self._embeddings) + len(self._embedding_now),
+            "step_seconds": round(self.step_seconds(), 3),
         }
+
+    def step_seconds(self) -> float:
+        """Seconds the step under way has run; 0 between steps."""
+        started = self._step_started
+        return 0.0 if started is None else time.monotonic() - started
+
+    def stalled(self, timeout: float) -> bool:
+        """Whether one step has run for ``timeout`` seconds (a hung kernel, a deadlock), or the
+        engine's thread is gone while it has work."""
+        if self.step_seconds() >= timeout:
+            return True
+        dead = self._thread is not None and not self._thread.is_alive() and not self._stopping
+        return dead and bool(self._rows or self._waiting or self._embeddings)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -238,18 +246,30 @@ class GenerationEngine:
                 if self._stopping:
                     return
             if self._aborting:  # between steps, on the engine thread that owns the batch
-                self._fail_all(self._aborting)
+                self._fail_all(WORKER_SHUTDOWN, self._aborting)
                 self._aborting = None
                 continue
             try:
                 self.step()
             except Exception:  # noqa: BLE001 - one bad step must not kill the worker
-                log.exception("engine %s: step failed; failing its jobs", self.name)
-                self._fail_all("The model worker failed while generating.")
+                log.exception("engine %s: step failed; failing every job in it", self.name)
+                self._fail_all(EngineFailed.code, "The model worker failed while generating.")
 
     @torch.inference_mode()
     def step(self) -> None:
-        """Run one engine step (admit, decode, publish, retire). Public for tests."""
+        """Run one engine step (admit, decode, publish, retire). Public for tests.
+
+        A failure in the model or the sampler fails only the jobs it touched: a prompt whose
+        prefill fails ends its own job (the others prefilled with it are run again without it);
+        a failed decode ends the running rows. The engine goes on with the rest.
+        """
+        self._step_started = time.monotonic()
+        try:
+            self._step()
+        finally:
+            self._step_started = None
+
+    def _step(self) -> None:
         events: list[dict[str, Any]] = []
         self._embedding_now = self._take_embeddings()
         joining = [] if self._embedding_now else self._take_waiting()
@@ -261,19 +281,41 @@ class GenerationEngine:
             # per group keeps one burst from holding every first token until all are prefilled.
             self._prefill(joining, events)
         elif self._rows:
-            inputs = self._batch.decode_inputs() | self._adapter_names(self._rows)
-            out = self.model(**inputs, use_cache=True)
-            self._advance(self._rows, out.logits[:, -1, :], events)
+            self._decode(events)
         cancelled = self.io.exchange(events, self._job_ids())
         # Only now, with its terminal event published, may a job count as finished: the Celery
         # task acknowledges the message when its ticket finishes.
-        for job in self._ending:
-            job.ticket.finish(DONE)
+        for job, outcome in self._ending:
+            job.ticket.finish(outcome)
         self._ending.clear()
         self._embedding_now = []
         if cancelled:
             self._cancel(cancelled)
         self._retire()
+
+    def _decode(self, events: list[dict[str, Any]]) -> None:
+        rows = self._rows
+        try:
+            inputs = self._batch.decode_inputs() | self._adapter_names(rows)
+            out = self.model(**inputs, use_cache=True)
+            self._advance(rows, out.logits[:, -1, :], events)
+        except Exception:  # noqa: BLE001 - the cache may be half-updated: end every running row
+            log.exception("engine %s: a decode step failed; failing its rows", self.name)
+            failure = EngineFailed("The model failed while generating this response.")
+            self._fail({id(s.job): s.job for s in rows}.values(), failure, events)
+
+    def _fail(self, jobs: Iterable[_Job], error: JobFailed, events: list[dict[str, Any]]) -> None:
+        """End ``jobs`` with ``error`` (those whose ``done`` is already out are left alone)."""
+        for job in jobs:
+            if job.finished:
+                continue
+            for seq in job.sequences:
+                if seq.finish_reason is None:
+                    seq.finish_reason = "error"  # leaves the batch (or the waiting line)
+            events.append(job.events.error(error.code, error.message, error.param))
+            self._ending.append((job, ERROR))
+        with self._lock:  # choices of a failed job that had not joined yet never will
+            self._waiting = deque(s for s in self._waiting if s.finish_reason is None)
 
     def _take_waiting(self) -> list[_Sequence]:
         """Waiting sequences for one prefill: as many as fit the batch and the token budget."""
@@ -295,12 +337,46 @@ class GenerationEngine:
             return take_batch(self._embeddings, self.embedding_batch_size)
 
     def _embed(self, jobs: list[EmbeddingJob], events: list[dict[str, Any]]) -> None:
-        """Embed every input of ``jobs`` (in shared forward passes); each job ends this step."""
-        size, adapters = self.embedding_batch_size, bool(self.adapters)
-        events.extend(embed(self.model, jobs, self.pad_id, size, adapters))
-        self._ending.extend(jobs)
+        """Embed every input of ``jobs`` in shared forward passes; each job ends this step."""
+        size, adapters, started = self.embedding_batch_size, bool(self.adapters), time.monotonic()
+
+        def run(group: list[EmbeddingJob]) -> list[dict[str, Any]]:
+            return embed(self.model, group, self.pad_id, size, adapters, started)
+
+        for group, done, error in run_isolated(jobs, run):
+            if error is None:
+                events.extend(done)
+                self._ending.extend((job, DONE) for job in group)
+                continue
+            log.error("engine %s: embedding failed", self.name, exc_info=error)
+            failure = EngineFailed("The model failed while embedding this input.")
+            for job in group:
+                events.append(job.events.error(failure.code, failure.message, failure.param))
+                self._ending.append((job, ERROR))
 
     def _prefill(self, joining: list[_Sequence], events: list[dict[str, Any]]) -> None:
+        """Prefill ``joining`` in one forward pass and join them to the running batch. If the
+        pass fails, each job's prompts are prefilled alone, so only a job that fails alone fails."""
+        by_job: dict[int, list[_Sequence]] = {}
+        for seq in joining:
+            by_job.setdefault(id(seq.job), []).append(seq)
+
+        def run(jobs: list[list[_Sequence]]) -> tuple[Any, BatchState, list[int]]:
+            return self._prefill_forward([seq for seqs in jobs for seq in seqs])
+
+        for jobs, result, error in run_isolated(list(by_job.values()), run):
+            seqs = [seq for group in jobs for seq in group]
+            if error is None:
+                self._join(seqs, *result, events)
+                continue
+            log.error("engine %s: a prefill failed", self.name, exc_info=error)
+            failure = EngineFailed("The model failed on this request's prompt.")
+            self._fail({id(s.job): s.job for s in seqs}.values(), failure, events)
+
+    def _prefill_forward(self, joining: list[_Sequence]) -> tuple[Any, BatchState, list[int]]:
+        """One forward pass over the distinct prompts of ``joining``; changes nothing of the
+        engine's state. Returns the model's output, the joining rows' batch and each sequence's
+        row in the output."""
         unique: dict[int, int] = {}  # id(prompt) -> its row in the prefill batch
         prompts, firsts = [], []
         for seq in joining:
@@ -319,7 +395,21 @@ class GenerationEngine:
         joined = BatchState(cache, mask, start)
         if len(prompts) < len(joining):
             joined.select(rows)  # one row per choice: copies of a shared prompt's row
+        return out, joined, rows
+
+    def _join(
+        self,
+        joining: list[_Sequence],
+        out: Any,
+        joined: BatchState,
+        rows: list[int],
+        events: list[dict[str, Any]],
+    ) -> None:
+        """Add prefilled sequences to the running batch and choose their first tokens."""
+        now = time.monotonic()
         for seq, row in zip(joining, rows, strict=True):
+            if seq.job.started is None:
+                seq.job.started = now
             if seq.wants_prompt_logprobs:
                 seq.echo["logprobs"] = self._prompt_logprobs(seq, out.logits[row])
         if self._batch is None or not self._rows:
@@ -329,7 +419,12 @@ class GenerationEngine:
             self._batch.extend(joined)
         self._rows.extend(joining)
         last = out.logits[:, -1, :].index_select(0, torch.tensor(rows, device=out.logits.device))
-        self._advance(joining, last, events, first_row=len(self._rows) - len(joining))
+        try:
+            self._advance(joining, last, events, first_row=len(self._rows) - len(joining))
+        except Exception:  # noqa: BLE001 - the sampler failed on these rows: they leave
+            log.exception("engine %s: choosing first tokens failed", self.name)
+            failure = EngineFailed("The model failed on this request's prompt.")
+            self._fail({id(s.job): s.job for s in joining}.values(), failure, events)
 
     def _adapter_names(self, rows: list[_Sequence]) -> dict[str, Any]:
         """The forward pass's per-row adapters, for a PEFT model (nothing for a plain one)."""
@@ -415,8 +510,9 @@ class GenerationEngine:
         events.append(seq.job.events.make(TOKEN, **event))
         seq.unsent = []
         if reason is not None and seq.job.finished:
-            events.append(seq.job.events.make(DONE, usage=_usage(seq.job)))
-            self._ending.append(seq.job)
+            timing = {"engine": round(time.monotonic() - (seq.job.started or time.monotonic()), 4)}
+            events.append(seq.job.events.make(DONE, usage=_usage(seq.job), timing=timing))
+            self._ending.append((seq.job, DONE))
 
     def _job_ids(self) -> list[str]:
         with self._lock:
@@ -433,13 +529,12 @@ class GenerationEngine:
             self._waiting = deque(s for s in self._waiting if s.finish_reason is None)
         for job in jobs.values():
             # Still exactly one terminal event, so the job is recorded as ended (and how).
-            body = error_body("Request cancelled.", "invalid_request_error", code="cancelled")
-            events.append(job.events.make(ERROR, status=499, **body))
+            events.append(job.events.error(CANCELLED, "Request cancelled."))
         if events:
             self.io.exchange(events, [])
             log.info("engine %s: cancelled %s", self.name, ", ".join(sorted(jobs)))
         for job in jobs.values():
-            job.ticket.finish("cancelled")
+            job.ticket.finish(CANCELLED)
 
     def _retire(self) -> None:
         keep = [i for i, s in enumerate(self._rows) if s.finish_reason is None]
@@ -451,7 +546,9 @@ class GenerationEngine:
         else:
             self._batch = None
 
-    def _fail_all(self, message: str) -> None:
+    def _fail_all(self, code: str, message: str) -> None:
+        """End every job the engine holds with one error (a shutdown, or a failure outside the
+        model); the batch starts afresh."""
         events = []
         with self._lock:
             seqs = self._rows + list(self._waiting)
@@ -461,42 +558,13 @@ class GenerationEngine:
         jobs = [j for j in {id(s.job): s.job for s in seqs}.values() if not j.ticket.finished]
         jobs += [j for j in embeddings if not j.ticket.finished]
         for job in jobs:
-            body = error_body(message, "server_error", None, "engine_error")
-            events.append(job.events.make(ERROR, status=500, **body))
+            events.append(job.events.error(code, message))
         try:
             self.io.exchange(events, [])
         except Exception:  # noqa: BLE001
             log.exception("engine %s: could not publish the failure", self.name)
         for job in jobs:
             job.ticket.finish(ERROR)
-
-    # -- prompts -------------------------------------------------------------------------------
-
-    def _prompts(self, job: dict[str, Any]) -> list[list[int]]:
-        tok = self.tokenizer
-        if job.get("messages") is not None:
-            if not getattr(tok, "chat_template", None):
-                raise JobRejected(400, f"Model {self.name} has no chat template.", "messages")
-            text = tok.apply_chat_template(
-                job["messages"], add_generation_prompt=True, tokenize=False
-            )
-            prompts = [tok(text, add_special_tokens=False)["input_ids"]]
-        else:
-            prompts = [
-                tok(p)["input_ids"] if isinstance(p, str) else list(p) for p in job["prompts"]
-            ]
-        for prompt in prompts:
-            self._check_ids(prompt, "prompt")
-            if not prompt:
-                if tok.bos_token_id is None:
-                    raise JobRejected(400, "The prompt is empty.", "prompt")
-                prompt.append(tok.bos_token_id)
-        return prompts
-
-    def _check_ids(self, tokens: list, param: str) -> None:
-        vocab = self.model.config.vocab_size
-        if any(not isinstance(t, int) or not 0 <= t < vocab for t in tokens):
-            raise JobRejected(400, f"Token ids in the {param} must be in [0, {vocab}).", param)
 
 
 def _usage(job: _Job) -> dict[str, int]:

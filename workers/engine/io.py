@@ -5,8 +5,6 @@ from __future__ import annotations
 import threading
 from typing import Any, Protocol
 
-from config.protocol import error_body
-
 
 class JobIO(Protocol):
     def exchange(self, events: list[dict[str, Any]], job_ids: list[str]) -> set[str]:
@@ -31,14 +29,3 @@ class Ticket:
     @property
     def finished(self) -> bool:
         return self._done.is_set()
-
-
-class JobRejected(Exception):
-    """A job that cannot run (bad prompt, too long): becomes an error event with this status."""
-
-    def __init__(
-        self, status: int, message: str, param: str | None = None, code: str | None = None
-    ):
-        super().__init__(message)
-        self.status = status
-        self.body = error_body(message, "invalid_request_error", param, code)

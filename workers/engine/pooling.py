@@ -40,10 +40,16 @@ def take_batch(waiting: deque[EmbeddingJob], size: int) -> list[EmbeddingJob]:
 
 
 def embed(
-    model: Any, jobs: list[EmbeddingJob], pad_id: int, size: int, adapters: bool
+    model: Any,
+    jobs: list[EmbeddingJob],
+    pad_id: int,
+    size: int,
+    adapters: bool,
+    started: float | None = None,
 ) -> list[dict[str, Any]]:
     """Embed every input of ``jobs``, ``size`` per forward pass; return each job's ``done``
-    event. ``adapters``: the model is a PEFT model that takes an adapter name per row."""
+    event. ``adapters``: the model is a PEFT model that takes an adapter name per row.
+    ``started``: when the step began (monotonic), for the events' timing."""
     inputs = [tokens for job in jobs for tokens in job.inputs]
     names = [job.adapter for job in jobs for _ in job.inputs] if adapters else None
     vectors = mean_pooled(model, inputs, pad_id, size, names).cpu().numpy()
@@ -51,7 +57,7 @@ def embed(
     for job in jobs:
         end = start + len(job.inputs)
         tokens = sum(len(t) for t in job.inputs)
-        events.append(embedding_done(job.events, vectors[start:end], tokens))
+        events.append(embedding_done(job.events, vectors[start:end], tokens, started))
         start = end
     return events
 

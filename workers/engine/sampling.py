@@ -72,7 +72,7 @@ def make_generator(seed: int | None) -> torch.Generator | None:
     """A private RNG for a seeded sequence, so that its output does not depend on its batch."""
     if seed is None:
         return None
-    return torch.Generator().manual_seed(seed)
+    return torch.Generator().manual_seed(seed % 2**64)  # any int: torch takes 64 bits
 
 
 def process_logits(

@@ -1,0 +1,127 @@
+"""Request intake: a job's text and token ids turned into checked prompts, before any of it
+takes a slot in the batch.
+
+Everything that comes from the request's content and can fail is checked here and raised as an
+:class:`InvalidRequest` naming the parameter: text that is not valid Unicode, token ids outside
+the vocabulary, a conversation the chat template refuses, a prompt over the context, more prompt
+tokens than one request may hold.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import TemplateError
+
+from workers.engine.errors import ContextLengthExceeded, InvalidRequest, TooManyTokens
+
+
+def check_text(text: str, param: str) -> str:
+    """``text`` if it can be encoded (JSON may carry lone UTF-16 surrogates, which no tokenizer
+    takes); else :class:`InvalidRequest`."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest(
+            f"The {param} is not valid Unicode: a lone surrogate "
+            f"(U+{ord(text[exc.start]):04X}) at character {exc.start}.",
+            param,
+        ) from None
+    return text
+
+
+def check_ids(tokens: list, vocab_size: int, param: str) -> list[int]:
+    if any(
+        not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < vocab_size for t in tokens
+    ):
+        raise InvalidRequest(f"Token ids in the {param} must be in [0, {vocab_size}).", param)
+    return tokens
+
+
+def tokenize(
+    tokenizer: Any,
+    item: str | list[int],
+    vocab_size: int,
+    param: str,
+    max_length: int | None = None,
+) -> list[int]:
+    """A text (tokenized with the tokenizer's special tokens, truncated to ``max_length`` when
+    given) or a list of token ids, checked."""
+    if isinstance(item, str):
+        cut = {"truncation": True, "max_length": max_length} if max_length else {}
+        return list(tokenizer(check_text(item, param), **cut)["input_ids"])
+    if not isinstance(item, list):
+        raise InvalidRequest(f"The {param} must be text or a list of token ids.", param)
+    return check_ids(item, vocab_size, param)
+
+
+def chat_prompt(tokenizer: Any, messages: list[dict[str, Any]], model: str) -> list[int]:
+    """The conversation through the model's chat template, as token ids."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise InvalidRequest(f"Model {model} has no chat template.", "messages")
+    for message in messages:
+        if isinstance(message.get("content"), str):
+            check_text(message["content"], "messages")
+    try:
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    except TemplateError as exc:
+        # Templates refuse conversations they cannot render (roles that do not alternate, say)
+        # with raise_exception(): the request's fault, in the template's words.
+        raise InvalidRequest(f"The chat template refused the messages: {exc}", "messages") from None
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def job_prompts(
+    job: dict[str, Any], tokenizer: Any, vocab_size: int, model: str
+) -> list[list[int]]:
+    """A generation job's prompts as token ids: its chat, or each of its completion prompts."""
+    if job.get("messages") is not None:
+        prompts = [chat_prompt(tokenizer, job["messages"], model)]
+    else:
+        prompts = [tokenize(tokenizer, p, vocab_size, "prompt") for p in job["prompts"]]
+    for prompt in prompts:
+        if not prompt:
+            if tokenizer.bos_token_id is None:
+                raise InvalidRequest("The prompt is empty.", "prompt")
+            prompt.append(tokenizer.bos_token_id)
+    return prompts
+
+
+def check_logit_bias(bias: tuple[tuple[int, float], ...], vocab_size: int) -> None:
+    if any(not 0 <= token < vocab_size for token, _ in bias):
+        raise InvalidRequest(
+            f"logit_bias keys must be token ids in [0, {vocab_size}).", "logit_bias"
+        )
+
+
+def check_context(
+    prompt: list[int], max_tokens: int | None, context_length: int, param: str
+) -> int:
+    """Room left in the context after ``prompt``; :class:`ContextLengthExceeded` if the prompt
+    (plus ``max_tokens``, when given) does not fit."""
+    room = context_length - len(prompt)
+    if max_tokens is not None and max_tokens > room:
+        raise ContextLengthExceeded(
+            f"This model's maximum context length is {context_length} tokens. "
+            f"However, you requested {len(prompt) + max_tokens} tokens "
+            f"({len(prompt)} in the prompt, {max_tokens} for the completion). "
+            "Please reduce the prompt or the completion length.",
+            "max_tokens" if room > 0 else param,
+        )
+    if room <= 0:
+        raise ContextLengthExceeded(
+            f"This model's maximum context length is {context_length} tokens. "
+            f"However, your prompt has {len(prompt)} tokens.",
+            param,
+        )
+    return room
+
+
+def check_request_tokens(total: int, limit: int | None, param: str) -> None:
+    """At most ``limit`` prompt tokens in one request (MAX_REQUEST_TOKENS)."""
+    if limit is not None and total > limit:
+        raise TooManyTokens(
+            f"This request holds {total} prompt tokens; at most {limit} are allowed per request "
+            "(MAX_REQUEST_TOKENS). Split it into several requests.",
+            param,
+        )
