@@ -39,6 +39,7 @@ class ModelSpec:
     aliases: tuple[str, ...] = ()  # more public names for the same model (FastChat's --model-names)
     base: str | None = None  # a LoRA adapter: the registry name of its base model; source: adapter
     dtype: str | None = None  # float32, float16 or bfloat16 (None: the DTYPE setting)
+    trust_remote_code: bool = False  # run the model's own code from its source (hub models)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "aliases", tuple(self.aliases))  # JSON gives a list

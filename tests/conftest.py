@@ -19,6 +19,14 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def faulty_model_dir(tmp_path_factory):
+    """The tiny model with custom code that fails, blocks or slows down on demand."""
+    from tests.faulty_model import build_faulty_model
+
+    return build_faulty_model(tmp_path_factory.mktemp("faulty-model"))
+
+
+@pytest.fixture(scope="session")
 def tiny_adapter_dirs(tmp_path_factory, tiny_model_dir):
     """Two random LoRA adapters on the tiny model."""
     root = tmp_path_factory.mktemp("tiny-adapters")

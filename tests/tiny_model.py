@@ -23,14 +23,18 @@ CORPUS = [
 CONTEXT = 256
 
 
-def build_tiny_model(directory: Path, seed: int = 0) -> Path:
+def build_tiny_model(
+    directory: Path, seed: int = 0, extra_special: tuple[str, ...] = (), chat_template: str = ""
+) -> Path:
     import torch
     from tokenizers import ByteLevelBPETokenizer
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(
-        CORPUS * 20, vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+        CORPUS * 20,
+        vocab_size=400,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>", *extra_special],
     )
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe._tokenizer,
@@ -39,7 +43,7 @@ def build_tiny_model(directory: Path, seed: int = 0) -> Path:
         pad_token="<|endoftext|>",
         model_max_length=CONTEXT,
     )
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.chat_template = chat_template or CHAT_TEMPLATE
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),

@@ -127,8 +127,9 @@ def _load_causal_lm(
             _convert_gguf(source, spec.gguf_file, converted)
         log.info("loading the converted copy of %s from %s", spec.gguf_file, converted)
         source = str(converted)
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    remote = {"trust_remote_code": True} if spec.trust_remote_code else {}
+    tokenizer = AutoTokenizer.from_pretrained(source, **remote)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **remote)
     return model.to(device).eval(), tokenizer
 
 
