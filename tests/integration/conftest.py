@@ -4,8 +4,9 @@ subprocesses (started exactly as ``manage.py up`` starts them), and the openai S
 Models: ``tiny-chat`` (a tiny random Llama built at test time, in a local directory), the real
 defaults (SmolLM2 and MiniLM from their wheels), ``tiny-stall`` (a tiny worker that tests freeze
 with SIGSTOP), ``tiny-offline`` (registered, never served), ``tiny-base`` with an alias and two
-random LoRA adapters on it, and ``tiny-shared`` (the queue two workers share). Every process is
-stopped at the end.
+random LoRA adapters on it, ``tiny-shared`` (the queue two workers share), and ``tiny-faulty`` and
+``tiny-faulty-stall`` (a tiny model with code of its own that fails, blocks or slows down on
+demand: tests/faulty_model.py). Every process is stopped at the end.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ ALIAS = "tiny-base-alias"
 LORA_A = "tiny-lora-a"
 LORA_B = "tiny-lora-b"
 SHARED = "tiny-shared"  # the queue two workers share
+FAULTY = "tiny-faulty"  # a tiny model that fails, blocks or slows down on demand
+FAULTY_STALL = "tiny-faulty-stall"  # the same, for the workers the stall test lets hang
 CHAT_MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
 
@@ -108,7 +111,14 @@ def redis_client(redis_server):
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory, redis_server, tiny_model_dir, tiny_adapter_dirs, model_cache_dir):
+def stack(
+    tmp_path_factory,
+    redis_server,
+    tiny_model_dir,
+    tiny_adapter_dirs,
+    faulty_model_dir,
+    model_cache_dir,
+):
     workdir = tmp_path_factory.mktemp("stack")
     models_file = workdir / "models.json"
     tiny = {"kind": "chat", "source": str(tiny_model_dir), "max_batch_size": 4}
@@ -125,6 +135,8 @@ def stack(tmp_path_factory, redis_server, tiny_model_dir, tiny_adapter_dirs, mod
         {"name": LORA_B, "kind": "chat", "source": str(tiny_adapter_dirs[1]), "base": BASE},
         {"name": SHARED, **tiny, "max_batch_size": 2},
     ]
+    faulty = {"kind": "chat", "source": str(faulty_model_dir), "trust_remote_code": True}
+    entries += [{"name": name, **faulty, "max_batch_size": 4} for name in (FAULTY, FAULTY_STALL)]
     models_file.write_text(json.dumps(entries + [{"name": n, **smol} for n in (SMOL_B, SMOL_C)]))
     env = {
         k: v
@@ -139,6 +151,7 @@ def stack(tmp_path_factory, redis_server, tiny_model_dir, tiny_adapter_dirs, mod
         HEARTBEAT_INTERVAL="0.5",
         HEARTBEAT_TTL="3",
         PYTHONUNBUFFERED="1",
+        HF_MODULES_CACHE=str(workdir / "hf-modules"),  # where trust_remote_code's code goes
     )
     stack = Stack(workdir, env)
     yield stack
@@ -160,6 +173,12 @@ def stall_worker(stack, front):
     """A tiny worker the tests freeze with SIGSTOP. Its heartbeat TTL is long, so while frozen it
     still counts as alive: a worker that is there but silent (the 504 case)."""
     return stack.worker([STALL], front, HEARTBEAT_TTL="30")
+
+
+@pytest.fixture(scope="session")
+def faulty_worker(stack, front):
+    """The faulty model, slowed down (20 ms a step) so that jobs overlap."""
+    return stack.worker([FAULTY], front, FAULTY_STEP_DELAY="0.02")
 
 
 @pytest.fixture(scope="session")

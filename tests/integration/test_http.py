@@ -172,7 +172,15 @@ def test_metrics_in_prometheus_format(front, openai_client):
     assert samples[("llm_requests_total", (chat, ("status", "200")))] >= 2
     assert samples[("llm_request_duration_seconds_count", (chat,))] >= 2
     assert samples[("llm_time_to_first_token_seconds_count", (("model", TINY),))] >= 2
-    assert samples[("llm_generated_tokens_total", (("model", TINY),))] >= 6
+    tiny = (("model", TINY),)
+    assert samples[("llm_generation_tokens_total", tiny)] >= 6
+    assert samples[("llm_prompt_tokens_total", tiny)] >= 2
+    assert samples[("llm_request_success_total", (("finished_reason", "length"), *tiny))] >= 2
+    assert samples[("llm_inter_token_latency_seconds_count", tiny)] >= 4
+    assert samples[("llm_e2e_request_latency_seconds_count", tiny)] >= 2
+    assert samples[("llm_request_queue_time_seconds_count", tiny)] >= 2
+    assert ("llm_num_requests_running", tiny) in samples
+    assert ("llm_num_requests_waiting", tiny) in samples
     assert samples[("llm_live_workers", (("model", TINY),))] >= 1
     assert samples[("llm_live_workers", (("model", OFFLINE),))] == 0
     assert ("llm_queue_depth", (("model", TINY),)) in samples
