@@ -161,10 +161,16 @@ class ModelList(Schema):
     data = fields.List(fields.Nested(Model), required=True)
 
 
+class StalledWorker(Schema):
+    worker = fields.String(required=True)
+    models = fields.List(fields.String(), required=True)
+
+
 class Health(Schema):
     status = fields.String(required=True)
     reason = fields.String()
     models = fields.List(fields.String())
+    stalled = fields.List(fields.Nested(StalledWorker))
 
 
 # The document ------------------------------------------------------------------------------
@@ -184,6 +190,7 @@ def _errors(*statuses: int) -> dict:
         405: "Method not allowed",
         413: "Request body too large",
         429: "Queue full or rate limit exceeded",
+        500: "The model or its worker failed on this request",
         502: "Events from the worker were lost",
         503: "No live worker for the model, or Redis unavailable",
         504: "The worker went silent, or no worker took the job in time",
@@ -201,7 +208,7 @@ def _generation(request: str, response: str, streams: bool) -> dict:
         }
     return {
         "requestBody": {"required": True, "content": _json(request)},
-        "responses": {"200": ok, **_errors(400, 401, 404, 405, 413, 429, 502, 503, 504)},
+        "responses": {"200": ok, **_errors(400, 401, 404, 405, 413, 429, 500, 502, 503, 504)},
     }
 
 

@@ -54,10 +54,12 @@ def redis_answers(url: str, timeout: float = 2.0) -> bool:
 
 
 class EmbeddedRedis:
-    """A private ``redis-server`` on a free loopback port, keeping nothing on disk."""
+    """A private ``redis-server`` on a free loopback port, keeping nothing on disk unless
+    ``persist`` (then an append-only file in ``workdir``, so that a restart keeps the data)."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, persist: bool = False) -> None:
         self.workdir = workdir
+        self.persist = persist
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen | None = None
@@ -73,7 +75,7 @@ class EmbeddedRedis:
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes" if self.persist else "no",
             "--dir",
             str(self.workdir),
         ]

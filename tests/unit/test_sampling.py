@@ -38,3 +38,13 @@ def test_same_seed_same_tokens_different_seed_differs():
 def test_params_from_job_accept_a_single_stop_string():
     params = SamplingParams.from_job({"stop": "\n", "temperature": 0.5, "top_k": -1})
     assert params.stop == ("\n",) and params.top_k == -1 and not params.greedy
+
+
+def test_a_tiny_top_p_keeps_the_best_token_whatever_the_rounding():
+    """Found by schemathesis: with top_p near 0, rounding in the cumulative sum once dropped
+    every token, and sampling failed on a tensor of -inf."""
+    torch.manual_seed(0)
+    params = SamplingParams(temperature=1.0, top_p=1e-99, top_k=360)
+    for _ in range(50):
+        logits = torch.randn(400)
+        assert choose_token(logits, params, None) == int(logits.argmax())

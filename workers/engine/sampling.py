@@ -113,6 +113,7 @@ def choose_token(
         probs = torch.softmax(sorted_logits, dim=-1)
         # Drop tokens once the mass before them already reaches top_p; the first always stays.
         drop = (probs.cumsum(-1) - probs) >= params.top_p
+        drop[0] = False  # exactly: the cumulative sum's rounding can leave it a hair above 0
         logits = logits.scatter(0, order, sorted_logits.masked_fill(drop, float("-inf")))
     probs = torch.softmax(logits, dim=-1)
     # Sample on the CPU with the sequence's own generator (generators are per device).
