@@ -20,7 +20,7 @@ def test_requests_get_503_while_redis_is_down_and_work_after(stack, tmp_path, ti
         front = stack.front(REDIS_URL=url)
         stack.worker([TINY], front, REDIS_URL=url)
         assert post(front, "/v1/chat/completions", CHAT)[0] == 200
-        assert get(front, "/ready")[2] == {"status": "ready", "models": [TINY]}
+        assert get(front, "/ready")[2] == {"status": "ready", "models": [TINY], "stalled": []}
 
         server.stop()
         assert get(front, "/ready")[0] == 503 and get(front, "/health")[0] == 200
