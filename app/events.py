@@ -88,6 +88,11 @@ class EventHub:
                 self._pubsub.unsubscribe(stream.channel)
         except redis.RedisError:
             log.warning("could not unsubscribe from %s", stream.channel)
+            # redis-py re-subscribes every channel it still holds when it reconnects: forget
+            # this one, or it would be subscribed again, for nobody, once Redis is back.
+            for key in list(self._pubsub.channels):
+                if (key.decode() if isinstance(key, bytes) else key) == stream.channel:
+                    del self._pubsub.channels[key]
 
     @property
     def open_streams(self) -> int:

@@ -134,7 +134,10 @@ class Stack:
                 old.unlink()
         self.model = model
         self.redis = EmbeddedRedis(LOGS / "redis", persist=True)
-        self.env = {**os.environ, "REDIS_URL": self.redis.start()}
+        # Two workers share the machine's cores: each gets its half, or their torch threads
+        # spin against each other and every step slows down many times over.
+        threads = str(max(1, (os.cpu_count() or 2) // workers))
+        self.env = {**os.environ, "REDIS_URL": self.redis.start(), "OMP_NUM_THREADS": threads}
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.front = start_front("127.0.0.1", self.port, self.env, LOGS / "front.log", ["--quiet"])
@@ -212,6 +215,7 @@ def main() -> None:
         down_at = time.monotonic()
         time.sleep(2)
         stack.redis.start()
+        up_at = time.monotonic()
         events.append(
             f"t={down_at - started:5.1f} s  SIGKILL Redis; restarted from its append-only file "
             f"{time.monotonic() - down_at:.1f} s later"
@@ -225,16 +229,32 @@ def main() -> None:
         in_flight_at_kill = [
             o for o in outcomes if not o.kind.endswith("stream") and o.started < killed_at < o.ended
         ]
-    report(args, outcomes, events, in_flight_at_kill)
+    phases = [
+        ("before the worker died", started, killed_at),
+        ("worker dead, Redis up", killed_at, down_at),
+        ("Redis down", down_at, up_at),
+        ("Redis back", up_at, float("inf")),
+    ]
+    report(args, outcomes, events, in_flight_at_kill, phases)
 
 
 def _busiest_worker(client: redis.Redis, stack: Stack) -> tuple[str, int]:
-    """The worker holding the most jobs right now (read from the claims)."""
-    counts = collections.Counter(client.get(k) for k in client.scan_iter("llm:claim:*"))
+    """The worker holding the most unfinished jobs right now (read from the claims)."""
+    counts = collections.Counter(
+        client.get(key)
+        for key in client.scan_iter("llm:claim:*")
+        if not client.exists(key.replace("llm:claim:", "llm:finished:"))
+    )
     return max(stack.workers, key=lambda w: counts.get(w, 0)), max(counts.values(), default=0)
 
 
-def report(args, outcomes: list[Outcome], events: list[str], in_flight: list[Outcome]) -> None:
+def report(
+    args,
+    outcomes: list[Outcome],
+    events: list[str],
+    in_flight: list[Outcome],
+    phases: list[tuple[str, float, float]],
+) -> None:
     by_result = collections.Counter(o.result for o in outcomes)
     codes = collections.Counter(o.detail for o in outcomes if o.result == "error")
     broken = collections.Counter(o.detail for o in outcomes if o.result in ("broken", "hung"))
@@ -253,6 +273,11 @@ def report(args, outcomes: list[Outcome], events: list[str], in_flight: list[Out
     print(f"  hung:             {by_result['hung']}")
     if broken:
         print(f"  what broke:       {dict(broken.most_common())}")
+    print("by when they ended:")
+    for name, start, end in phases:
+        ended = [o for o in outcomes if start <= o.ended < end]
+        results = collections.Counter(o.result if o.result != "error" else o.detail for o in ended)
+        print(f"  {name + ':':24}{len(ended):4}  {dict(results.most_common())}")
     answered = sum(o.result == "ok" for o in in_flight)
     print(
         f"non-streaming requests in flight when the worker died: {len(in_flight)}, "

@@ -14,6 +14,7 @@ from config.protocol import (
     EventSequence,
     cancel_key,
     claim_key,
+    events_channel,
     finished_key,
     origin,
 )
@@ -112,19 +113,25 @@ class WorkerRuntime:
         """Run one job to its end on its model's engine; return how it ended.
 
         A job whose request already got its answer (a redelivered copy, or an attempt the front
-        retried elsewhere) or that was cancelled before it started is dropped, so no request
-        runs to completion twice. Whatever fails before the job reaches its engine ends it at
-        once with one ``error`` event: the request's fault (bad text, a refused template) as
-        :class:`InvalidRequest`, anything else as the worker's own.
+        retried elsewhere), that was cancelled before it started, or whose events nobody listens
+        to any more is dropped, so no request runs to completion twice and none runs for nobody.
+        Whatever fails before the job reaches its engine ends it at once with one ``error``
+        event: the request's fault (bad text, a refused template) as :class:`InvalidRequest`,
+        anything else as the worker's own.
         """
         job_id = job.get("id") if isinstance(job, dict) else None
         if not isinstance(job_id, str):
             log.error("dropping a malformed job without an id: %.200r", job)
             return ERROR
         client = self.io.client
-        finished, cancelled = client.mget(finished_key(origin(job)), cancel_key(job_id))
-        if finished or cancelled:
-            why = "already answered" if finished else "cancelled"
+        pipe = client.pipeline(transaction=False)
+        pipe.mget(finished_key(origin(job)), cancel_key(job_id))
+        pipe.pubsub_numsub(events_channel(job_id))
+        (finished, cancelled), [(_, listeners)] = pipe.execute()
+        # The front subscribes to a job's events before it enqueues the job: nobody listening
+        # means its request has already ended (a copy restored after an outage, say).
+        if finished or cancelled or not listeners:
+            why = "already answered" if finished else "cancelled" if cancelled else "unheard"
             log.info("job %s %s; dropping this copy", job_id, why)
             return "duplicate" if finished else "cancelled"
         client.set(claim_key(job_id), self.worker_id, ex=CLAIM_TTL)
