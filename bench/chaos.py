@@ -35,6 +35,7 @@ from urllib.parse import urlparse
 
 import redis
 
+from bench.clients import sse_chunks
 from bench.prompts import messages
 from config.localstack import (
     EmbeddedRedis,
@@ -104,23 +105,17 @@ def _error_body(outcome: Outcome, raw: bytes) -> None:
 
 
 def _read_stream(outcome: Outcome, response) -> None:
-    finished, error = False, None
-    while True:
-        line = response.readline()
-        if not line:
-            outcome.result, outcome.detail = "broken", "stream cut without [DONE]"
-            return
-        if not line.startswith(b"data: "):
-            continue
-        data = line[6:].strip()
-        if data == b"[DONE]":
-            break
-        chunk = json.loads(data)
-        if "error" in chunk:
+    finished, error, done = False, None, False
+    for chunk in sse_chunks(response):
+        if chunk is None:
+            done = True
+        elif "error" in chunk:
             error = chunk["error"].get("code") or "unknown"
         elif any(c.get("finish_reason") for c in chunk.get("choices", [])):
             finished = True
-    if error is not None:
+    if not done:
+        outcome.result, outcome.detail = "broken", "stream cut without [DONE]"
+    elif error is not None:
         outcome.result, outcome.detail = "error", str(error)
     elif not finished:
         outcome.result, outcome.detail = "broken", "[DONE] without a finish_reason"

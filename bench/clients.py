@@ -10,10 +10,24 @@ import http.client
 import json
 import threading
 import time
+from collections.abc import Iterator
 from urllib.parse import urlparse
 
 from bench.metrics import RequestTiming, summarize
 from bench.prompts import messages
+
+
+def sse_chunks(response) -> Iterator[dict | None]:
+    """The JSON chunks of an SSE response, then None for ``[DONE]``; ends without None when the
+    stream is cut before it."""
+    while line := response.readline():
+        if not line.startswith(b"data: "):
+            continue
+        data = line[6:].strip()
+        if data == b"[DONE]":
+            yield None
+            return
+        yield json.loads(data)
 
 
 def _one(base: str, body: dict, timing: RequestTiming, api_key: str) -> None:
@@ -27,16 +41,9 @@ def _one(base: str, body: dict, timing: RequestTiming, api_key: str) -> None:
             timing.error = f"HTTP {response.status}: {response.read()[:200]!r}"
             return
         finish = None
-        while True:
-            line = response.readline()
-            if not line:
+        for chunk in sse_chunks(response):
+            if chunk is None:
                 break
-            if not line.startswith(b"data: "):
-                continue
-            data = line[6:].strip()
-            if data == b"[DONE]":
-                break
-            chunk = json.loads(data)
             if "error" in chunk:
                 timing.error = chunk["error"]["message"]
                 return
