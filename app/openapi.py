@@ -14,7 +14,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, current_app, jsonify
 from marshmallow import Schema, fields
 
-from app import schemas
+from app import chat_schemas, schemas
 from config.registry import CHAT, EMBEDDING, ModelSpec, public_names
 
 bp = Blueprint("openapi", __name__)
@@ -38,7 +38,9 @@ CUSTOM_FIELDS = {
             {"type": "array", "items": TOKENS, "minItems": 1},
         ]
     },
-    schemas.MessageContent: {"oneOf": [{"type": "string"}, {"type": "array", "items": TEXT_PART}]},
+    chat_schemas.MessageContent: {
+        "oneOf": [{"type": "string"}, {"type": "array", "items": TEXT_PART}]
+    },
 }
 
 
@@ -76,9 +78,23 @@ class ChatLogprobs(Schema):
     content = fields.List(fields.Nested(TokenLogprob), required=True)
 
 
+class FunctionCall(Schema):
+    name = fields.String(required=True)
+    arguments = fields.String(required=True)
+
+
+class ToolCall(Schema):
+    id = fields.String(required=True)
+    type = fields.String(required=True)
+    function = fields.Nested(FunctionCall, required=True)
+
+
 class ChatMessage(Schema):
     role = fields.String(required=True)
-    content = fields.String(required=True)
+    content = fields.String(required=True, allow_none=True)
+    refusal = fields.String(allow_none=True)
+    tool_calls = fields.List(fields.Nested(ToolCall))
+    function_call = fields.Nested(FunctionCall)
 
 
 class ChatChoice(Schema):
@@ -230,9 +246,9 @@ def build_spec(registry: dict[str, ModelSpec]) -> dict:
         kind: sorted(n for n, s in public.items() if s.serves(kind)) for kind in (CHAT, EMBEDDING)
     }
     for name, schema in (
-        ("ChatCompletionRequest", schemas.ChatCompletionSchema),
+        ("ChatCompletionRequest", chat_schemas.ChatCompletionSchema),
         ("CompletionRequest", schemas.CompletionSchema),
-        ("EditRequest", schemas.EditSchema),
+        ("EditRequest", chat_schemas.EditSchema),
         ("EmbeddingRequest", schemas.EmbeddingSchema),
     ):
         spec.components.schema(name, schema=schema)

@@ -15,7 +15,6 @@ from marshmallow import (
     Schema,
     ValidationError,
     fields,
-    post_load,
     pre_load,
     validate,
     validates_schema,
@@ -30,7 +29,7 @@ COMPLETION_MAX_TOKENS = 16  # OpenAI's default max_tokens for /v1/completions
 TOKEN_ID = re.compile(r"[0-9]{1,9}")
 
 
-class _Lenient(Schema):
+class Lenient(Schema):
     class Meta:
         unknown = EXCLUDE
 
@@ -81,39 +80,7 @@ def _is_token_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-class MessageContent(fields.Field):
-    """A message's content: a string or a list of text parts; loads to one string."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, list):
-            texts = []
-            for part in value:
-                if not isinstance(part, dict) or part.get("type") != "text":
-                    raise ValidationError("only text content parts are supported")
-                if not isinstance(part.get("text"), str):
-                    raise ValidationError("a text content part needs a string 'text'")
-                texts.append(part["text"])
-            return "".join(texts)
-        raise ValidationError("must be a string or a list of text content parts")
-
-
-class MessageSchema(_Lenient):
-    role = fields.String(
-        required=True, validate=validate.OneOf(["system", "developer", "user", "assistant"])
-    )
-    content = MessageContent(required=True, allow_none=True)
-    name = fields.String()
-
-    @post_load
-    def _normalize(self, data: dict, **_: Any) -> dict:
-        # "developer" is the newer name OpenAI gives the system role.
-        role = "system" if data["role"] == "developer" else data["role"]
-        return {"role": role, "content": data.get("content") or ""}
-
-
-class StreamOptionsSchema(_Lenient):
+class StreamOptionsSchema(Lenient):
     include_usage = fields.Boolean(load_default=False)
 
 
@@ -121,7 +88,7 @@ def _penalty() -> fields.Float:
     return fields.Float(load_default=0.0, allow_none=True, validate=validate.Range(min=-2, max=2))
 
 
-class _GenerationSchema(_Lenient):
+class GenerationSchema(Lenient):
     model = fields.String(required=True)
     max_tokens = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=1))
     temperature = fields.Float(
@@ -183,52 +150,7 @@ class _GenerationSchema(_Lenient):
         return bool((data.get("stream_options") or {}).get("include_usage"))
 
 
-class ChatCompletionSchema(_GenerationSchema):
-    messages = fields.List(
-        fields.Nested(MessageSchema), required=True, validate=validate.Length(min=1)
-    )
-    max_completion_tokens = fields.Integer(
-        allow_none=True, strict=True, validate=validate.Range(min=1)
-    )
-    logprobs = fields.Boolean(load_default=False, allow_none=True)
-    top_logprobs = fields.Integer(allow_none=True, strict=True, validate=validate.Range(0, 20))
-
-    # Accepted only in their no-op forms: a client relying on tool calls or JSON output must
-    # learn that this server does neither, not receive free text it did not ask for.
-    tools = fields.List(fields.Dict(), allow_none=True)
-    functions = fields.List(fields.Dict(), allow_none=True)
-    tool_choice = fields.Raw(allow_none=True)
-    response_format = fields.Dict(allow_none=True)
-
-    @validates_schema
-    def _no_tools_or_structured_output(self, data: dict, **_: Any) -> None:
-        for name in ("tools", "functions"):
-            if data.get(name):
-                raise ValidationError("tool and function calling are not supported", name)
-        if data.get("tool_choice") not in (None, "none", "auto"):
-            raise ValidationError("tool calling is not supported", "tool_choice")
-        kind = (data.get("response_format") or {}).get("type", "text")
-        if kind != "text":
-            raise ValidationError(f"response_format {kind!r} is not supported", "response_format")
-
-    @validates_schema
-    def _top_logprobs_needs_logprobs(self, data: dict, **_: Any) -> None:
-        if data.get("top_logprobs") is not None and not data.get("logprobs"):
-            raise ValidationError("requires 'logprobs' to be true", "top_logprobs")
-
-    def logprob_params(self, data: dict) -> dict:
-        top = data.get("top_logprobs") or 0
-        return {"logprobs": top if data.get("logprobs") else None, "echo": False}
-
-    @post_load
-    def _max_tokens(self, data: dict, **_: Any) -> dict:
-        # max_completion_tokens is OpenAI's newer name for max_tokens; it wins when both are set.
-        if data.get("max_completion_tokens") is not None:
-            data["max_tokens"] = data["max_completion_tokens"]
-        return data
-
-
-class CompletionSchema(_GenerationSchema):
+class CompletionSchema(GenerationSchema):
     prompt = Prompt(required=True)
     echo = fields.Boolean(load_default=False, allow_none=True)
     logprobs = fields.Integer(allow_none=True, strict=True, validate=validate.Range(0, 5))
@@ -254,7 +176,7 @@ class CompletionSchema(_GenerationSchema):
         return params
 
 
-class EmbeddingSchema(_Lenient):
+class EmbeddingSchema(Lenient):
     model = fields.String(required=True)
     input = Prompt(required=True)
     encoding_format = fields.String(
@@ -297,15 +219,3 @@ def _first_error(messages: Any, path: str = "") -> tuple[str, str]:
             else (path, messages[0])
         )
     return path, str(messages)
-
-
-class EditSchema(_GenerationSchema):
-    """The legacy edits API: an instruction applied to an input, through the chat template."""
-
-    input = fields.String(load_default="", allow_none=True)
-    instruction = fields.String(required=True)
-
-    @validates_schema
-    def _no_stream(self, data: dict, **_: Any) -> None:
-        if data.get("stream"):
-            raise ValidationError("the edits API does not stream", "stream")

@@ -17,6 +17,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from config.grammars import TOOL_FORMATS
+
 CHAT = "chat"
 EMBEDDING = "embedding"
 KINDS = (CHAT, EMBEDDING)
@@ -40,6 +42,10 @@ class ModelSpec:
     base: str | None = None  # a LoRA adapter: the registry name of its base model; source: adapter
     dtype: str | None = None  # float32, float16 or bfloat16 (None: the DTYPE setting)
     trust_remote_code: bool = False  # run the model's own code from its source (hub models)
+    tool_format: str = "hermes"  # how the model writes tool calls (config.grammars.TOOL_FORMATS)
+    # How tools reach the prompt: "model" (its chat template's tools=), "builtin" (the format's
+    # own prompt), "auto" (the template if it writes tools, else builtin).
+    tool_prompt: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "aliases", tuple(self.aliases))  # JSON gives a list
@@ -51,6 +57,12 @@ class ModelSpec:
             raise ValueError(f"model {self.name!r}: only chat models take a LoRA adapter")
         if self.dtype not in (None, *DTYPES):
             raise ValueError(f"model {self.name!r}: dtype must be one of {DTYPES}")
+        if self.tool_format not in TOOL_FORMATS:
+            raise ValueError(
+                f"model {self.name!r}: tool_format must be one of {list(TOOL_FORMATS)}"
+            )
+        if self.tool_prompt not in ("auto", "model", "builtin"):
+            raise ValueError(f"model {self.name!r}: tool_prompt must be auto, model or builtin")
 
     def serves(self, kind: str) -> bool:
         """Whether requests of ``kind`` may use this model: a chat model also answers

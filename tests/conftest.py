@@ -19,6 +19,13 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def long_model_dir(tmp_path_factory):
+    """The tiny model with a 2,048-token context: room for the tools prompt, which its small
+    vocabulary spells out in about 500 tokens."""
+    return build_tiny_model(tmp_path_factory.mktemp("long-model"), context=2048)
+
+
+@pytest.fixture(scope="session")
 def faulty_model_dir(tmp_path_factory):
     """The tiny model with custom code that fails, blocks or slows down on demand."""
     from tests.faulty_model import build_faulty_model

@@ -24,7 +24,11 @@ CONTEXT = 256
 
 
 def build_tiny_model(
-    directory: Path, seed: int = 0, extra_special: tuple[str, ...] = (), chat_template: str = ""
+    directory: Path,
+    seed: int = 0,
+    extra_special: tuple[str, ...] = (),
+    chat_template: str = "",
+    context: int = CONTEXT,
 ) -> Path:
     import torch
     from tokenizers import ByteLevelBPETokenizer
@@ -41,7 +45,7 @@ def build_tiny_model(
         bos_token="<|endoftext|>",
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        model_max_length=CONTEXT,
+        model_max_length=context,
     )
     tokenizer.chat_template = chat_template or CHAT_TEMPLATE
     torch.manual_seed(seed)
@@ -52,7 +56,7 @@ def build_tiny_model(
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=CONTEXT,
+        max_position_embeddings=context,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

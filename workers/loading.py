@@ -89,6 +89,8 @@ def load_engine(
             spec.prefill_tokens,
             names,
             embedding_batch_size=settings.embedding_batch_size,
+            tool_format=spec.tool_format,
+            tool_prompt=spec.tool_prompt,
         )
     else:
         model = _load_sentence_model(source, device, dtype)

@@ -25,6 +25,9 @@ class CompletionFormat:
             "choices": [choice],
         }
 
+    def check(self, fields: dict, spec) -> None:
+        """Nothing to compile: no grammar reaches this endpoint."""
+
     def start_chunks(self, reply: Reply, choices: int) -> list[dict]:
         return []
 

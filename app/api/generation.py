@@ -19,10 +19,10 @@ from app.caps import check_choices, check_token_ids
 from app.disconnect import client_gone_check
 from app.errors import APIError
 from app.limits import record_usage
-from app.schemas import _GenerationSchema, load_request
+from app.schemas import GenerationSchema, load_request
 from app.sse import DONE_FRAME, frame, sse_response
 from config.protocol import DONE
-from config.registry import CHAT
+from config.registry import CHAT, ModelSpec
 
 
 class Reply:
@@ -44,16 +44,25 @@ class Choice:
     finish_reason: str | None = None
     logprobs: list[dict] = field(default_factory=list)
     echo: dict | None = None
+    tool_calls: list[dict] = field(default_factory=list)  # {"id", "name", "arguments"}
+
+    def add_calls(self, deltas: list[dict]) -> None:
+        """Merge tool-call deltas: the first of a call names it, the rest add arguments."""
+        for delta in deltas:
+            if delta["index"] == len(self.tool_calls):
+                self.tool_calls.append({"id": delta["id"], "name": delta["name"], "arguments": ""})
+            self.tool_calls[delta["index"]]["arguments"] += delta.get("arguments", "")
 
 
 class Format(Protocol):
     """How one endpoint family shapes jobs, chunks and responses."""
 
-    schema: _GenerationSchema
+    schema: GenerationSchema
     prefix: str
     chunk_object: str
 
     def job_fields(self, data: dict) -> dict: ...
+    def check(self, fields: dict, spec: ModelSpec) -> None: ...
     def start_chunks(self, reply: Reply, choices: int) -> list[dict]: ...
     def event_chunks(self, reply: Reply, data: dict, event: dict) -> list[dict]: ...
     def response(self, reply: Reply, data: dict, choices: list[Choice], usage: dict) -> dict: ...
@@ -68,6 +77,7 @@ def serve_generation(fmt: Format):
     limit = check_token_ids(prompts, "prompt")
     jobs = current_app.extensions["jobs"]
     spec = jobs.resolve(data["model"], CHAT)
+    fmt.check(fields_, spec)
     job = {
         "params": fmt.schema.sampling(data),
         "user": data.get("user"),
@@ -132,6 +142,7 @@ def _assemble(fmt: Format, reply: Reply, data: dict, count: int, events: Iterato
         if "echo" in event:
             choice.echo = event["echo"]
         choice.text += event["text"]
+        choice.add_calls(event.get("tool_calls") or [])
         choice.logprobs.extend(event.get("logprobs") or [])
         choice.finish_reason = event["finish_reason"] or choice.finish_reason
     return fmt.response(reply, data, choices, usage)

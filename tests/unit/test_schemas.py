@@ -1,7 +1,8 @@
 import pytest
 
+from app.chat_schemas import ChatCompletionSchema
 from app.errors import APIError
-from app.schemas import ChatCompletionSchema, CompletionSchema, EmbeddingSchema, load_request
+from app.schemas import CompletionSchema, EmbeddingSchema, load_request
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -127,19 +128,73 @@ def test_embedding_input_and_options():
     assert bad_param(schema, {"model": "m", "input": "x", "dimensions": 8}) == "dimensions"
 
 
+TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+
+
+def test_tools_load_to_the_job_s_shape():
+    data = load_chat(tools=[TOOL])
+    assert data["tools"] == [{"name": "get_weather", "parameters": {"type": "object"}}]
+    assert (data["tool_choice"], data["parallel_tool_calls"]) == ("auto", True)
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    data = load_chat(tools=[TOOL], tool_choice=named, parallel_tool_calls=False)
+    assert (data["tool_choice"], data["parallel_tool_calls"]) == ("get_weather", False)
+    assert load_chat()["tool_choice"] == "none" and load_chat()["tools"] == []
+
+
+def test_legacy_functions_become_tools_with_one_call():
+    data = load_chat(functions=[TOOL["function"]], function_call={"name": "get_weather"})
+    assert data["legacy_functions"] and data["tools"][0]["name"] == "get_weather"
+    assert (data["tool_choice"], data["parallel_tool_calls"]) == ("get_weather", False)
+
+
 @pytest.mark.parametrize(
     "changes, param",
     [
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-        ({"functions": [{"name": "f"}]}, "functions"),
         ({"tool_choice": "required"}, "tool_choice"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"tools": [TOOL], "tool_choice": {"function": {"name": "other"}}}, "tool_choice"),
+        ({"tools": [TOOL], "tool_choice": "sometimes"}, "tool_choice"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "bad name!"}}]},
+            "tools[0].function.name",
+        ),
+        ({"tools": [{"type": "retrieval"}]}, "tools[0].type"),
+        ({"functions": [TOOL["function"]], "function_call": {"name": "x"}}, "function_call"),
+        ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
+        ({"response_format": {"type": "yaml"}}, "response_format.type"),
     ],
 )
-def test_tools_and_structured_output_are_refused_not_ignored(changes, param):
+def test_bad_tools_and_formats_name_the_parameter(changes, param):
     assert bad_param(ChatCompletionSchema(), {**CHAT, **changes}) == param
 
 
-def test_their_no_op_forms_are_accepted():
-    data = load_chat(tools=[], tool_choice="none", response_format={"type": "text"})
-    assert data["messages"]
+def test_response_format_gives_the_reply_s_schema():
+    assert load_chat()["json_schema"] is None
+    assert load_chat(response_format={"type": "text"})["json_schema"] is None
+    assert load_chat(response_format={"type": "json_object"})["json_schema"] == {}
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema, "strict": True}}
+    assert load_chat(response_format=fmt)["json_schema"] == schema
+
+
+def test_history_with_calls_and_results_is_normalized():
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "42"},
+        {"role": "function", "name": "f", "content": "43"},
+    ]
+    assert load_chat(messages=messages)["messages"] == [
+        {"role": "user", "content": "hi"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"id": "call_1", "name": "f", "arguments": "{}"}],
+        },
+        {"role": "tool", "content": "42", "tool_call_id": "call_1"},
+        {"role": "tool", "content": "43", "tool_call_id": "f", "name": "f"},
+    ]
+    bad = [{"role": "tool", "content": "42"}]
+    assert (
+        bad_param(ChatCompletionSchema(), {**CHAT, "messages": bad}) == "messages[0].tool_call_id"
+    )

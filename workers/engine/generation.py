@@ -20,13 +20,16 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
+from config.grammars import TOOL_FORMATS
 from config.protocol import CANCELLED, DONE, ERROR, TOKEN, WORKER_SHUTDOWN, EventSequence
 from workers.engine.batch import BatchState, prefill_inputs
-from workers.engine.errors import EngineFailed, JobFailed
+from workers.engine.constraints import load_constraints
+from workers.engine.errors import EngineFailed, InvalidRequest, JobFailed
 from workers.engine.intake import (
     check_context,
     check_logit_bias,
     check_request_tokens,
+    job_grammar,
     job_prompts,
     tokenize,
 )
@@ -41,6 +44,7 @@ from workers.engine.sampling import (
     token_logprobs,
 )
 from workers.engine.text import TextStream, TokenBytes
+from workers.engine.tools import ToolCallParser, template_renders_tools
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,8 @@ class _Sequence:
     echo: dict | None = None  # sent with the sequence's first event when the job asked for echo
     finish_reason: str | None = None
     adapter: str = BASE  # the LoRA adapter its rows run through (BASE: none)
+    matcher: Any = None  # llguidance's, when a grammar constrains the reply
+    tools: ToolCallParser | None = None  # splits tool calls from the text, when tools are on
 
     @property
     def wants_prompt_logprobs(self) -> bool:
@@ -104,6 +110,8 @@ class GenerationEngine:
         prefill_tokens: int = 512,
         adapters: dict[str, str] | None = None,
         embedding_batch_size: int = 64,
+        tool_format: str = "hermes",
+        tool_prompt: str = "auto",
     ) -> None:
         self.model = model
         self.adapters = adapters or {}
@@ -120,6 +128,13 @@ class GenerationEngine:
         self.eos_ids = _eos_ids(model, tokenizer)
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else min(self.eos_ids, default=0)
+        self.tool_format = TOOL_FORMATS[tool_format]
+        # The format's own prompt for tools, unless the model's template writes them itself.
+        builtin = tool_prompt == "builtin" or (
+            tool_prompt == "auto" and not template_renders_tools(tokenizer)
+        )
+        self.tool_prompt = self.tool_format if builtin else None
+        self.constraints = load_constraints(tokenizer, self.vocab_size, self.eos_ids, name)
         self._lock = threading.Condition()
         self._waiting: deque[_Sequence] = deque()
         self._embeddings: deque[EmbeddingJob] = deque()
@@ -141,9 +156,16 @@ class GenerationEngine:
             return self._submit_embedding(job)
         params = SamplingParams.from_job(job.get("params", {}))
         check_logit_bias(params.logit_bias, self.vocab_size)
-        prompts = job_prompts(job, self.tokenizer, self.vocab_size, self.name)
+        grammar, grammar_param = job_grammar(job, self.tool_format)
+        if grammar is not None and self.constraints is None:
+            raise InvalidRequest(
+                f"Model {self.name} cannot constrain its output (its tokenizer is not supported).",
+                grammar_param,
+            )
+        prompts = job_prompts(job, self.tokenizer, self.vocab_size, self.name, self.tool_prompt)
         param = "messages" if job.get("messages") is not None else "prompt"
         check_request_tokens(sum(len(p) for p in prompts), job.get("max_request_tokens"), param)
+        calls_tools = bool(job.get("tools")) and job.get("tool_choice") != "none"
         state = _Job(id=job["id"], ticket=Ticket(), events=EventSequence(job["id"]))
         adapter = self.adapters.get(job.get("model"), BASE)
         for number, prompt in enumerate(prompts):
@@ -163,6 +185,10 @@ class GenerationEngine:
                         generator=make_generator(seed),
                         echo={"text": self.tokenizer.decode(prompt)} if params.echo else None,
                         adapter=adapter,
+                        matcher=self.constraints.matcher(grammar, grammar_param)
+                        if grammar is not None
+                        else None,
+                        tools=ToolCallParser(self.tool_format) if calls_tools else None,
                     )
                 )
             state.prompt_tokens += len(prompt)
@@ -455,7 +481,15 @@ class GenerationEngine:
         events: list[dict[str, Any]],
         first_row: int = 0,
     ) -> None:
-        """Choose each row's next token, record it, and emit the text it completes."""
+        """Choose each row's next token, record it, and emit the text it completes.
+
+        Rows under a grammar may choose only what it allows: their logits are masked first (a
+        copy: logprobs report the model's own)."""
+        raw = logits
+        constrained = [i for i, s in enumerate(rows) if s.matcher is not None]
+        if constrained:
+            logits = logits.clone()
+            self.constraints.mask(constrained, [rows[i].matcher for i in constrained], logits)
         greedy = logits.argmax(dim=-1).tolist()
         chosen = []
         for i, seq in enumerate(rows):
@@ -466,8 +500,10 @@ class GenerationEngine:
             token = self._choose(seq, logits[i], greedy[i])
             chosen.append(token)
             if seq.params.logprobs is not None:
-                entry = token_logprobs(logits[i], token, seq.params.logprobs, self._describe)
+                entry = token_logprobs(raw[i], token, seq.params.logprobs, self._describe)
                 seq.unsent_logprobs.append(entry)
+            if seq.matcher is not None and not seq.matcher.consume_token(token):
+                log.error("engine %s: grammar refused token %d", self.name, token)
             self._record(seq, token, events)
         tokens = torch.tensor(chosen, dtype=torch.long, device=self.device)
         self._batch.last_tokens[first_row : first_row + len(rows)] = tokens
@@ -484,12 +520,17 @@ class GenerationEngine:
         seq.generated.append(token)
         seq.unsent.append(token)
         seq.counts[token] = seq.counts.get(token, 0) + 1
-        if token in self.eos_ids and not seq.params.ignore_eos:
+        # Under a grammar the end of sequence ends the reply even with ignore_eos: nothing else
+        # is allowed once the reply is complete.
+        ends = not seq.params.ignore_eos or seq.matcher is not None
+        if token in self.eos_ids and ends:
             text, reason = seq.text.flush(), "stop"
         else:
             text = seq.text.push(token)
             if seq.text.stopped:
                 reason = "stop"
+            elif seq.matcher is not None and seq.matcher.is_stopped():
+                text, reason = text + seq.text.flush(), "stop"  # the grammar allows no more
             elif len(seq.generated) >= seq.max_new_tokens:
                 text, reason = text + seq.text.flush(), "length"
             else:
@@ -500,8 +541,20 @@ class GenerationEngine:
 
     def _emit(self, seq: _Sequence, text: str, reason: str | None, events: list) -> None:
         """A token event with all the sequence has not sent; after the job's last, its done."""
+        calls: list[dict[str, Any]] = []
+        if seq.tools is not None:
+            text, calls = seq.tools.push(text)
+            if reason is not None:
+                rest, more = seq.tools.flush()
+                text, calls = text + rest, calls + more
+                if seq.tools.calls and reason == "stop":
+                    reason = "tool_calls"  # the reply ends in calls
+            if not text and not calls and reason is None:
+                return  # all held back (a tag that may be opening): nothing to say yet
         seq.finish_reason = reason
         event = {"index": seq.index, "text": text, "token_ids": seq.unsent, "finish_reason": reason}
+        if calls:
+            event["tool_calls"] = calls
         if seq.params.logprobs is not None:
             event["logprobs"] = seq.unsent_logprobs
             seq.unsent_logprobs = []

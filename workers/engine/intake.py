@@ -13,7 +13,9 @@ from typing import Any
 
 from jinja2 import TemplateError
 
+from config.grammars import GrammarError, ToolFormat, request_grammar
 from workers.engine.errors import ContextLengthExceeded, InvalidRequest, TooManyTokens
+from workers.engine.tools import builtin_messages, openai_tools, template_messages
 
 
 def check_text(text: str, param: str) -> str:
@@ -55,15 +57,32 @@ def tokenize(
     return check_ids(item, vocab_size, param)
 
 
-def chat_prompt(tokenizer: Any, messages: list[dict[str, Any]], model: str) -> list[int]:
-    """The conversation through the model's chat template, as token ids."""
+def chat_prompt(
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    model: str,
+    tools: list[dict[str, Any]] | None = None,
+    tool_format: ToolFormat | None = None,
+) -> list[int]:
+    """The conversation (and the tools the model may call) through the model's chat template,
+    as token ids. With a ``tool_format``, the template knows no tools: the format's own prompt
+    describes them (see :mod:`workers.engine.tools`)."""
     if not getattr(tokenizer, "chat_template", None):
         raise InvalidRequest(f"Model {model} has no chat template.", "messages")
     for message in messages:
         if isinstance(message.get("content"), str):
             check_text(message["content"], "messages")
+    extra: dict[str, Any] = {}
+    if tool_format is not None:
+        messages = builtin_messages(messages, tools, tool_format)
+    else:
+        messages = template_messages(messages)
+        if tools:
+            extra["tools"] = openai_tools(tools)
     try:
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        text = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False, **extra
+        )
     except TemplateError as exc:
         # Templates refuse conversations they cannot render (roles that do not alternate, say)
         # with raise_exception(): the request's fault, in the template's words.
@@ -72,11 +91,17 @@ def chat_prompt(tokenizer: Any, messages: list[dict[str, Any]], model: str) -> l
 
 
 def job_prompts(
-    job: dict[str, Any], tokenizer: Any, vocab_size: int, model: str
+    job: dict[str, Any],
+    tokenizer: Any,
+    vocab_size: int,
+    model: str,
+    tool_format: ToolFormat | None = None,
 ) -> list[list[int]]:
-    """A generation job's prompts as token ids: its chat, or each of its completion prompts."""
+    """A generation job's prompts as token ids: its chat, or each of its completion prompts.
+    ``tool_format``: the model's template knows no tools (see :func:`chat_prompt`)."""
     if job.get("messages") is not None:
-        prompts = [chat_prompt(tokenizer, job["messages"], model)]
+        tools = job.get("tools") if job.get("tool_choice") != "none" else None
+        prompts = [chat_prompt(tokenizer, job["messages"], model, tools, tool_format)]
     else:
         prompts = [tokenize(tokenizer, p, vocab_size, "prompt") for p in job["prompts"]]
     for prompt in prompts:
@@ -85,6 +110,22 @@ def job_prompts(
                 raise InvalidRequest("The prompt is empty.", "prompt")
             prompt.append(tokenizer.bos_token_id)
     return prompts
+
+
+def job_grammar(job: dict[str, Any], tool_format: ToolFormat) -> tuple[str | None, str]:
+    """The grammar the job's reply must follow (None: free) and the parameter it comes from."""
+    try:
+        grammar = request_grammar(
+            job.get("json_schema"),
+            job.get("tools"),
+            job.get("tool_choice") or "auto",
+            job.get("parallel_tool_calls", True),
+            tool_format,
+        )
+    except GrammarError as exc:
+        raise InvalidRequest(str(exc), exc.param) from None
+    param = "tools" if job.get("tools") and job.get("tool_choice") != "none" else "response_format"
+    return grammar, param
 
 
 def check_logit_bias(bias: tuple[tuple[int, float], ...], vocab_size: int) -> None:
