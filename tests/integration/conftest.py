@@ -6,7 +6,8 @@ defaults (SmolLM2 and MiniLM from their wheels), ``tiny-stall`` (a tiny worker t
 with SIGSTOP), ``tiny-offline`` (registered, never served), ``tiny-base`` with an alias and two
 random LoRA adapters on it, ``tiny-shared`` (the queue two workers share), and ``tiny-faulty`` and
 ``tiny-faulty-stall`` (a tiny model with code of its own that fails, blocks or slows down on
-demand: tests/faulty_model.py). Every process is stopped at the end.
+demand: tests/faulty_model.py), and ``tiny-tools`` (the tiny model with a 2,048-token context,
+for tools and structured outputs). Every process is stopped at the end.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ ALIAS = "tiny-base-alias"
 LORA_A = "tiny-lora-a"
 LORA_B = "tiny-lora-b"
 SHARED = "tiny-shared"  # the queue two workers share
+TOOLS = "tiny-tools"  # the tiny model with a long context, for tools and structured outputs
 FAULTY = "tiny-faulty"  # a tiny model that fails, blocks or slows down on demand
 FAULTY_STALL = "tiny-faulty-stall"  # the same, for the workers the stall test lets hang
 CHAT_MODEL = "smollm2-135m-instruct"
@@ -117,6 +119,7 @@ def stack(
     tiny_model_dir,
     tiny_adapter_dirs,
     faulty_model_dir,
+    long_model_dir,
     model_cache_dir,
 ):
     workdir = tmp_path_factory.mktemp("stack")
@@ -137,6 +140,7 @@ def stack(
     ]
     faulty = {"kind": "chat", "source": str(faulty_model_dir), "trust_remote_code": True}
     entries += [{"name": name, **faulty, "max_batch_size": 4} for name in (FAULTY, FAULTY_STALL)]
+    entries.append({"name": TOOLS, "kind": "chat", "source": str(long_model_dir)})
     models_file.write_text(json.dumps(entries + [{"name": n, **smol} for n in (SMOL_B, SMOL_C)]))
     env = {
         k: v
@@ -179,6 +183,11 @@ def stall_worker(stack, front):
 def faulty_worker(stack, front):
     """The faulty model, slowed down (20 ms a step) so that jobs overlap."""
     return stack.worker([FAULTY], front, FAULTY_STEP_DELAY="0.02")
+
+
+@pytest.fixture(scope="session")
+def tools_worker(stack, front):
+    return stack.worker([TOOLS], front)
 
 
 @pytest.fixture(scope="session")

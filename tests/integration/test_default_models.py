@@ -82,3 +82,57 @@ def test_second_start_loads_the_converted_copy(stack, chat_worker, model_cache_d
 def test_worker_concurrency_is_the_engine_batch_size(chat_worker, tiny_worker):
     assert f"concurrency 32 for queues {CHAT_MODEL}" in chat_worker.log.read_text()
     assert "concurrency 4 for queues tiny-chat" in tiny_worker.log.read_text()
+
+
+def test_smollm2_gives_valid_json_for_a_schema_and_calls_tools(chat_worker, openai_client):
+    """The 135M model, sampled: every reply validates, because the grammar allows nothing else."""
+    import json
+
+    import jsonschema
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "maxLength": 30},
+            "country": {"type": "string", "maxLength": 30},
+            "population": {"type": "integer", "minimum": 0, "maximum": 100000000},
+        },
+        "required": ["city", "country", "population"],
+        "additionalProperties": False,
+    }
+    fmt = {"type": "json_schema", "json_schema": {"name": "city", "schema": schema, "strict": True}}
+    for seed in range(3):
+        reply = openai_client.chat.completions.create(
+            model=CHAT_MODEL,
+            messages=[{"role": "user", "content": "Describe Paris as JSON."}],
+            response_format=fmt,
+            seed=seed,
+            max_tokens=100,
+        )
+        jsonschema.validate(json.loads(reply.choices[0].message.content), schema)
+        assert reply.choices[0].finish_reason == "stop"
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string", "maxLength": 30}},
+                "required": ["city"],
+                "additionalProperties": False,
+            },
+        },
+    }
+    reply = openai_client.chat.completions.create(
+        model=CHAT_MODEL,
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[tool],
+        tool_choice="required",
+        temperature=0,
+    )
+    calls = reply.choices[0].message.tool_calls
+    print(f"\nSmolLM2's calls: {[(c.function.name, c.function.arguments) for c in calls]}")
+    assert calls and reply.choices[0].finish_reason == "tool_calls"
+    for call in calls:
+        assert call.function.name == "get_weather"
+        jsonschema.validate(json.loads(call.function.arguments), tool["function"]["parameters"])
