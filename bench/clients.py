@@ -40,21 +40,27 @@ def _one(base: str, body: dict, timing: RequestTiming, api_key: str) -> None:
         if response.status != 200:
             timing.error = f"HTTP {response.status}: {response.read()[:200]!r}"
             return
-        finish = None
+        finish, usage = None, None
         for chunk in sse_chunks(response):
             if chunk is None:
                 break
             if "error" in chunk:
                 timing.error = chunk["error"]["message"]
                 return
+            if chunk.get("usage"):
+                usage = chunk["usage"]
+            if not chunk["choices"]:
+                continue
             choice = chunk["choices"][0]
             if choice["delta"].get("content"):
                 timing.chunk_times.append(time.perf_counter())
             finish = choice["finish_reason"] or finish
-        if finish != "length":
-            timing.error = f"finish_reason {finish!r}, expected 'length'"
+        # Free replies run to max_tokens (ignore_eos); a constrained one may end, complete.
+        expected = ("length", "stop") if "response_format" in body else ("length",)
+        if finish not in expected:
+            timing.error = f"finish_reason {finish!r}, expected {' or '.join(expected)}"
         else:
-            timing.tokens = body["max_tokens"]  # ignore_eos: exactly max_tokens were generated
+            timing.tokens = usage["completion_tokens"] if usage else body["max_tokens"]
     except Exception as exc:  # noqa: BLE001 - every failure is counted, none stops the run
         timing.error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -68,7 +74,10 @@ def run(
     max_tokens: int,
     temperature: float,
     api_key: str = "EMPTY",
+    extra: dict | None = None,
 ) -> dict:
+    """``concurrency`` streaming chat requests at once; ``extra``: more request fields (a
+    ``response_format``, say)."""
     timings, threads = [], []
     for i in range(concurrency):
         body = {
@@ -77,7 +86,9 @@ def run(
             "max_tokens": max_tokens,
             "temperature": temperature,
             "stream": True,
+            "stream_options": {"include_usage": True},
             "ignore_eos": True,
+            **(extra or {}),
         }
         timing = RequestTiming(start=time.perf_counter())
         timings.append(timing)

@@ -3,9 +3,10 @@
     python3 manage.py bench                       # brings up Redis + a worker + the API itself
     python3 manage.py bench --url http://host:8000 --skip-engine   # against a running stack
 
-Each N runs --rounds times (default 3) and the median run is reported. Prints per N: aggregate
-generated tokens/s, time to first token p50/p95, inter-token latency p50/p95 and errors, for the
-API and for the engine alone, and the API's share of the engine.
+Each N runs --rounds times (default 3) and the median run is reported. ``--structured`` runs, per
+N, streams with a ``json_schema`` response_format against as many free streams instead.
+Prints per N: aggregate generated tokens/s, time to first token p50/p95, inter-token latency
+p50/p95 and errors, for the API and for the engine alone, and the API's share of the engine.
 Writes the results as JSON and a PNG chart (``--out``, default bench/results/).
 """
 
@@ -49,6 +50,46 @@ def stop_stack(redis_server, processes) -> None:
     redis_server.stop()
 
 
+STORY = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string", "maxLength": 60},
+        "story": {"type": "string"},
+    },
+    "required": ["title", "story"],
+    "additionalProperties": False,
+}
+JSON_SCHEMA = {
+    "response_format": {
+        "type": "json_schema",
+        "json_schema": {"name": "story", "schema": STORY, "strict": True},
+    }
+}
+
+
+def structured(base: str, args, sampling: tuple[int, float]) -> list[dict]:
+    """Per N: free streams and json_schema streams, their rounds interleaved (so that both see
+    the same machine), the median of each, and the constrained share of the free throughput."""
+    rows = []
+    for n in args.concurrency:
+        free, constrained = [], []
+        for _ in range(args.rounds):
+            free.append(clients.run(base, args.model, n, *sampling, args.api_key))
+            constrained.append(
+                clients.run(base, args.model, n, *sampling, args.api_key, JSON_SCHEMA)
+            )
+        pair = [
+            {**median_round(free), "mode": "free"},
+            {**median_round(constrained), "mode": "json_schema"},
+        ]
+        share = 100 * pair[1]["tokens_per_s"] / pair[0]["tokens_per_s"]
+        pair[1]["share_of_free_pct"] = round(share, 1)
+        print(table(f"N={n}, free then json_schema:", pair), flush=True)
+        print(f"  json_schema: {share:.1f} % of the free tokens/s", flush=True)
+        rows += pair
+    return rows
+
+
 def median_round(rounds: list[dict]) -> dict:
     """The run with the median throughput (2 shared cores make single runs vary by ~10%)."""
     ordered = sorted(rounds, key=lambda r: r["tokens_per_s"])
@@ -82,6 +123,11 @@ def main() -> None:
     parser.add_argument("--skip-api", action="store_true")
     parser.add_argument("--skip-engine", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument(
+        "--structured",
+        action="store_true",
+        help="instead: N streams with a json_schema response_format against N free streams",
+    )
     args = parser.parse_args()
 
     import torch
@@ -113,7 +159,11 @@ def main() -> None:
             base = f"http://127.0.0.1:{port}"
         try:
             clients.run(base, args.model, 2, 8, args.temperature, args.api_key)  # warm-up
-            for n in args.concurrency:
+            if args.structured:
+                result["structured"] = structured(base, args, sampling)
+                args.skip_engine = True
+                result["api"] = []
+            for n in args.concurrency if not args.structured else []:
                 row = median_round(
                     [
                         clients.run(base, args.model, n, *sampling, args.api_key)
@@ -145,6 +195,16 @@ def main() -> None:
         f"{args.model} on {device}; {args.max_tokens} new tokens per request, "
         f"temperature {args.temperature}, streaming"
     )
+    if result.get("structured"):
+        print(
+            table(
+                "structured outputs through the API (free, then json_schema):", result["structured"]
+            )
+        )
+        for row in result["structured"]:
+            if "share_of_free_pct" in row:
+                share = row["share_of_free_pct"]
+                print(f"  N={row['concurrency']:>3}: json_schema at {share} % of free")
     if result["api"]:
         print(table("through the API (HTTP + Redis + Celery):", result["api"]))
     if result["engine"]:

@@ -71,6 +71,14 @@ class Params(TypedDict, total=False):
     echo: bool
 
 
+class Tool(TypedDict):
+    """A function the model may call: its name, what it does, and its arguments' JSON Schema."""
+
+    name: str
+    description: NotRequired[str]
+    parameters: dict[str, Any]
+
+
 class Job(TypedDict):
     """One request's work. By kind: ``messages`` (chat), ``prompts`` (completion: one sequence
     per prompt and per ``n``) or ``inputs`` (embedding: texts or token-id lists)."""
@@ -86,11 +94,28 @@ class Job(TypedDict):
     prompts: NotRequired[list[str | list[int]]]
     inputs: NotRequired[list[str | list[int]]]
     max_request_tokens: NotRequired[int]  # prompt tokens the whole job may hold
+    # Constrained decoding (chat): the reply's JSON Schema (``{}``: any object), and the tools
+    # the model may call, with ``tool_choice`` "none", "auto", "required" or a tool's name.
+    json_schema: NotRequired[dict[str, Any] | None]
+    tools: NotRequired[list[Tool]]
+    tool_choice: NotRequired[str]
+    parallel_tool_calls: NotRequired[bool]
+
+
+class ToolCallDelta(TypedDict):
+    """Part of a tool call: its first delta has ``id`` and ``name``; later ones only add
+    ``arguments`` (fragments that join into the call's JSON arguments)."""
+
+    index: int
+    id: NotRequired[str]
+    name: NotRequired[str]
+    arguments: str
 
 
 class TokenEvent(TypedDict):
-    """New text of one choice: ``text`` (delta), its ``token_ids``, ``finish_reason`` on the
-    choice's last event; ``logprobs`` when asked; ``echo`` (the prompt) on its first."""
+    """New text of one choice: ``text`` (delta, content only), its ``token_ids``,
+    ``finish_reason`` on the choice's last event (``tool_calls`` when the reply ends in calls);
+    ``logprobs`` when asked; ``echo`` (the prompt) on its first; ``tool_calls`` deltas."""
 
     job: str
     seq: int
@@ -101,6 +126,7 @@ class TokenEvent(TypedDict):
     finish_reason: str | None
     logprobs: NotRequired[list[dict[str, Any]]]
     echo: NotRequired[dict[str, Any]]
+    tool_calls: NotRequired[list[ToolCallDelta]]
 
 
 class Timing(TypedDict):

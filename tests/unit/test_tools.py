@@ -75,3 +75,35 @@ def test_the_builtin_prompt_describes_tools_and_writes_history_in_markup():
     assert '"name": "get_weather"' in out[0]["content"] and "<tools>" in out[0]["content"]
     assert out[2] == {"role": "assistant", "content": CALL.replace("Paris", "Paris")}
     assert out[3] == {"role": "user", "content": "<tool_response>\n18 C\n</tool_response>"}
+
+
+TOOLS_TEMPLATE = (
+    "{% if tools %}TOOLS:{% for t in tools %}{{ t.function.name }};{% endfor %}\n{% endif %}"
+    "{% for m in messages %}{{ m.role }}:{{ m.content }}"
+    "{% for c in m.tool_calls or [] %}CALL {{ c.function.name }}({{ c.function.arguments.city }})"
+    "{% endfor %}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"
+)
+
+
+def test_a_template_that_renders_tools_gets_them_and_the_calls_as_objects(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from workers.engine.intake import chat_prompt
+    from workers.engine.tools import template_renders_tools
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    assert not template_renders_tools(tokenizer)  # the tiny model's own: the built-in prompt
+    tokenizer.chat_template = TOOLS_TEMPLATE
+    assert template_renders_tools(tokenizer)
+    messages = [
+        {"role": "user", "content": "Weather?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"id": "c1", "name": "get_weather", "arguments": '{"city": "Paris"}'}],
+        },
+    ]
+    tools = [{"name": "get_weather", "parameters": {"type": "object"}}]
+    ids = chat_prompt(tokenizer, messages, "m", tools, tool_format=None)
+    text = tokenizer.decode(ids)
+    assert text.startswith("TOOLS:get_weather;") and "CALL get_weather(Paris)" in text

@@ -15,6 +15,7 @@ from workers.engine.errors import InvalidRequest
 log = logging.getLogger(__name__)
 
 _SHIFTS = torch.arange(32, dtype=torch.int32)
+COMPILED_GRAMMARS = 256  # compiled grammars kept per model
 
 
 class Constraints:
@@ -31,16 +32,24 @@ class Constraints:
             tokenizer, n_vocab=vocab_size, eos_token=sorted(eos_ids) or None
         )
         self.executor = llguidance.LLExecutor()
+        self._compiled: dict[str, Any] = {}  # grammar -> its matcher before any token
 
     def matcher(self, grammar: str, param: str) -> Any:
-        """A fresh matcher for one sequence; :class:`InvalidRequest` if the grammar fails."""
-        matcher = self._llguidance.LLMatcher(self.tokenizer, grammar)
-        if matcher.is_error():
-            raise InvalidRequest(
-                f"The schema cannot be used for constrained decoding: {matcher.get_error()}",
-                param,
-            )
-        return matcher
+        """A fresh matcher for one sequence; :class:`InvalidRequest` if the grammar fails.
+
+        Each grammar is compiled once: later sequences get a copy of its pristine matcher."""
+        pristine = self._compiled.get(grammar)
+        if pristine is None:
+            pristine = self._llguidance.LLMatcher(self.tokenizer, grammar)
+            if pristine.is_error():
+                raise InvalidRequest(
+                    f"The schema cannot be used for constrained decoding: {pristine.get_error()}",
+                    param,
+                )
+            if len(self._compiled) >= COMPILED_GRAMMARS:
+                self._compiled.pop(next(iter(self._compiled)))  # the oldest
+            self._compiled[grammar] = pristine
+        return pristine.deep_copy()
 
     def mask(self, rows: list[int], matchers: list[Any], logits: torch.Tensor) -> None:
         """Set to -inf, in ``logits`` (one row per sequence), every token that ``matchers``
