@@ -68,11 +68,17 @@ def json_grammar(schema: dict[str, Any] | None) -> str:
 
 
 def tool_grammar(
-    tools: list[dict[str, Any]], choice: str, parallel: bool, fmt: ToolFormat
+    tools: list[dict[str, Any]],
+    choice: str,
+    parallel: bool,
+    fmt: ToolFormat,
+    answer: dict[str, Any] | None = None,
 ) -> str | None:
     """The grammar of a reply under ``tool_choice`` = ``choice``: ``"required"``: only tool calls;
     a tool's name: one call of it; ``"auto"``: free text, or tool calls once the model writes the
     format's opening tag; ``"none"``: no grammar. ``parallel``: several calls, else at most one.
+    ``answer``: under ``"auto"``, a reply that is not calls follows this JSON Schema (the request's
+    ``response_format``) instead of being free text.
     """
     if choice == "none" or not tools:
         return None
@@ -85,7 +91,13 @@ def tool_grammar(
         bodies.append(f"call_{i}: {_text(head)} %json {arguments} {_text(fmt.tail)}")
     more = f" ({_text(fmt.separator + fmt.begin)} call)*" if parallel else ""
     lines = ["%llguidance {}"]
-    if choice == "auto":
+    if choice == "auto" and answer is not None:
+        # An answer in the response_format's schema, or calls: the first byte tells which.
+        lines += [
+            f"start: answer | {_text(fmt.begin)} call{more}",
+            f"answer: %json {json.dumps(with_options(answer or ANY_OBJECT))}",
+        ]
+    elif choice == "auto":
         # Free text to the end, or text up to the opening tag and then calls: the trigger is
         # lazy, so the text matches up to its first occurrence.
         lines += [
@@ -121,7 +133,7 @@ def request_grammar(
     """The grammar a request's reply must follow, checked; :class:`GrammarError` if its schema
     does not compile. ``json_schema``: from ``response_format`` (``{}`` asks for any object)."""
     if tools and tool_choice != "none":
-        grammar = tool_grammar(tools, tool_choice, parallel, fmt)
+        grammar = tool_grammar(tools, tool_choice, parallel, fmt, json_schema)
         param = "tools"
     elif json_schema is not None:
         grammar, param = json_grammar(json_schema), "response_format"

@@ -86,3 +86,11 @@ def test_schemas_that_cannot_compile_name_their_parameter(schema, tools, param):
     with pytest.raises(GrammarError) as error:
         request_grammar(schema, tools, "auto", True, HERMES)
     assert error.value.param == param
+
+
+def test_auto_with_a_response_format_answers_in_its_schema_or_calls(tokenizer):
+    answer = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    grammar = request_grammar(answer, [WEATHER], "auto", True, HERMES)
+    assert accepts(tokenizer, grammar, '{"n": 3}')
+    assert accepts(tokenizer, grammar, CALL)
+    assert not accepts(tokenizer, grammar, "Free text.")
