@@ -36,6 +36,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         MAX_REQUEST_CHOICES=settings.max_request_choices,
         MAX_REQUEST_TOKENS=settings.max_request_tokens,
         MAX_EMBEDDING_INPUTS=settings.max_embedding_inputs,
+        RESPONSES_TTL=settings.responses_ttl,
+        OWNER_HASH_SECRET=settings.owner_hash_secret,
     )
     if test_config:
         app.config.update(test_config)
@@ -48,6 +50,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from app.jobs import JobService
     from app.limits import RateLimiter
     from app.metrics import Metrics, count_request, start_timer
+    from app.responses.store import ResponseStore
 
     register_error_handlers(app)
     celery = celery_init_app(app)
@@ -81,6 +84,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         queue_timeout=app.config["QUEUE_TIMEOUT"],
     )
     app.extensions["limits"] = RateLimiter(client, app.config["RATE_LIMITS"])
+    app.extensions["responses"] = ResponseStore(client, app.config["RESPONSES_TTL"])
     app.extensions["metrics"] = app.extensions["jobs"].metrics = Metrics(app.extensions["jobs"])
     app.before_request(start_timer)
     app.after_request(count_request)

@@ -17,6 +17,7 @@ from app.errors import APIError, from_worker
 from app.events import EventHub, JobEvents
 from app.liveness import Liveness
 from config.protocol import (
+    DETACHED_SET,
     EMBED_TASK,
     ERROR,
     GENERATE_TASK,
@@ -24,6 +25,8 @@ from config.protocol import (
     EventGap,
     cancel_key,
     claim_key,
+    detached_key,
+    encode,
     origin,
 )
 from config.registry import CHAT, ModelSpec, public_names
@@ -114,23 +117,50 @@ class JobService:
     def submit(self, spec: ModelSpec, job: dict[str, Any]) -> JobEvents:
         """Subscribe to the job's events, then enqueue it on the model's queue (429 if full)."""
         self._check_queue(spec)
-        job = {**job, "id": uuid.uuid4().hex, "model": spec.name, "created": time.time()}
-        log.info("job %s: %s for %s (user %s)", job["id"], job["kind"], spec.name, job.get("user"))
-        task = EMBED_TASK if job["kind"] == "embedding" else GENERATE_TASK
+        job = {"id": uuid.uuid4().hex, "model": spec.name, "created": time.time(), **job}
         try:
             events = self.hub.open(job["id"])  # before the enqueue: pub/sub keeps nothing
         except redis.RedisError as exc:
             raise queue_unavailable(exc) from exc
+        try:
+            self._send(spec, job)
+        except APIError:
+            events.close()
+            raise
+        events.job = job
+        return events
+
+    def _send(self, spec: ModelSpec, job: dict[str, Any]) -> None:
+        log.info("job %s: %s for %s (user %s)", job["id"], job["kind"], spec.name, job.get("user"))
+        task = EMBED_TASK if job["kind"] == "embedding" else GENERATE_TASK
         try:
             # kombu's Redis channel allows 10 connections and fails past them ("Too many
             # connections"); publishing takes a millisecond, so excess publishers just wait.
             with self._publishing:
                 self.celery.send_task(task, args=[job], queue=spec.name)
         except Exception as exc:
-            events.close()
             raise queue_unavailable(exc) from exc
-        events.job = job
-        return events
+
+    def submit_detached(
+        self, spec: ModelSpec, job: dict[str, Any], listen: bool = False
+    ) -> JobEvents | None:
+        """Enqueue a detached job (its ``result_key`` set: the worker records its result, and
+        the workers run it again if its worker dies), registered so that they can. ``listen``:
+        also subscribe to its events, as for a streamed background response."""
+        job = {"id": uuid.uuid4().hex, **job, "model": spec.name, "created": time.time()}
+        record = {"job": job, "attempts": 1}
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(detached_key(job["id"]), encode(record), ex=job.get("result_ttl") or None)
+            pipe.zadd(DETACHED_SET, {job["id"]: job["created"]})
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise queue_unavailable(exc) from exc
+        if listen:
+            return self.submit(spec, job)
+        self._check_queue(spec)
+        self._send(spec, job)
+        return None
 
     def collect(
         self, spec: ModelSpec, job: dict[str, Any], gone: ClientCheck | None = None
@@ -167,7 +197,7 @@ class JobService:
             return events.job_id, _chain(first, iterator)
 
     def iterate(
-        self, events: JobEvents, gone: ClientCheck | None = None
+        self, events: JobEvents, gone: ClientCheck | None = None, cancel: bool = True
     ) -> Iterator[dict[str, Any]]:
         """Yield a job's events up to and including the terminal one.
 
@@ -175,7 +205,8 @@ class JobService:
         queue that kept the job for the queue timeout, is a 504; a worker that died or stalled
         with the job is :class:`WorkerLost`; a client that left (``gone``, checked every
         :data:`GONE_INTERVAL`) is :class:`ClientGone`. A job that ends here without its terminal
-        event is cancelled, so a copy of it still in the queue or on a frozen worker stops too.
+        event is cancelled, so a copy of it still in the queue or on a frozen worker stops too
+        (unless ``cancel`` is false: a background run outlives its stream).
         """
         finished = False
         submitted = last_heard = silence_checked = gone_checked = time.monotonic()
@@ -216,7 +247,7 @@ class JobService:
             raise
         finally:
             events.close()
-            if not finished:
+            if not finished and cancel:
                 self.cancel(events.job_id)
 
     def _check_queue(self, spec: ModelSpec) -> None:

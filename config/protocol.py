@@ -96,6 +96,11 @@ class Job(TypedDict):
     max_request_tokens: NotRequired[int]  # prompt tokens the whole job may hold
     # Constrained decoding (chat): the reply's JSON Schema (``{}``: any object), and the tools
     # the model may call, with ``tool_choice`` "none", "auto", "required" or a tool's name.
+    # A detached job (a background response, a batch line): nobody waits on its events. The
+    # worker records its result (config.results.JobResult) under this key, once, and a lost
+    # attempt is run again by the workers themselves (see workers/reaper.py).
+    result_key: NotRequired[str]
+    result_ttl: NotRequired[int]  # seconds the result is kept
     json_schema: NotRequired[dict[str, Any] | None]
     tools: NotRequired[list[Tool]]
     tool_choice: NotRequired[str]
@@ -185,6 +190,14 @@ def claim_key(job_id: str) -> str:
 def origin(job: Job | dict[str, Any]) -> str:
     """The id of the request a job serves: a retried job is a new attempt with its own id."""
     return job.get("origin") or job["id"]
+
+
+DETACHED_SET = "llm:detached"  # sorted set of detached jobs' origins, by time enqueued
+
+
+def detached_key(origin_id: str) -> str:
+    """A detached job's latest attempt, so that it can be run again: ``{"job", "attempts"}``."""
+    return f"llm:detached:{origin_id}"
 
 
 def heartbeat_key(worker_id: str) -> str:

@@ -58,6 +58,9 @@ class Settings:
     max_request_tokens: int = 300_000
     max_embedding_inputs: int = 2048
     engine_stall_timeout: float = 120.0
+    # Stored objects (responses): how long they live, and the secret of their owners' hashes.
+    responses_ttl: int = 30 * 24 * 3600
+    owner_hash_secret: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -93,6 +96,8 @@ class Settings:
             engine_stall_timeout=float(
                 os.environ.get("ENGINE_STALL_TIMEOUT", cls.engine_stall_timeout)
             ),
+            responses_ttl=int(os.environ.get("RESPONSES_TTL", cls.responses_ttl)),
+            owner_hash_secret=os.environ.get("OWNER_HASH_SECRET") or None,
         )
 
 

@@ -11,6 +11,7 @@ import logging
 
 from celery import Celery, signals
 
+from config.protocol import EMBED_TASK, GENERATE_TASK
 from config.settings import Settings, celery_config
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,11 @@ def on_worker_init(sender, **_: object) -> None:
 def on_worker_ready(sender, **_: object) -> None:
     from workers.runtime import runtime
 
-    runtime.announce(getattr(sender, "hostname", None))
+    def send(job: dict) -> None:  # a detached job's new attempt, on its model's queue
+        task = EMBED_TASK if job.get("kind") == "embedding" else GENERATE_TASK
+        sender.app.send_task(task, args=[job], queue=job["model"])
+
+    runtime.announce(getattr(sender, "hostname", None), send)
 
 
 @signals.worker_shutting_down.connect

@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from config.protocol import (
@@ -25,6 +26,7 @@ from workers.engine import JobFailed
 from workers.heartbeat import Heartbeat
 from workers.io import RedisJobIO
 from workers.loading import load_engines
+from workers.reaper import Reaper
 from workers.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,11 @@ class WorkerRuntime:
         """Each engine once (the LoRA adapters of one base share theirs)."""
         return list({id(e): e for e in self.engines.values()}.values())
 
-    def announce(self, hostname: str | None = None) -> None:
+    def announce(
+        self, hostname: str | None = None, send: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
+        """Start the heartbeat (with the stall watchdog and the reaper of detached jobs, which
+        enqueues retries with ``send``)."""
         self.worker_id = worker_id = f"{hostname or socket.gethostname()}:{os.getpid()}"
         self.heartbeat = Heartbeat(
             self.io.client,
@@ -83,7 +89,13 @@ class WorkerRuntime:
             self.settings.heartbeat_ttl,
         )
         watchdog = Watchdog(self.engines, self.settings.engine_stall_timeout, self.heartbeat)
-        self.heartbeat.before_beat = watchdog.check
+        reaper = Reaper(self.io.client, send or (lambda job: None), worker_id)
+
+        def before_beat() -> None:
+            watchdog.check()
+            reaper.check()
+
+        self.heartbeat.before_beat = before_beat
         self.heartbeat.start()
         log.info("worker %s ready: serving %s", worker_id, ", ".join(sorted(self.engines)))
 
@@ -124,16 +136,26 @@ class WorkerRuntime:
             log.error("dropping a malformed job without an id: %.200r", job)
             return ERROR
         client = self.io.client
+        detached = bool(job.get("result_key"))
         pipe = client.pipeline(transaction=False)
-        pipe.mget(finished_key(origin(job)), cancel_key(job_id))
+        pipe.mget(finished_key(origin(job)), cancel_key(job_id), cancel_key(origin(job)))
         pipe.pubsub_numsub(events_channel(job_id))
-        (finished, cancelled), [(_, listeners)] = pipe.execute()
+        if detached:
+            pipe.exists(job["result_key"])
+        finished, cancelled, origin_cancelled = (replies := pipe.execute())[0]
+        listeners = replies[1][0][1]
+        finished = finished or (detached and replies[2])
+        cancelled = cancelled or origin_cancelled
         # The front subscribes to a job's events before it enqueues the job: nobody listening
-        # means its request has already ended (a copy restored after an outage, say).
-        if finished or cancelled or not listeners:
+        # means its request has already ended (a copy restored after an outage, say). A detached
+        # job has nobody listening by design; its recorded result says whether it already ran.
+        if finished or cancelled or not (listeners or detached):
             why = "already answered" if finished else "cancelled" if cancelled else "unheard"
             log.info("job %s %s; dropping this copy", job_id, why)
             return "duplicate" if finished else "cancelled"
+        if detached:
+            ttl = int(job.get("result_ttl") or CLAIM_TTL)
+            self.io.detach(job_id, origin(job), job["result_key"], ttl)
         client.set(claim_key(job_id), self.worker_id, ex=CLAIM_TTL)
         try:
             engine = self.engines.get(job.get("model"))

@@ -10,4 +10,11 @@ bp.before_request(require_api_key)
 bp.before_request(enforce_rate_limit)
 bp.after_request(add_rate_limit_headers)
 
-from app.api import chat, completions, edits, embeddings, models  # noqa: E402,F401  (routes)
+from app.api import (  # noqa: E402,F401  (routes)
+    chat,
+    completions,
+    edits,
+    embeddings,
+    models,
+    responses,
+)

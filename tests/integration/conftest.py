@@ -45,6 +45,7 @@ SHARED = "tiny-shared"  # the queue two workers share
 TOOLS = "tiny-tools"  # the tiny model with a long context, for tools and structured outputs
 FAULTY = "tiny-faulty"  # a tiny model that fails, blocks or slows down on demand
 FAULTY_STALL = "tiny-faulty-stall"  # the same, for the workers the stall test lets hang
+FAULTY_BG = "tiny-faulty-bg"  # the same, for the workers a background run outlives
 CHAT_MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
 
@@ -139,7 +140,9 @@ def stack(
         {"name": SHARED, **tiny, "max_batch_size": 2},
     ]
     faulty = {"kind": "chat", "source": str(faulty_model_dir), "trust_remote_code": True}
-    entries += [{"name": name, **faulty, "max_batch_size": 4} for name in (FAULTY, FAULTY_STALL)]
+    entries += [
+        {"name": name, **faulty, "max_batch_size": 4} for name in (FAULTY, FAULTY_STALL, FAULTY_BG)
+    ]
     entries.append({"name": TOOLS, "kind": "chat", "source": str(long_model_dir)})
     models_file.write_text(json.dumps(entries + [{"name": n, **smol} for n in (SMOL_B, SMOL_C)]))
     env = {

@@ -1,0 +1,162 @@
+"""Between the Responses API's shapes and the chat job's: input items to chat messages, a job's
+result to output items and a response object. Output items get ids derived from the response's
+id, so every front (and the stream) names them alike."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from config.results import JobResult
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def with_ids(items: list[dict], response_id: str) -> list[dict]:
+    """The request's input items, each with an id (kept when the client gave one)."""
+    suffix = response_id.removeprefix("resp_")
+    prefix = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
+    return [
+        {"id": item.get("id") or f"{prefix[item['type']]}_{suffix}_in{i}", **item}
+        for i, item in enumerate(items)
+    ]
+
+
+def to_messages(items: list[dict], instructions: str | None) -> list[dict[str, Any]]:
+    """Input items (the chain's, then the request's) as chat messages; ``instructions`` first,
+    as a system message (they are the request's own: a chain does not carry them over)."""
+    messages: list[dict[str, Any]] = []
+    if instructions:
+        messages.append({"role": "system", "content": instructions})
+    for item in items:
+        kind = item["type"]
+        if kind == "message":
+            role = "system" if item["role"] == "developer" else item["role"]
+            messages.append({"role": role, "content": message_text(item)})
+        elif kind == "function_call":
+            call = {"id": item["call_id"], "name": item["name"], "arguments": item["arguments"]}
+            last = messages[-1] if messages else None
+            if last and last["role"] == "assistant" and "tool_calls" in last:
+                last["tool_calls"].append(call)  # parallel calls: one assistant turn
+            else:
+                messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
+        else:
+            messages.append(
+                {"role": "tool", "content": item["output"], "tool_call_id": item["call_id"]}
+            )
+    return messages
+
+
+def message_text(item: dict[str, Any]) -> str:
+    return "".join(part["text"] for part in item["content"])
+
+
+def message_id(response_id: str) -> str:
+    return f"msg_{response_id.removeprefix('resp_')}"
+
+
+def call_item_id(response_id: str, index: int) -> str:
+    return f"fc_{response_id.removeprefix('resp_')}_{index}"
+
+
+def text_part(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def message_item(response_id: str, text: str, status: str = "completed") -> dict[str, Any]:
+    content = [text_part(text)] if status == "completed" else []
+    return {
+        "id": message_id(response_id),
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": content,
+    }
+
+
+def call_item(
+    response_id: str, index: int, call: dict, status: str = "completed"
+) -> dict[str, Any]:
+    return {
+        "id": call_item_id(response_id, index),
+        "type": "function_call",
+        "status": status,
+        "call_id": call["id"],
+        "name": call["name"],
+        "arguments": call["arguments"] if status == "completed" else "",
+    }
+
+
+def output_items(response_id: str, result: JobResult | None) -> list[dict[str, Any]]:
+    """A result's output: the message (if the model wrote text), then its function calls."""
+    if not result or not result.get("choices"):
+        return []
+    choice = result["choices"][0]
+    items = [message_item(response_id, choice["text"])] if choice["text"] else []
+    for index, call in enumerate(choice["tool_calls"]):
+        call = {**call, "arguments": call["arguments"] or "{}"}
+        items.append(call_item(response_id, index, call))
+    return items
+
+
+def usage(raw: dict[str, int] | None) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    return {
+        "input_tokens": raw.get("prompt_tokens", 0),
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": raw.get("completion_tokens", 0),
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": raw.get("total_tokens", 0),
+    }
+
+
+def status_of(result: JobResult | None, fallback: str) -> str:
+    """A response's status from its result; ``fallback`` while it has none."""
+    if result is None:
+        return fallback
+    if result["status"] == "completed":
+        choices = result.get("choices") or [{}]
+        return "incomplete" if choices[0].get("finish_reason") == "length" else "completed"
+    return result["status"]
+
+
+def response_object(record: dict[str, Any], result: JobResult | None, status: str) -> dict:
+    """The response in OpenAI's shape, from its stored record and (once it ended) its result."""
+    error = None
+    if status == "failed" and result and result.get("error"):
+        error = {
+            "code": result["error"].get("code") or "server_error",
+            "message": result["error"].get("message") or "The response failed.",
+        }
+    request = record["request"]
+    return {
+        "id": record["id"],
+        "object": "response",
+        "created_at": record["created_at"],
+        "status": status,
+        "background": request["background"],
+        "error": error,
+        "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+        "instructions": request["instructions"],
+        "max_output_tokens": request["max_output_tokens"],
+        "model": record["model"],
+        "output": output_items(record["id"], result)
+        if status in ("completed", "incomplete")
+        else [],
+        "parallel_tool_calls": request["parallel_tool_calls"],
+        "previous_response_id": request["previous_response_id"],
+        "reasoning": {"effort": None, "summary": None},
+        "store": request["store"],
+        "temperature": request["temperature"],
+        "text": {"format": request["text_format"]},
+        "tool_choice": request["tool_choice"],
+        "tools": request["tools"],
+        "top_p": request["top_p"],
+        "truncation": "disabled",
+        "usage": usage(result.get("usage")) if result else None,
+        "user": request["user"],
+        "metadata": request["metadata"],
+    }

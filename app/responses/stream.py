@@ -1,0 +1,163 @@
+"""A response's streamed events, in OpenAI's typed sequence, each with its ``sequence_number``:
+
+``response.created``, ``response.in_progress``; for the text, ``response.output_item.added``,
+``response.content_part.added``, ``response.output_text.delta``..., then ``.output_text.done``,
+``.content_part.done``, ``.output_item.done``; for each function call,
+``response.output_item.added``, ``response.function_call_arguments.delta``..., ``.done``,
+``response.output_item.done``; then ``response.completed`` (or ``.incomplete``, ``.failed``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from app.responses.items import call_item, call_item_id, message_id, message_item, text_part
+
+
+class ResponseEvents:
+    def __init__(self, response_id: str) -> None:
+        self.response_id = response_id
+        self._seq = 0
+        self._outputs = 0  # output items opened so far
+        self._text: str | None = None  # the message's text, once its item is open
+        self._text_index = 0
+        self._calls: dict[int, dict[str, Any]] = {}  # engine call index -> its item's state
+
+    def frame(self, type_: str, **payload: Any) -> str:
+        event = {"type": type_, "sequence_number": self._seq, **payload}
+        self._seq += 1
+        return f"event: {type_}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
+
+    def opening(self, response: dict[str, Any]) -> list[str]:
+        return [
+            self.frame("response.created", response=response),
+            self.frame("response.in_progress", response=response),
+        ]
+
+    def token(self, event: dict[str, Any]) -> list[str]:
+        """The frames of one token event of the job: text deltas and call deltas."""
+        frames = []
+        if event.get("text"):
+            if self._text is None:
+                frames += self._open_message()
+            self._text += event["text"]
+            frames.append(
+                self.frame(
+                    "response.output_text.delta",
+                    item_id=message_id(self.response_id),
+                    output_index=self._text_index,
+                    content_index=0,
+                    delta=event["text"],
+                    logprobs=[],
+                )
+            )
+        for delta in event.get("tool_calls") or []:
+            if "name" in delta:  # a new call: what came before it is complete
+                frames += self._close_message()
+                for index, call in sorted(self._calls.items()):
+                    if call["open"]:
+                        frames += self._close_call(index, call)
+                frames += self._open_call(delta)
+            call = self._calls[delta["index"]]
+            if delta.get("arguments"):
+                call["arguments"] += delta["arguments"]
+                frames.append(
+                    self.frame(
+                        "response.function_call_arguments.delta",
+                        item_id=call_item_id(self.response_id, delta["index"]),
+                        output_index=call["output_index"],
+                        delta=delta["arguments"],
+                    )
+                )
+        return frames
+
+    def closing(self, response: dict[str, Any]) -> list[str]:
+        """Close what is open, then the final event for the response's status."""
+        frames = self._close_message()
+        for index, call in sorted(self._calls.items()):
+            if call["open"]:
+                frames += self._close_call(index, call)
+        kind = {"completed": "completed", "incomplete": "incomplete"}.get(response["status"])
+        return frames + [self.frame(f"response.{kind or 'failed'}", response=response)]
+
+    def error(self, body: dict[str, Any]) -> list[str]:
+        error = body["error"]
+        return [
+            self.frame(
+                "error", code=error.get("code"), message=error["message"], param=error.get("param")
+            )
+        ]
+
+    def _open_message(self) -> list[str]:
+        self._text, self._text_index = "", self._outputs
+        self._outputs += 1
+        item = message_item(self.response_id, "", status="in_progress")
+        return [
+            self.frame("response.output_item.added", output_index=self._text_index, item=item),
+            self.frame(
+                "response.content_part.added",
+                item_id=item["id"],
+                output_index=self._text_index,
+                content_index=0,
+                part=text_part(""),
+            ),
+        ]
+
+    def _close_message(self) -> list[str]:
+        if self._text is None:
+            return []
+        text, self._text = self._text, None
+        item_id, index = message_id(self.response_id), self._text_index
+        return [
+            self.frame(
+                "response.output_text.done",
+                item_id=item_id,
+                output_index=index,
+                content_index=0,
+                text=text,
+                logprobs=[],
+            ),
+            self.frame(
+                "response.content_part.done",
+                item_id=item_id,
+                output_index=index,
+                content_index=0,
+                part=text_part(text),
+            ),
+            self.frame(
+                "response.output_item.done",
+                output_index=index,
+                item=message_item(self.response_id, text),
+            ),
+        ]
+
+    def _open_call(self, delta: dict[str, Any]) -> list[str]:
+        call = {
+            "id": delta["id"],
+            "name": delta["name"],
+            "arguments": "",
+            "output_index": self._outputs,
+            "open": True,
+        }
+        self._calls[delta["index"]] = call
+        self._outputs += 1
+        item = call_item(self.response_id, delta["index"], call, status="in_progress")
+        return [
+            self.frame("response.output_item.added", output_index=call["output_index"], item=item)
+        ]
+
+    def _close_call(self, index: int, call: dict[str, Any]) -> list[str]:
+        call["open"] = False
+        arguments = call["arguments"] or "{}"
+        item = call_item(self.response_id, index, {**call, "arguments": arguments})
+        return [
+            self.frame(
+                "response.function_call_arguments.done",
+                item_id=item["id"],
+                output_index=call["output_index"],
+                name=call["name"],
+                arguments=arguments,
+            ),
+            self.frame("response.output_item.done", output_index=call["output_index"], item=item),
+        ]

@@ -1,0 +1,104 @@
+"""Detached jobs (background responses, batch lines) have no front waiting to run them again when
+their worker dies, so the workers do it: every few seconds one of them (under a lock) looks at the
+detached jobs without a result whose worker's heartbeat is gone or stalled, and enqueues a new
+attempt, up to :data:`MAX_ATTEMPTS`; the result is recorded once, whichever attempt ends it."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from config.protocol import (
+    DETACHED_SET,
+    WORKER_ERROR,
+    cancel_key,
+    claim_key,
+    decode,
+    detached_key,
+    encode,
+    heartbeat_key,
+)
+
+log = logging.getLogger(__name__)
+
+LOCK = "llm:reaper-lock"
+MAX_ATTEMPTS = 3
+
+
+class Reaper:
+    def __init__(
+        self,
+        client: redis.Redis,
+        send: Callable[[dict[str, Any]], None],
+        worker_id: str,
+        interval: float = 5.0,
+    ) -> None:
+        self.client = client
+        self.send = send  # enqueues a job on its model's queue
+        self.worker_id = worker_id
+        self.interval = interval
+        self._next = 0.0
+
+    def check(self) -> None:
+        """Called on the heartbeat's thread at every beat; acts every ``interval`` seconds, on
+        one worker at a time."""
+        if time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + self.interval
+        lock = int(self.interval * 1000)
+        if not self.client.set(LOCK, self.worker_id, nx=True, px=lock):
+            return
+        for origin in self.client.zrange(DETACHED_SET, 0, -1):
+            origin = origin.decode() if isinstance(origin, bytes) else origin
+            try:
+                self._check(origin)
+            except (redis.RedisError, ValueError, KeyError):
+                log.exception("reaper: could not check detached job %s", origin)
+
+    def _check(self, origin: str) -> None:
+        raw = self.client.get(detached_key(origin))
+        record = decode(raw) if raw else None
+        job = record["job"] if record else None
+        if job is None or self.client.exists(job["result_key"]):
+            self.client.zrem(DETACHED_SET, origin)  # done (or forgotten)
+            return
+        worker = self.client.get(claim_key(job["id"]))
+        worker = worker.decode() if isinstance(worker, bytes) else worker
+        if self.client.get(cancel_key(origin)) and (worker is None or not self._alive(worker)):
+            # Cancelled while queued (a worker drops it when it takes it) or on a dead worker.
+            self._record(job, origin, {"status": "cancelled", "error": None})
+            return
+        if worker is None or self._alive(worker):
+            return  # still queued, or running on a live worker
+        if record["attempts"] >= MAX_ATTEMPTS:
+            log.error("detached job %s: its worker died %d times; giving up", origin, MAX_ATTEMPTS)
+            error = {
+                "code": WORKER_ERROR,
+                "message": f"The model workers running this request died {MAX_ATTEMPTS} times.",
+                "param": None,
+            }
+            self._record(job, origin, {"status": "failed", "error": error})
+        else:
+            retry = {**job, "id": uuid.uuid4().hex, "origin": origin}
+            self.client.set(
+                detached_key(origin),
+                encode({"job": retry, "attempts": record["attempts"] + 1}),
+                keepttl=True,
+            )
+            self.send(retry)
+            log.warning("detached job %s: its worker %s is gone; running it again", origin, worker)
+
+    def _alive(self, worker: str) -> bool:
+        raw = self.client.get(heartbeat_key(worker))
+        return raw is not None and not decode(raw).get("stalled")
+
+    def _record(self, job: dict[str, Any], origin: str, outcome: dict[str, Any]) -> None:
+        result = {"choices": [], "usage": {}, "data": [], "finished_at": time.time(), **outcome}
+        ttl = int(job.get("result_ttl") or 24 * 3600)
+        self.client.set(job["result_key"], encode(result), nx=True, ex=ttl)
+        self.client.zrem(DETACHED_SET, origin)
