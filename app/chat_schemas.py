@@ -109,7 +109,8 @@ class ToolChoice(fields.Field):
         if value in ("none", "auto", "required"):
             return value
         if isinstance(value, dict):
-            name = (value.get("function") or {}).get("name") or value.get("name")
+            function = value.get("function")
+            name = function.get("name") if isinstance(function, dict) else value.get("name")
             if isinstance(name, str) and name:
                 return name
         raise ValidationError(

@@ -15,6 +15,7 @@ from flask import Blueprint, current_app, jsonify
 from marshmallow import Schema, fields
 
 from app import chat_schemas, schemas
+from app.responses import schema as response_schema
 from config.registry import CHAT, EMBEDDING, ModelSpec, public_names
 
 bp = Blueprint("openapi", __name__)
@@ -39,7 +40,27 @@ CUSTOM_FIELDS = {
         ]
     },
     chat_schemas.MessageContent: {
-        "oneOf": [{"type": "string"}, {"type": "array", "items": TEXT_PART}]
+        "oneOf": [{"type": "string"}, {"type": "array", "items": TEXT_PART}],
+        "nullable": True,
+    },
+    chat_schemas.ToolChoice: {
+        "anyOf": [
+            {"type": "string", "enum": ["none", "auto", "required"]},
+            {
+                "type": "object",
+                "properties": {"type": {"type": "string"}, "function": {"type": "object"}},
+                "required": ["function"],
+            },
+            {
+                "type": "object",
+                "properties": {"type": {"type": "string"}, "name": {"type": "string"}},
+                "required": ["name"],
+            },
+        ],
+        "nullable": True,
+    },
+    response_schema.ResponseInput: {
+        "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}, "minItems": 1}]
     },
 }
 
@@ -250,6 +271,7 @@ def build_spec(registry: dict[str, ModelSpec]) -> dict:
         ("CompletionRequest", schemas.CompletionSchema),
         ("EditRequest", chat_schemas.EditSchema),
         ("EmbeddingRequest", schemas.EmbeddingSchema),
+        ("ResponseRequest", response_schema.ResponseCreateSchema),
     ):
         spec.components.schema(name, schema=schema)
         kind = EMBEDDING if schema is schemas.EmbeddingSchema else CHAT
@@ -332,6 +354,7 @@ def build_spec(registry: dict[str, ModelSpec]) -> dict:
             }
         },
     )
+    _responses_paths(spec, secured)
     for path, summary in (("/health", "The process is up"), ("/ready", "Ready to serve")):
         responses = {"200": {"description": summary, "content": _json("Health")}}
         if path == "/ready":
@@ -355,6 +378,47 @@ def build_spec(registry: dict[str, ModelSpec]) -> dict:
         },
     )
     return spec.to_dict()
+
+
+def _responses_paths(spec: APISpec, secured: dict) -> None:
+    """The Responses API: its request is validated by its schema, its objects described loosely
+    (a response, a list of input items, a deletion)."""
+    obj = {"description": "The object", "content": _json({"type": "object"})}
+    response_id = [
+        {"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    ]
+    create = _generation("ResponseRequest", "ChatCompletion", streams=True)
+    create["responses"]["200"] = {
+        "description": "The response, or its events",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            # Each event's data: a typed event object.
+            "text/event-stream": {"schema": {"type": "object"}},
+        },
+    }
+    spec.path(
+        "/v1/responses", operations={"post": {"summary": "Create a response", **create, **secured}}
+    )
+
+    def operation(summary: str, *errors: int) -> dict:
+        responses = {"200": obj, **_errors(*errors)}
+        return {"summary": summary, "responses": responses, "parameters": response_id, **secured}
+
+    spec.path(
+        "/v1/responses/{response_id}",
+        operations={
+            "get": operation("A stored response", 401, 404, 429, 503),
+            "delete": operation("Delete a stored response", 401, 404, 429, 503),
+        },
+    )
+    spec.path(
+        "/v1/responses/{response_id}/cancel",
+        operations={"post": operation("Cancel a background response", 400, 401, 404, 429, 503)},
+    )
+    spec.path(
+        "/v1/responses/{response_id}/input_items",
+        operations={"get": operation("A response's input items", 400, 401, 404, 429, 503)},
+    )
 
 
 def _custom_field(self: Any, field: fields.Field, **_: Any) -> dict:

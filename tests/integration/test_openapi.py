@@ -53,6 +53,7 @@ def test_schemathesis_finds_no_server_error_and_no_response_off_its_schema(
         ("ChatCompletionRequest", [TINY]),
         ("CompletionRequest", [TINY]),
         ("EditRequest", [TINY]),
+        ("ResponseRequest", [TINY]),
         ("EmbeddingRequest", [EMBED_MODEL, TINY]),  # a chat model embeds too
     ):
         doc["components"]["schemas"][name]["properties"]["model"]["enum"] = models
