@@ -43,19 +43,12 @@ CUSTOM_FIELDS = {
         "oneOf": [{"type": "string"}, {"type": "array", "items": TEXT_PART}],
         "nullable": True,
     },
+    # A mode, or a function by name: {"type": "function", "function": {"name"}} in chat,
+    # {"type": "function", "name"} in the Responses API.
     chat_schemas.ToolChoice: {
-        "anyOf": [
+        "oneOf": [
             {"type": "string", "enum": ["none", "auto", "required"]},
-            {
-                "type": "object",
-                "properties": {"type": {"type": "string"}, "function": {"type": "object"}},
-                "required": ["function"],
-            },
-            {
-                "type": "object",
-                "properties": {"type": {"type": "string"}, "name": {"type": "string"}},
-                "required": ["name"],
-            },
+            {"type": "object"},
         ],
         "nullable": True,
     },
@@ -99,23 +92,23 @@ class ChatLogprobs(Schema):
     content = fields.List(fields.Nested(TokenLogprob), required=True)
 
 
-class FunctionCall(Schema):
+class FunctionCallOut(Schema):
     name = fields.String(required=True)
     arguments = fields.String(required=True)
 
 
-class ToolCall(Schema):
+class ToolCallOut(Schema):
     id = fields.String(required=True)
     type = fields.String(required=True)
-    function = fields.Nested(FunctionCall, required=True)
+    function = fields.Nested(FunctionCallOut, required=True)
 
 
 class ChatMessage(Schema):
     role = fields.String(required=True)
     content = fields.String(required=True, allow_none=True)
     refusal = fields.String(allow_none=True)
-    tool_calls = fields.List(fields.Nested(ToolCall))
-    function_call = fields.Nested(FunctionCall)
+    tool_calls = fields.List(fields.Nested(ToolCallOut))
+    function_call = fields.Nested(FunctionCallOut)
 
 
 class ChatChoice(Schema):

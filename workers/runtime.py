@@ -145,7 +145,9 @@ class WorkerRuntime:
         finished, cancelled, origin_cancelled = (replies := pipe.execute())[0]
         listeners = replies[1][0][1]
         finished = finished or (detached and replies[2])
-        cancelled = cancelled or origin_cancelled
+        # A detached job is cancelled through its first attempt's id, whichever attempt runs. (A
+        # request the front runs again has its lost attempt cancelled: not so its retries.)
+        cancelled = cancelled or (detached and origin_cancelled)
         # The front subscribes to a job's events before it enqueues the job: nobody listening
         # means its request has already ended (a copy restored after an outage, say). A detached
         # job has nobody listening by design; its recorded result says whether it already ran.

@@ -48,3 +48,9 @@ def test_a_tiny_top_p_keeps_the_best_token_whatever_the_rounding():
     for _ in range(50):
         logits = torch.randn(400)
         assert choose_token(logits, params, None) == int(logits.argmax())
+
+
+def test_a_vanishing_temperature_is_greedy():
+    """Found by schemathesis: 1e-45 as a temperature overflowed the logits into NaN."""
+    params = SamplingParams(temperature=1.4e-45)
+    assert params.greedy and choose_token(LOGITS, params, None) == 1

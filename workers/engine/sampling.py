@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+GREEDY_BELOW = 1e-5  # temperatures under this sample greedily
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -56,7 +58,9 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0.0 or self.top_k == 1
+        # A temperature this close to 0 is greedy: dividing by it overflows the logits (vLLM
+        # draws the same line).
+        return self.temperature < GREEDY_BELOW or self.top_k == 1
 
     @property
     def adjusts_logits(self) -> bool:
