@@ -38,6 +38,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         MAX_EMBEDDING_INPUTS=settings.max_embedding_inputs,
         RESPONSES_TTL=settings.responses_ttl,
         OWNER_HASH_SECRET=settings.owner_hash_secret,
+        FILE_MAX_BYTES=settings.file_max_bytes,
+        BATCH_MAX_LINES=settings.batch_max_lines,
+        FILES_TTL=settings.files_ttl,
+        BATCHES_TTL=settings.batches_ttl,
+        FILES_DIR=settings.files_dir,
     )
     if test_config:
         app.config.update(test_config)
@@ -45,8 +50,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         level=logging.INFO, format="[%(asctime)s: %(levelname)s/%(name)s] %(message)s"
     )
 
+    from app.blobs import DirectoryBlobs, RedisBlobs
     from app.errors import register_error_handlers
     from app.events import EventHub
+    from app.files import FileStore
     from app.jobs import JobService
     from app.limits import RateLimiter
     from app.metrics import Metrics, count_request, start_timer
@@ -85,6 +92,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     app.extensions["limits"] = RateLimiter(client, app.config["RATE_LIMITS"])
     app.extensions["responses"] = ResponseStore(client, app.config["RESPONSES_TTL"])
+    blobs = (
+        DirectoryBlobs(app.config["FILES_DIR"]) if app.config["FILES_DIR"] else RedisBlobs(client)
+    )
+    app.extensions["files"] = FileStore(client, blobs, app.config["FILES_TTL"])
     app.extensions["metrics"] = app.extensions["jobs"].metrics = Metrics(app.extensions["jobs"])
     app.before_request(start_timer)
     app.after_request(count_request)

@@ -90,8 +90,9 @@ class JobService:
         self.hub = hub
         self.liveness = Liveness(client)
 
-    def resolve(self, name: str, kind: str) -> ModelSpec:
-        """The entry for ``name``: 404 if unknown, 400 if the wrong kind, 503 if no live worker."""
+    def resolve(self, name: str, kind: str, live: bool = True) -> ModelSpec:
+        """The entry for ``name``: 404 if unknown, 400 if the wrong kind, 503 if no live worker
+        (unless not ``live``: work that may wait for one)."""
         spec = self.names.get(name)
         if spec is None:
             raise APIError(404, f"The model `{name}` does not exist.", "model", "model_not_found")
@@ -100,6 +101,8 @@ class JobService:
             raise APIError(
                 400, f"The model `{name}` does not support {what}.", "model", "model_not_supported"
             )
+        if not live:
+            return spec
         try:
             live = self.liveness.is_live(spec.name)
         except redis.RedisError as exc:

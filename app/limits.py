@@ -76,7 +76,14 @@ class RateLimiter:
         limit = self.limits_for(key)
         if not limit or limit.get("tpm") is None or not tokens:
             return
-        name = _names(key, int(time.time() // WINDOW))["tokens"]
+        self.add_digest_tokens(key_digest(key), tokens)
+
+    def add_digest_tokens(self, digest: str, tokens: int) -> None:
+        """Count tokens for the key of ``digest`` (work done later, for a key no longer at
+        hand: a batch's lines)."""
+        if not tokens or not digest:
+            return
+        name = _names_of(digest, int(time.time() // WINDOW))["tokens"]
         try:
             pipe = self.client.pipeline(transaction=False)
             pipe.incrby(name, tokens)
@@ -86,9 +93,16 @@ class RateLimiter:
             pass  # the tokens of one request are not worth failing a finished answer
 
 
+def key_digest(key: str) -> str:
+    """What Redis holds of a key for its rate limits (nothing of it reaches a log)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
 def _names(key: str, window: int) -> dict[str, str]:
-    # Only a digest of the key reaches Redis (and nothing of it reaches a log).
-    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+    return _names_of(key_digest(key), window)
+
+
+def _names_of(digest: str, window: int) -> dict[str, str]:
     return {kind: f"llm:ratelimit:{digest}:{kind}:{window}" for kind in ("requests", "tokens")}
 
 

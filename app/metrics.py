@@ -98,6 +98,7 @@ class Metrics:
         )
         streams.set_function(lambda: jobs.hub.open_streams)
         registry.register(_EngineCollector(jobs))
+        registry.register(_BatchCollector())
 
     def watch(self, model: str) -> JobWatch:
         return JobWatch(self, model)
@@ -179,6 +180,28 @@ class _EngineCollector:
         except redis.RedisError:
             return  # a scrape during an outage shows the counters, without these
         yield from families.values()
+
+
+class _BatchCollector:
+    """Batches by status, and their lines, over the batches still stored; read when scraped."""
+
+    def collect(self):
+        from app.batches.service import batch_counts
+
+        batches = GaugeMetricFamily("llm_batches", "Batches by status", labels=["status"])
+        lines = GaugeMetricFamily(
+            "llm_batch_lines", "Lines of stored batches: total, completed, failed", labels=["state"]
+        )
+        try:
+            counts = batch_counts()
+        except redis.RedisError:
+            return
+        for status, count in sorted(counts["statuses"].items()):
+            batches.add_metric([status], count)
+        for state, count in counts["lines"].items():
+            lines.add_metric([state], count)
+        yield batches
+        yield lines
 
 
 def start_timer() -> None:

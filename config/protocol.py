@@ -101,6 +101,13 @@ class Job(TypedDict):
     # attempt is run again by the workers themselves (see workers/reaper.py).
     result_key: NotRequired[str]
     result_ttl: NotRequired[int]  # seconds the result is kept
+    # A hash whose field ``completed`` or ``failed`` the worker increments when it records the
+    # result (the progress of a batch), in the same step, once.
+    progress_key: NotRequired[str]
+    # "bulk": runs in the capacity interactive work leaves (batch lines, the flex tier). A batch
+    # line waits in its :func:`batch_queue`, not on Celery.
+    priority: NotRequired[Literal["interactive", "bulk"]]
+    batch: NotRequired[str]  # the batch a bulk line belongs to
     json_schema: NotRequired[dict[str, Any] | None]
     tools: NotRequired[list[Tool]]
     tool_choice: NotRequired[str]
@@ -198,6 +205,28 @@ DETACHED_SET = "llm:detached"  # sorted set of detached jobs' origins, by time e
 def detached_key(origin_id: str) -> str:
     """A detached job's latest attempt, so that it can be run again: ``{"job", "attempts"}``."""
     return f"llm:detached:{origin_id}"
+
+
+def bulk_queue(model: str) -> str:
+    """A Redis list of the batches that have lines waiting for a model; workers go round it,
+    taking lines from each batch's :func:`batch_queue` when their engine has room for them."""
+    return f"llm:bulk:{model}"
+
+
+def batch_queue(batch_id: str) -> str:
+    """A Redis list of a batch's line jobs not taken yet (a worker LMOVEs one into its
+    :func:`bulk_processing` list). Deleting it cancels the lines not started."""
+    return f"llm:batch:{batch_id}:queue"
+
+
+def batch_progress(batch_id: str) -> str:
+    """A hash of a batch's line counts: ``taken`` by workers, ``completed``, ``failed``."""
+    return f"llm:batch:{batch_id}:progress"
+
+
+def bulk_processing(worker_id: str) -> str:
+    """The bulk jobs a worker has taken and not finished: put back if the worker dies."""
+    return f"llm:bulk-processing:{worker_id}"
 
 
 def heartbeat_key(worker_id: str) -> str:

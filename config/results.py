@@ -21,6 +21,8 @@ class ChoiceResult(TypedDict):
     text: str
     tool_calls: list[CallResult]
     finish_reason: str | None
+    logprobs: list[dict[str, Any]]  # the engine's entries, when the job asked for them
+    echo: dict[str, Any] | None  # the prompt (completions with echo)
 
 
 class JobResult(TypedDict):
@@ -46,9 +48,19 @@ class ResultBuilder:
         if event["type"] == TOKEN:
             choice = self.choices.setdefault(
                 event["index"],
-                {"index": event["index"], "text": "", "tool_calls": [], "finish_reason": None},
+                {
+                    "index": event["index"],
+                    "text": "",
+                    "tool_calls": [],
+                    "finish_reason": None,
+                    "logprobs": [],
+                    "echo": None,
+                },
             )
+            if "echo" in event:
+                choice["echo"] = event["echo"]
             choice["text"] += event.get("text", "")
+            choice["logprobs"].extend(event.get("logprobs") or [])
             for delta in event.get("tool_calls") or []:
                 if delta["index"] == len(choice["tool_calls"]):
                     choice["tool_calls"].append(

@@ -61,6 +61,13 @@ class Settings:
     # Stored objects (responses): how long they live, and the secret of their owners' hashes.
     responses_ttl: int = 30 * 24 * 3600
     owner_hash_secret: str | None = None
+    # Files and batches.
+    file_max_bytes: int = 200 * 1024 * 1024
+    batch_max_lines: int = 50_000
+    files_ttl: int = 30 * 24 * 3600
+    batches_ttl: int = 30 * 24 * 3600
+    files_dir: str | None = None
+    bulk_share: float = 0.25  # of a model's batch slots bulk work keeps while interactive waits
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -98,6 +105,12 @@ class Settings:
             ),
             responses_ttl=int(os.environ.get("RESPONSES_TTL", cls.responses_ttl)),
             owner_hash_secret=os.environ.get("OWNER_HASH_SECRET") or None,
+            file_max_bytes=int(os.environ.get("FILE_MAX_BYTES", cls.file_max_bytes)),
+            batch_max_lines=int(os.environ.get("BATCH_MAX_LINES", cls.batch_max_lines)),
+            files_ttl=int(os.environ.get("FILES_TTL", cls.files_ttl)),
+            batches_ttl=int(os.environ.get("BATCHES_TTL", cls.batches_ttl)),
+            files_dir=os.environ.get("FILES_DIR") or None,
+            bulk_share=_share(os.environ.get("BULK_SHARE", cls.bulk_share)),
         )
 
 
@@ -119,6 +132,13 @@ def celery_config(redis_url: str, sentinel_master: str = DEFAULT_MASTER) -> dict
         "task_create_missing_queues": True,
         "worker_hijack_root_logger": False,
     }
+
+
+def _share(value: str | float) -> float:
+    share = float(value)
+    if not 0 <= share <= 1:
+        raise ValueError(f"BULK_SHARE must be between 0 and 1, not {value!r}")
+    return share
 
 
 def _dtype(value: str) -> str:

@@ -26,11 +26,21 @@ from config.results import ResultBuilder
 FINISHED_TTL = 24 * 3600
 
 
+# Record a result once, and count it in its batch's progress only if it was recorded.
+RECORD_ONCE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) and KEYS[2] ~= '' then
+    redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+end
+return 1
+"""
+
+
 @dataclass
 class _Detached:
     origin: str
     result_key: str
     ttl: int
+    progress_key: str = ""
     builder: ResultBuilder = field(default_factory=ResultBuilder)
 
 
@@ -40,10 +50,13 @@ class RedisJobIO:
         self._detached: dict[str, _Detached] = {}  # job id -> where its result goes
         self._lock = threading.Lock()  # task threads register, the engine's thread reads
 
-    def detach(self, job_id: str, origin: str, result_key: str, ttl: int) -> None:
-        """Record the result of ``job_id`` under ``result_key`` when it ends."""
+    def detach(
+        self, job_id: str, origin: str, result_key: str, ttl: int, progress_key: str = ""
+    ) -> None:
+        """Record the result of ``job_id`` under ``result_key`` when it ends (and count it in
+        ``progress_key``)."""
         with self._lock:
-            self._detached[job_id] = _Detached(origin, result_key, ttl)
+            self._detached[job_id] = _Detached(origin, result_key, ttl, progress_key)
 
     def exchange(self, events: list[dict[str, Any]], job_ids: list[str]) -> set[str]:
         """Publish ``events`` and mark terminal jobs finished (recording detached jobs' results);
@@ -71,7 +84,9 @@ class RedisJobIO:
         result = detached.builder.add(event)
         if result is None:
             return
-        pipe.set(detached.result_key, encode(result), nx=True, ex=detached.ttl)
+        field_ = "completed" if result["status"] == "completed" else result["status"]
+        keys = [detached.result_key, detached.progress_key]
+        pipe.eval(RECORD_ONCE, 2, *keys, encode(result), detached.ttl, field_)
         pipe.zrem(DETACHED_SET, detached.origin)
         with self._lock:
             self._detached.pop(event["job"], None)

@@ -91,6 +91,7 @@ def load_engine(
             embedding_batch_size=settings.embedding_batch_size,
             tool_format=spec.tool_format,
             tool_prompt=spec.tool_prompt,
+            bulk_share=settings.bulk_share,
         )
     else:
         model = _load_sentence_model(source, device, dtype)

@@ -16,6 +16,7 @@ import redis
 from config.protocol import (
     DETACHED_SET,
     WORKER_ERROR,
+    bulk_processing,
     cancel_key,
     claim_key,
     decode,
@@ -23,6 +24,7 @@ from config.protocol import (
     encode,
     heartbeat_key,
 )
+from workers.bulk import requeue
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,23 @@ class Reaper:
                 self._check(origin)
             except (redis.RedisError, ValueError, KeyError):
                 log.exception("reaper: could not check detached job %s", origin)
+        self._restore_bulk()
+
+    def _restore_bulk(self) -> None:
+        """Put the bulk jobs that dead workers held back in their queues (first in line)."""
+        prefix = bulk_processing("")
+        for key in self.client.scan_iter(f"{prefix}*"):
+            key = key.decode() if isinstance(key, bytes) else key
+            worker = key[len(prefix) :]
+            if self._alive(worker):
+                continue
+            restored = 0
+            while (raw := self.client.lindex(key, -1)) is not None:
+                requeue(self.client, decode(raw), raw)
+                self.client.rpop(key)
+                restored += 1
+            if restored:
+                log.warning("put back %d bulk jobs of the dead worker %s", restored, worker)
 
     def _check(self, origin: str) -> None:
         raw = self.client.get(detached_key(origin))

@@ -22,6 +22,7 @@ from config.protocol import (
 from config.redisconn import connect
 from config.registry import load_registry
 from config.settings import Settings
+from workers.bulk import BulkFeeder
 from workers.engine import JobFailed
 from workers.heartbeat import Heartbeat
 from workers.io import RedisJobIO
@@ -40,6 +41,7 @@ class WorkerRuntime:
     def __init__(self) -> None:
         self.engines: dict[str, Any] = {}
         self.heartbeat: Heartbeat | None = None
+        self.bulk: BulkFeeder | None = None
         self.io: RedisJobIO | None = None
         self.settings: Settings | None = None
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
@@ -97,11 +99,15 @@ class WorkerRuntime:
 
         self.heartbeat.before_beat = before_beat
         self.heartbeat.start()
+        self.bulk = BulkFeeder(self.io.client, self.engines, worker_id, self.run)
+        self.bulk.start()
         log.info("worker %s ready: serving %s", worker_id, ", ".join(sorted(self.engines)))
 
     def drain(self, timeout: float) -> None:
         """Warm shutdown began: say so in the heartbeat (the front routes no new request here)
         and give the running sequences ``timeout`` seconds before failing what is left."""
+        if self.bulk:  # no more batch lines: what it holds finishes, the rest waits in Redis
+            self.bulk.stop()
         if self.heartbeat:
             self.heartbeat.draining = True
             self.heartbeat.beat()
@@ -157,7 +163,8 @@ class WorkerRuntime:
             return "duplicate" if finished else "cancelled"
         if detached:
             ttl = int(job.get("result_ttl") or CLAIM_TTL)
-            self.io.detach(job_id, origin(job), job["result_key"], ttl)
+            progress = job.get("progress_key") or ""
+            self.io.detach(job_id, origin(job), job["result_key"], ttl, progress)
         client.set(claim_key(job_id), self.worker_id, ex=CLAIM_TTL)
         try:
             engine = self.engines.get(job.get("model"))

@@ -11,10 +11,12 @@ bp.before_request(enforce_rate_limit)
 bp.after_request(add_rate_limit_headers)
 
 from app.api import (  # noqa: E402,F401  (routes)
+    batches,
     chat,
     completions,
     edits,
     embeddings,
+    files,
     models,
     responses,
 )

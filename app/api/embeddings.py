@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import sys
 from array import array
+from typing import Any
 
 from flask import current_app, jsonify
 
@@ -14,7 +15,7 @@ from app.caps import check_inputs, check_token_ids
 from app.disconnect import client_gone_check
 from app.limits import record_usage
 from app.schemas import EmbeddingSchema, load_request
-from config.registry import EMBEDDING
+from config.registry import EMBEDDING, ModelSpec
 
 SCHEMA = EmbeddingSchema()
 
@@ -39,28 +40,37 @@ def engine_embeddings(model: str):
 
 
 def _embeddings(body):
+    data, spec, job = prepare(body)
+    jobs = current_app.extensions["jobs"]
+    done = jobs.collect(spec, job, client_gone_check())[-1]
+    record_usage(done["usage"])
+    return jsonify(render(data, done["data"], done["usage"]))
+
+
+def prepare(body: Any, live: bool = True) -> tuple[dict, ModelSpec, dict]:
+    """A request body checked and turned into its job (see ``generation.prepare``)."""
     data = load_request(SCHEMA, body)
     check_inputs(len(data["input"]))
     limit = check_token_ids(data["input"], "input")
-    jobs = current_app.extensions["jobs"]
-    spec = jobs.resolve(data["model"], EMBEDDING)
+    spec = current_app.extensions["jobs"].resolve(data["model"], EMBEDDING, live)
     job = {
         "kind": "embedding",
         "inputs": data["input"],
         "user": data.get("user"),
         "max_request_tokens": limit,
     }
-    done = jobs.collect(spec, job, client_gone_check())[-1]
-    record_usage(done["usage"])
+    return data, spec, job
+
+
+def render(data: dict, vectors: list[str], usage: dict) -> dict:
+    """The response body: the job's vectors (base64) as the request's encoding_format asks."""
     as_base64 = data["encoding_format"] == "base64"
-    return jsonify(
-        {
-            "object": "list",
-            "data": [
-                {"object": "embedding", "index": i, "embedding": v if as_base64 else _floats(v)}
-                for i, v in enumerate(done["data"])
-            ],
-            "model": data["model"],
-            "usage": done["usage"],
-        }
-    )
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": v if as_base64 else _floats(v)}
+            for i, v in enumerate(vectors)
+        ],
+        "model": data["model"],
+        "usage": usage,
+    }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from flask import current_app, jsonify
 
@@ -23,6 +23,7 @@ from app.schemas import GenerationSchema, load_request
 from app.sse import DONE_FRAME, frame, sse_response
 from config.protocol import DONE
 from config.registry import CHAT, ModelSpec
+from config.results import JobResult, ResultBuilder
 
 
 class Reply:
@@ -46,13 +47,6 @@ class Choice:
     echo: dict | None = None
     tool_calls: list[dict] = field(default_factory=list)  # {"id", "name", "arguments"}
 
-    def add_calls(self, deltas: list[dict]) -> None:
-        """Merge tool-call deltas: the first of a call names it, the rest add arguments."""
-        for delta in deltas:
-            if delta["index"] == len(self.tool_calls):
-                self.tool_calls.append({"id": delta["id"], "name": delta["name"], "arguments": ""})
-            self.tool_calls[delta["index"]]["arguments"] += delta.get("arguments", "")
-
 
 class Format(Protocol):
     """How one endpoint family shapes jobs, chunks and responses."""
@@ -70,21 +64,8 @@ class Format(Protocol):
 
 def serve_generation(fmt: Format):
     """Validate the request, run its job, and answer as ``fmt`` shapes it."""
-    data = load_request(fmt.schema, read_json())
-    fields_ = fmt.job_fields(data)
-    prompts = fields_.get("prompts", [None])
-    check_choices(len(prompts), data.get("n", 1))
-    limit = check_token_ids(prompts, "prompt")
+    data, spec, job, choices = prepare(fmt, read_json())
     jobs = current_app.extensions["jobs"]
-    spec = jobs.resolve(data["model"], CHAT)
-    fmt.check(fields_, spec)
-    job = {
-        "params": fmt.schema.sampling(data),
-        "user": data.get("user"),
-        "max_request_tokens": limit,
-        **fields_,
-    }
-    choices = len(prompts) * data.get("n", 1)
     gone = client_gone_check()
     if data.get("stream"):
         # Waits for the first event, so an error before it is a plain HTTP error.
@@ -94,6 +75,26 @@ def serve_generation(fmt: Format):
     events = jobs.collect(spec, job, gone)
     reply = Reply(fmt.prefix, events[0]["job"], data["model"])
     return jsonify(_assemble(fmt, reply, data, choices, iter(events)))
+
+
+def prepare(fmt: Format, body: Any, live: bool = True) -> tuple[dict, ModelSpec, dict, int]:
+    """A request body checked and turned into its job: the loaded data, the model's entry, the
+    job and how many choices it makes; :class:`APIError` for anything wrong. ``live``: the model
+    must have a live worker now (a batch line may wait for one)."""
+    data = load_request(fmt.schema, body)
+    fields_ = fmt.job_fields(data)
+    prompts = fields_.get("prompts", [None])
+    check_choices(len(prompts), data.get("n", 1))
+    limit = check_token_ids(prompts, "prompt")
+    spec = current_app.extensions["jobs"].resolve(data["model"], CHAT, live)
+    fmt.check(fields_, spec)
+    job = {
+        "params": fmt.schema.sampling(data),
+        "user": data.get("user"),
+        "max_request_tokens": limit,
+        **fields_,
+    }
+    return data, spec, job, len(prompts) * data.get("n", 1)
 
 
 def _stream(fmt: Format, reply: Reply, data: dict, choices: int, events: Iterator[dict]):
@@ -131,21 +132,22 @@ def _usage_chunk(reply: Reply, fmt: Format, usage: dict) -> dict:
 
 
 def _assemble(fmt: Format, reply: Reply, data: dict, count: int, events: Iterator[dict]) -> dict:
-    choices = [Choice(index=i) for i in range(count)]
-    usage: dict = {}
+    builder = ResultBuilder()
     for event in events:
-        if event["type"] == DONE:
-            usage = event["usage"]
-            record_usage(usage)
-            break
-        choice = choices[event["index"]]
-        if "echo" in event:
-            choice.echo = event["echo"]
-        choice.text += event["text"]
-        choice.add_calls(event.get("tool_calls") or [])
-        choice.logprobs.extend(event.get("logprobs") or [])
-        choice.finish_reason = event["finish_reason"] or choice.finish_reason
-    return fmt.response(reply, data, choices, usage)
+        builder.add(event)
+    record_usage(builder.result["usage"])
+    return render(fmt, reply, data, count, builder.result)
+
+
+def render(fmt: Format, reply: Reply, data: dict, count: int, result: JobResult) -> dict:
+    """The endpoint's response body for a job's result (also a batch line's)."""
+    choices = [Choice(index=i) for i in range(count)]
+    for c in result["choices"]:
+        choice = choices[c["index"]]
+        choice.text, choice.finish_reason = c["text"], c["finish_reason"]
+        choice.logprobs, choice.echo = c["logprobs"], c["echo"]
+        choice.tool_calls = c["tool_calls"]
+    return fmt.response(reply, data, choices, result["usage"])
 
 
 def chat_logprobs(entries: list[dict]) -> dict:

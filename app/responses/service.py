@@ -36,8 +36,8 @@ def create(data: dict[str, Any], owner: str):
     history = store().conversation(previous, owner) if previous else []
     items = with_ids(data["input"], rid)
     spec = jobs.resolve(data["model"], CHAT)
-    record = _record(rid, owner, data, items)
-    job = _job(data, to_messages(history + items, data.get("instructions")), spec)
+    record = new_record(rid, owner, data, items)
+    job = chat_job(data, to_messages(history + items, data.get("instructions")), spec)
     if data.get("background"):
         job |= {"id": uuid.uuid4().hex, "result_key": result_key(rid), "result_ttl": store().ttl}
         record["job_id"] = job["id"]
@@ -104,7 +104,7 @@ def input_items(
 # -- helpers -------------------------------------------------------------------------------------
 
 
-def _record(rid: str, owner: str, data: dict[str, Any], items: list[dict]) -> dict[str, Any]:
+def new_record(rid: str, owner: str, data: dict[str, Any], items: list[dict]) -> dict[str, Any]:
     tools = [
         {
             "type": "function",
@@ -144,7 +144,7 @@ def _record(rid: str, owner: str, data: dict[str, Any], items: list[dict]) -> di
     }
 
 
-def _job(data: dict[str, Any], messages: list[dict], spec) -> dict[str, Any]:
+def chat_job(data: dict[str, Any], messages: list[dict], spec) -> dict[str, Any]:
     """The chat job of a response, its grammar checked (a 400 before anything is queued)."""
     tools = [
         {k: t[k] for k in ("name", "description", "parameters") if t.get(k) is not None}

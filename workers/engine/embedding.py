@@ -88,6 +88,10 @@ class EmbeddingEngine:
             "step_seconds": round(self.step_seconds(), 3),
         }
 
+    def bulk_room(self) -> int:
+        """Bulk jobs the engine would take now: its batch is all it holds."""
+        return max(0, self.batch_size - len(self._waiting) - self._busy)
+
     def step_seconds(self) -> float:
         """Seconds the batch under way has run; 0 between batches."""
         started = self._step_started

@@ -43,6 +43,7 @@ from workers.engine.sampling import (
     process_logits,
     token_logprobs,
 )
+from workers.engine.scheduler import Scheduler
 from workers.engine.text import TextStream, TokenBytes
 from workers.engine.tools import ToolCallParser, template_renders_tools
 
@@ -83,10 +84,17 @@ class _Sequence:
     adapter: str = BASE  # the LoRA adapter its rows run through (BASE: none)
     matcher: Any = None  # llguidance's, when a grammar constrains the reply
     tools: ToolCallParser | None = None  # splits tool calls from the text, when tools are on
+    bulk: bool = False  # low priority: runs in capacity interactive work leaves (see scheduler)
+    resumed: list[int] | None = None  # after a preemption: prompt and generated tokens
+
+    def context(self) -> list[int]:
+        """The tokens its next prefill reads: the prompt, or, after a preemption, the prompt
+        and what it generated (whose next token then continues it exactly)."""
+        return self.resumed if self.resumed is not None else self.prompt
 
     @property
-    def wants_prompt_logprobs(self) -> bool:
-        return self.params.echo and self.params.logprobs is not None
+    def wants_prompt_logprobs(self) -> bool:  # on its first prefill only
+        return self.params.echo and self.params.logprobs is not None and self.resumed is None
 
 
 class GenerationEngine:
@@ -112,6 +120,7 @@ class GenerationEngine:
         embedding_batch_size: int = 64,
         tool_format: str = "hermes",
         tool_prompt: str = "auto",
+        bulk_share: float = 0.25,
     ) -> None:
         self.model = model
         self.adapters = adapters or {}
@@ -136,7 +145,7 @@ class GenerationEngine:
         self.tool_prompt = self.tool_format if builtin else None
         self.constraints = load_constraints(tokenizer, self.vocab_size, self.eos_ids, name)
         self._lock = threading.Condition()
-        self._waiting: deque[_Sequence] = deque()
+        self._scheduler = Scheduler(max_batch_size, prefill_tokens, bulk_share)
         self._embeddings: deque[EmbeddingJob] = deque()
         self._embedding_now: list[EmbeddingJob] = []  # taken by the step under way
         self._rows: list[_Sequence] = []
@@ -166,6 +175,7 @@ class GenerationEngine:
         param = "messages" if job.get("messages") is not None else "prompt"
         check_request_tokens(sum(len(p) for p in prompts), job.get("max_request_tokens"), param)
         calls_tools = bool(job.get("tools")) and job.get("tool_choice") != "none"
+        bulk = job.get("priority") == "bulk"
         state = _Job(id=job["id"], ticket=Ticket(), events=EventSequence(job["id"]))
         adapter = self.adapters.get(job.get("model"), BASE)
         for number, prompt in enumerate(prompts):
@@ -189,11 +199,12 @@ class GenerationEngine:
                         if grammar is not None
                         else None,
                         tools=ToolCallParser(self.tool_format) if calls_tools else None,
+                        bulk=bulk,
                     )
                 )
             state.prompt_tokens += len(prompt)
         with self._lock:
-            self._waiting.extend(state.sequences)
+            self._scheduler.add(state.sequences)
             self._lock.notify()
         return state.ticket
 
@@ -238,7 +249,7 @@ class GenerationEngine:
         step under way has run (the worker's watchdog reads it, see :meth:`stalled`)."""
         return {
             "running": len(self._rows),
-            "waiting": len(self._waiting),
+            "waiting": len(self._scheduler.waiting()),
             "embedding": len(self._embeddings) + len(self._embedding_now),
             "step_seconds": round(self.step_seconds(), 3),
         }
@@ -254,7 +265,7 @@ class GenerationEngine:
         if self.step_seconds() >= timeout:
             return True
         dead = self._thread is not None and not self._thread.is_alive() and not self._stopping
-        return dead and bool(self._rows or self._waiting or self._embeddings)
+        return dead and bool(self._rows or self._scheduler.waiting() or self._embeddings)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -262,7 +273,8 @@ class GenerationEngine:
         while True:
             with self._lock:
                 while not (
-                    self._waiting
+                    self._scheduler.interactive
+                    or self._scheduler.bulk
                     or self._rows
                     or self._embeddings
                     or self._stopping
@@ -298,7 +310,7 @@ class GenerationEngine:
     def _step(self) -> None:
         events: list[dict[str, Any]] = []
         self._embedding_now = self._take_embeddings()
-        joining = [] if self._embedding_now else self._take_waiting()
+        joining = [] if self._embedding_now else self._admit()
         if self._embedding_now:
             self._embed(self._embedding_now, events)
         elif joining:
@@ -341,20 +353,37 @@ class GenerationEngine:
             events.append(job.events.error(error.code, error.message, error.param))
             self._ending.append((job, ERROR))
         with self._lock:  # choices of a failed job that had not joined yet never will
-            self._waiting = deque(s for s in self._waiting if s.finish_reason is None)
+            self._scheduler.drop_finished()
 
-    def _take_waiting(self) -> list[_Sequence]:
-        """Waiting sequences for one prefill: as many as fit the batch and the token budget."""
-        taken, tokens = [], 0
+    def _admit(self) -> list[_Sequence]:
+        """The sequences that join the batch this step, after bulk rows above their share give
+        way to waiting interactive ones (see :mod:`workers.engine.scheduler`)."""
         with self._lock:
-            room = self.max_batch_size - len(self._rows)
-            while self._waiting and len(taken) < room:
-                size = len(self._waiting[0].prompt)
-                if taken and tokens + size > self.prefill_tokens:
-                    break
-                taken.append(self._waiting.popleft())
-                tokens += size
-        return [s for s in taken if s.finish_reason is None]
+            evicted = self._scheduler.preempt(self._rows)
+            if evicted:
+                self._evict(evicted)
+            return self._scheduler.take(len(self._rows))
+
+    def _evict(self, indices: list[int]) -> None:
+        """Drop rows from the batch (their cache goes) and put them back in line to resume."""
+        gone = set(indices)
+        seqs = [self._rows[i] for i in indices]
+        keep = [i for i in range(len(self._rows)) if i not in gone]
+        self._rows = [self._rows[i] for i in keep]
+        if keep:
+            self._batch.keep(keep)
+        else:
+            self._batch = None
+        for seq in seqs:
+            seq.resumed = seq.prompt + seq.generated
+        self._scheduler.requeue(seqs)
+        log.info("engine %s: %d bulk rows give way to interactive ones", self.name, len(seqs))
+
+    def bulk_room(self) -> int:
+        """How many more bulk sequences the engine would take now (0 while interactive ones
+        wait): what a worker's bulk feeder asks before it takes a batch line."""
+        with self._lock:
+            return self._scheduler.bulk_room(len(self._rows))
 
     def _take_embeddings(self) -> list[EmbeddingJob]:
         if not self._embeddings:  # the common case: no lock taken on the step's path
@@ -406,11 +435,12 @@ class GenerationEngine:
         unique: dict[int, int] = {}  # id(prompt) -> its row in the prefill batch
         prompts, firsts = [], []
         for seq in joining:
-            if id(seq.prompt) not in unique:  # a prompt is shared only by one job's choices
-                unique[id(seq.prompt)] = len(prompts)
-                prompts.append(seq.prompt)
+            context = seq.context()
+            if id(context) not in unique:  # a prompt is shared only by one job's choices
+                unique[id(context)] = len(prompts)
+                prompts.append(context)
                 firsts.append(seq)
-        rows = [unique[id(seq.prompt)] for seq in joining]
+        rows = [unique[id(seq.context())] for seq in joining]
         inputs, mask = prefill_inputs(prompts, self.pad_id, self.device)
         cache = DynamicCache(config=self.model.config)
         # Logits of every prompt position only when a sequence asked for its prompt's logprobs.
@@ -569,17 +599,17 @@ class GenerationEngine:
 
     def _job_ids(self) -> list[str]:
         with self._lock:
-            seqs = self._rows + list(self._waiting)
+            seqs = self._rows + self._scheduler.waiting()
         return list(dict.fromkeys(s.job.id for s in seqs if s.finish_reason is None))
 
     def _cancel(self, job_ids: set[str]) -> None:
         events, jobs = [], {}
         with self._lock:
-            for seq in self._rows + list(self._waiting):
+            for seq in self._rows + self._scheduler.waiting():
                 if seq.job.id in job_ids and seq.finish_reason is None:
                     seq.finish_reason = "cancelled"
                     jobs[seq.job.id] = seq.job
-            self._waiting = deque(s for s in self._waiting if s.finish_reason is None)
+            self._scheduler.drop_finished()
         for job in jobs.values():
             # Still exactly one terminal event, so the job is recorded as ended (and how).
             events.append(job.events.error(CANCELLED, "Request cancelled."))
@@ -604,9 +634,11 @@ class GenerationEngine:
         model); the batch starts afresh."""
         events = []
         with self._lock:
-            seqs = self._rows + list(self._waiting)
+            seqs = self._rows + self._scheduler.waiting()
             embeddings = self._embedding_now + list(self._embeddings)
-            self._rows, self._waiting, self._batch = [], deque(), None
+            self._rows, self._batch = [], None
+            self._scheduler.interactive.clear()
+            self._scheduler.bulk.clear()
             self._embedding_now, self._embeddings = [], deque()
         jobs = [j for j in {id(s.job): s.job for s in seqs}.values() if not j.ticket.finished]
         jobs += [j for j in embeddings if not j.ticket.finished]
