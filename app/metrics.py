@@ -194,7 +194,7 @@ class _BatchCollector:
         )
         try:
             counts = batch_counts()
-        except redis.RedisError:
+        except (redis.RedisError, RuntimeError):  # Redis down, or no app (a bare registry)
             return
         for status, count in sorted(counts["statuses"].items()):
             batches.add_metric([status], count)
