@@ -10,8 +10,6 @@ from typing import Any
 
 from flask import current_app
 
-from app.api import chat, completions, embeddings
-from app.api.generation import Reply, prepare, render
 from app.errors import APIError
 from app.responses import service as responses
 from app.responses.items import response_object, status_of, to_messages, with_ids
@@ -84,6 +82,7 @@ def prepare_line(endpoint: str, body: dict, owner: str) -> dict[str, Any]:
     """A line's job and what rendering its result needs: ``{"job", "data", "model"}`` (the
     model's registry name) and, by endpoint, ``choices`` or ``record``. Raises
     :class:`APIError` as the endpoint would answer the request."""
+    chat, completions, embeddings, generation = _endpoints()
     if endpoint == "/v1/embeddings":
         data, spec, job = embeddings.prepare(body, live=False)
         return {"job": job, "data": data, "model": spec.name}
@@ -100,16 +99,25 @@ def prepare_line(endpoint: str, body: dict, owner: str) -> dict[str, Any]:
     fmt = chat.FORMAT if endpoint == "/v1/chat/completions" else completions.FORMAT
     if body.get("stream"):
         raise APIError(400, "A batch line cannot stream.", "stream")
-    data, spec, job, choices = prepare(fmt, body, live=False)
+    data, spec, job, choices = generation.prepare(fmt, body, live=False)
     return {"job": job, "data": data, "model": spec.name, "choices": choices}
 
 
 def render_line(endpoint: str, line: dict[str, Any], job_id: str, result: dict) -> dict:
     """The response body the endpoint would have answered for a line's result."""
+    chat, completions, embeddings, generation = _endpoints()
     if endpoint == "/v1/embeddings":
         return embeddings.render(line["data"], result["data"], result["usage"])
     if endpoint == "/v1/responses":
         return response_object(line["record"], result, status_of(result, "completed"))
     fmt = chat.FORMAT if endpoint == "/v1/chat/completions" else completions.FORMAT
-    reply = Reply(fmt.prefix, job_id, line["data"]["model"])
-    return render(fmt, reply, line["data"], line["choices"], result)
+    reply = generation.Reply(fmt.prefix, job_id, line["data"]["model"])
+    return generation.render(fmt, reply, line["data"], line["choices"], result)
+
+
+def _endpoints():
+    """The endpoint modules, imported when first needed: they import this package's routes
+    through the API blueprint, which imports this module."""
+    from app.api import chat, completions, embeddings, generation
+
+    return chat, completions, embeddings, generation
