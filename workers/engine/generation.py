@@ -362,7 +362,7 @@ class GenerationEngine:
             evicted = self._scheduler.preempt(self._rows)
             if evicted:
                 self._evict(evicted)
-            return self._scheduler.take(len(self._rows))
+            return self._scheduler.take(self._rows)
 
     def _evict(self, indices: list[int]) -> None:
         """Drop rows from the batch (their cache goes) and put them back in line to resume."""
@@ -383,7 +383,7 @@ class GenerationEngine:
         """How many more bulk sequences the engine would take now (0 while interactive ones
         wait): what a worker's bulk feeder asks before it takes a batch line."""
         with self._lock:
-            return self._scheduler.bulk_room(len(self._rows))
+            return self._scheduler.bulk_room(self._rows)
 
     def _take_embeddings(self) -> list[EmbeddingJob]:
         if not self._embeddings:  # the common case: no lock taken on the step's path

@@ -1,10 +1,12 @@
 """Which waiting sequences join the batch at a step, and which bulk rows give way.
 
-Interactive sequences come first. Bulk sequences (batch lines, the ``flex`` tier) fill what
-capacity interactive ones leave: while interactive sequences wait, bulk rows keep at most
-``bulk_share`` of the batch, and any above it are preempted (their cache dropped; they keep their
-tokens and join again later, prefilling prompt and generated tokens, which continues them
-exactly), so an interactive sequence waits behind bulk work for at most one step.
+Interactive sequences come first. Bulk sequences (batch lines, the ``flex`` tier) use the capacity
+interactive ones leave: while any interactive sequence waits or runs, bulk rows keep at most
+``bulk_share`` of the batch (fewer rows also keep each step short, so interactive tokens come
+fast); any above it are preempted (their cache dropped; they keep their tokens and join again
+later, prefilling prompt and generated tokens, which continues them exactly). So an interactive
+sequence waits behind bulk work for at most one step; with no interactive work at all, bulk
+fills the whole batch.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ class Seq(Protocol):
     finish_reason: str | None
 
     def context(self) -> list[int]: ...
+
+
+def _live(seqs) -> list[Any]:
+    return [s for s in seqs if s.finish_reason is None]
 
 
 class Scheduler:
@@ -37,42 +43,50 @@ class Scheduler:
         return list(self.interactive) + list(self.bulk)
 
     def drop_finished(self) -> None:
-        self.interactive = deque(s for s in self.interactive if s.finish_reason is None)
-        self.bulk = deque(s for s in self.bulk if s.finish_reason is None)
+        self.interactive = deque(_live(self.interactive))
+        self.bulk = deque(_live(self.bulk))
+
+    def bulk_limit(self, rows: list[Any]) -> int:
+        """How many bulk rows may run: the whole batch when there is no interactive work, else
+        the bulk share."""
+        interactive = _live(self.interactive) or [s for s in _live(rows) if not s.bulk]
+        return self.bulk_slots if interactive else self.max_batch_size
 
     def preempt(self, rows: list[Any]) -> list[int]:
-        """The running rows (indices) that give way this step: bulk rows above the bulk share,
-        the newest first, as many as interactive sequences wait beyond the free slots."""
-        free = self.max_batch_size - len(rows)
-        short = sum(s.finish_reason is None for s in self.interactive) - free
+        """The running rows (indices) that give way this step: bulk rows above the bulk limit,
+        the newest first."""
         bulk_rows = [i for i, s in enumerate(rows) if s.bulk and s.finish_reason is None]
-        count = min(short, len(bulk_rows) - self.bulk_slots)
+        count = len(bulk_rows) - self.bulk_limit(rows)
         return bulk_rows[-count:] if count > 0 else []
 
     def requeue(self, seqs: list[Any]) -> None:
         """Preempted rows wait first in line among the bulk ones."""
         self.bulk.extendleft(reversed(seqs))
 
-    def take(self, running: int) -> list[Any]:
-        """Waiting sequences for one prefill: interactive first, then bulk, as many as fit the
-        batch and the token budget; bulk only if no interactive one is left waiting."""
+    def take(self, rows: list[Any]) -> list[Any]:
+        """Waiting sequences for one prefill: interactive first, then bulk up to its limit, as
+        many as fit the batch and the token budget."""
         taken: list[Any] = []
         tokens = 0
-        room = self.max_batch_size - running
+        room = self.max_batch_size - len(rows)
+        bulk_room = self.bulk_limit(rows) - sum(s.bulk for s in _live(rows))
         for line in (self.interactive, self.bulk):
-            if line is self.bulk and any(s.finish_reason is None for s in self.interactive):
-                break
+            if line is self.bulk:
+                if any(s.finish_reason is None for s in self.interactive):
+                    break  # interactive ones left waiting: no bulk joins before them
+                room = min(room, len(taken) + bulk_room)
             while line and len(taken) < room:
                 size = len(line[0].context())
                 if taken and tokens + size > self.prefill_tokens:
-                    return [s for s in taken if s.finish_reason is None]
+                    return _live(taken)
                 taken.append(line.popleft())
                 tokens += size
-        return [s for s in taken if s.finish_reason is None]
+        return _live(taken)
 
-    def bulk_room(self, running: int) -> int:
-        """How many more bulk sequences the engine would run now: none while interactive ones
-        wait; else the slots nothing else will take."""
+    def bulk_room(self, rows: list[Any]) -> int:
+        """How many more bulk sequences the engine would run now."""
         if any(s.finish_reason is None for s in self.interactive):
             return 0
-        return max(0, self.max_batch_size - running - len(self.bulk))
+        running = sum(s.bulk for s in _live(rows))
+        limit = min(self.bulk_limit(rows), self.max_batch_size - (len(rows) - running))
+        return max(0, limit - running - len(_live(self.bulk)))
