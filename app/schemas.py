@@ -115,6 +115,8 @@ class GenerationSchema(Lenient):
         allow_none=True,
     )
     stream_options = fields.Nested(StreamOptionsSchema, allow_none=True)
+    # "flex": runs at the priority of batch lines (OpenAI's cheaper, slower tier); others as usual.
+    service_tier = fields.String(allow_none=True)
 
     @validates_schema
     def _check_logit_bias(self, data: dict, **_: Any) -> None:

@@ -2,7 +2,7 @@
 a model (custom code, loaded with ``trust_remote_code``) whose forward pass
 
 - raises when its input holds the token ``<|boom|>`` (in a prompt: its prefill fails; forced as
-  an output with logit_bias: the decode step after it fails);
+  an output with logit_bias: the decode step after it fails; it never samples it by itself);
 - blocks while the file named by the worker's ``FAULTY_BLOCK_FILE`` exists (a hung kernel);
 - sleeps ``FAULTY_STEP_DELAY`` seconds per pass (a slow model, so jobs are still running when a
   test acts on them);
@@ -40,7 +40,10 @@ class FaultyLlamaForCausalLM(LlamaForCausalLM):
         time.sleep(float(os.environ.get("FAULTY_STEP_DELAY") or 0))
         if input_ids is not None and bool((input_ids == self.config.boom_token_id).any()):
             raise RuntimeError("boom: the model failed on demand")
-        return super().forward(input_ids=input_ids, **kwargs)
+        out = super().forward(input_ids=input_ids, **kwargs)
+        # It never writes the token by itself (only logit_bias can force it, by +100).
+        out.logits[..., self.config.boom_token_id] = -50.0
+        return out
 """
 
 

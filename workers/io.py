@@ -7,6 +7,7 @@ round trip, once (``SET NX``): a redelivered attempt cannot record it twice.
 
 from __future__ import annotations
 
+import copy
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from config.protocol import (
     finished_key,
 )
 from config.results import ResultBuilder
+from workers.engine.io import Unavailable
 
 FINISHED_TTL = 24 * 3600
 
@@ -37,6 +39,7 @@ return 1
 
 @dataclass
 class _Detached:
+    job_id: str
     origin: str
     result_key: str
     ttl: int
@@ -49,6 +52,7 @@ class RedisJobIO:
         self.client = client
         self._detached: dict[str, _Detached] = {}  # job id -> where its result goes
         self._lock = threading.Lock()  # task threads register, the engine's thread reads
+        self._outage = False  # the last round trip failed: Redis went away
 
     def detach(
         self, job_id: str, origin: str, result_key: str, ttl: int, progress_key: str = ""
@@ -56,40 +60,75 @@ class RedisJobIO:
         """Record the result of ``job_id`` under ``result_key`` when it ends (and count it in
         ``progress_key``)."""
         with self._lock:
-            self._detached[job_id] = _Detached(origin, result_key, ttl, progress_key)
+            self._detached[job_id] = _Detached(job_id, origin, result_key, ttl, progress_key)
 
     def exchange(self, events: list[dict[str, Any]], job_ids: list[str]) -> set[str]:
         """Publish ``events`` and mark terminal jobs finished (recording detached jobs' results);
-        return the cancelled ``job_ids``."""
+        return the cancelled ``job_ids``. Raises :class:`Unavailable` if Redis cannot be reached,
+        having changed nothing: the engine sends the same again later."""
         if not events and not job_ids:
             return set()
         pipe = self.client.pipeline(transaction=False)
+        fed: dict[str, list[dict[str, Any]]] = {}  # detached job -> its events in this round
         for event in events:
             pipe.publish(events_channel(event["job"]), encode(event))
             if event["type"] in TERMINAL:
                 pipe.set(finished_key(event["job"]), outcome(event), ex=FINISHED_TTL)
-            self._record(pipe, event)
+            self._record(pipe, event, fed)
         if job_ids:
             pipe.mget([cancel_key(job_id) for job_id in job_ids])
-        results = pipe.execute()
+        try:
+            results = pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self._outage = True
+            raise Unavailable(str(exc)) from exc
+        self._commit(fed)
         if not job_ids:
             return set()
-        return {job_id for job_id, flag in zip(job_ids, results[-1], strict=True) if flag}
+        cancelled = {job_id for job_id, flag in zip(job_ids, results[-1], strict=True) if flag}
+        if self._outage:  # the fronts that waited may have given up on their jobs meanwhile
+            self._outage = False
+            cancelled |= self._unheard(job_ids)
+        return cancelled
 
-    def _record(self, pipe: Any, event: dict[str, Any]) -> None:
+    def _unheard(self, job_ids: list[str]) -> set[str]:
+        """The jobs (not detached ones) whose events nobody listens to any more."""
+        with self._lock:
+            heard = [j for j in job_ids if j not in self._detached]
+        if not heard:
+            return set()
+        counts = self.client.pubsub_numsub(*[events_channel(j) for j in heard])
+        return {job_id for job_id, (_, n) in zip(heard, counts, strict=True) if not n}
+
+    def _record(self, pipe: Any, event: dict[str, Any], fed: dict[str, list]) -> None:
+        """Note a detached job's event; once it ends, queue its result's recording (in the same
+        round trip as its terminal event)."""
         with self._lock:
             detached = self._detached.get(event["job"])
         if detached is None:
             return
-        result = detached.builder.add(event)
-        if result is None:
+        fed.setdefault(event["job"], []).append(event)
+        if event["type"] not in TERMINAL:
             return
+        preview = copy.deepcopy(detached.builder)  # committed only if the round trip succeeds
+        for earlier in fed[event["job"]]:
+            preview.add(earlier)
+        result = preview.result
         field_ = "completed" if result["status"] == "completed" else result["status"]
         keys = [detached.result_key, detached.progress_key]
         pipe.eval(RECORD_ONCE, 2, *keys, encode(result), detached.ttl, field_)
         pipe.zrem(DETACHED_SET, detached.origin)
+
+    def _commit(self, fed: dict[str, list[dict[str, Any]]]) -> None:
         with self._lock:
-            self._detached.pop(event["job"], None)
+            for job_id, events in fed.items():
+                detached = self._detached.get(job_id)
+                if detached is None:
+                    continue
+                for event in events:
+                    detached.builder.add(event)
+                if detached.builder.result is not None:
+                    del self._detached[job_id]
 
 
 def outcome(event: dict[str, Any]) -> str:

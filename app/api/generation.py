@@ -94,6 +94,8 @@ def prepare(fmt: Format, body: Any, live: bool = True) -> tuple[dict, ModelSpec,
         "max_request_tokens": limit,
         **fields_,
     }
+    if data.get("service_tier") == "flex":
+        job["priority"] = "bulk"  # in the capacity interactive requests leave, as batch lines
     return data, spec, job, len(prompts) * data.get("n", 1)
 
 

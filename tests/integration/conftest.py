@@ -45,7 +45,8 @@ SHARED = "tiny-shared"  # the queue two workers share
 TOOLS = "tiny-tools"  # the tiny model with a long context, for tools and structured outputs
 FAULTY = "tiny-faulty"  # a tiny model that fails, blocks or slows down on demand
 FAULTY_STALL = "tiny-faulty-stall"  # the same, for the workers the stall test lets hang
-FAULTY_BG = "tiny-faulty-bg"  # the same, for the workers a background run outlives
+FAULTY_BG = "tiny-faulty-bg"  # the same, for the batch tests' slow and killed workers
+FAULTY_RERUN = "tiny-faulty-rerun"  # the same, for the worker a background run outlives
 CHAT_MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
 

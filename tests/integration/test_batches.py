@@ -292,3 +292,13 @@ def test_a_batch_survives_a_redis_restart(stack, tmp_path):
         assert sorted(ids) == sorted(line["custom_id"] for line in lines)
     finally:
         server.stop()
+
+
+def test_the_flex_tier_is_answered_at_bulk_priority(openai_client):
+    reply = openai_client.chat.completions.create(
+        model=TINY,
+        messages=[{"role": "user", "content": "Hi"}],
+        max_tokens=3,
+        service_tier="flex",
+    )
+    assert reply.usage.completion_tokens == 3

@@ -12,7 +12,7 @@ import jsonschema
 import openai
 import pytest
 
-from tests.integration.conftest import FAULTY_BG, TOOLS
+from tests.integration.conftest import FAULTY_RERUN, TOOLS
 from tests.integration.http import get
 from tests.integration.test_abandoned import wait_for
 
@@ -263,15 +263,15 @@ def test_any_front_serves_a_stored_response_and_a_background_run_outlives_its_fr
 
 def test_a_background_run_outlives_its_worker(stack, front, openai_client, redis_client):
     """The workers run it again (their reaper) once its worker's heartbeat lapses."""
-    doomed = stack.worker([FAULTY_BG], front, FAULTY_STEP_DELAY="0.1")
+    doomed = stack.worker([FAULTY_RERUN], front, FAULTY_STEP_DELAY="0.1")
     response = openai_client.responses.create(
-        model=FAULTY_BG, input="Hi", max_output_tokens=60, background=True, temperature=0
+        model=FAULTY_RERUN, input="Hi", max_output_tokens=150, background=True, temperature=0
     )
     poll(openai_client, response.id, until=("in_progress",))
-    stack.worker([FAULTY_BG], front)  # a second worker, then the first dies mid-run
+    stack.worker([FAULTY_RERUN], front)  # a second worker, then the first dies mid-run
     os.killpg(doomed.pid, signal.SIGKILL)
     done = poll(openai_client, response.id)
-    assert done.status == "incomplete" and done.usage.output_tokens == 60
+    assert done.status == "incomplete" and done.usage.output_tokens == 150
     record = json.loads(redis_client.get(f"llm:response:{response.id}"))
     attempts = json.loads(redis_client.get(f"llm:detached:{record['job_id']}"))["attempts"]
     assert attempts == 2

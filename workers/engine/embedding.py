@@ -15,7 +15,7 @@ import numpy as np
 from config.protocol import DONE, ERROR, EventSequence
 from workers.engine.errors import EngineFailed
 from workers.engine.intake import check_request_tokens, tokenize
-from workers.engine.io import JobIO, Ticket
+from workers.engine.io import JobIO, Ticket, exchange_patiently
 from workers.engine.isolation import run_isolated
 
 log = logging.getLogger(__name__)
@@ -153,11 +153,16 @@ class EmbeddingEngine:
                     events.append(embedding_done(seq, vectors[start:end], job.tokens, started))
                     outcomes.append((job, DONE))
                     start = end
-            self.io.exchange(events, [])
+            exchange_patiently(self.io, events, [], self._still_waiting)
             for job, outcome in outcomes:
                 job.ticket.finish(outcome)
         finally:
             self._step_started = None
+
+    def _still_waiting(self) -> bool:
+        """While events wait for Redis, the batch is not stuck: its clock starts again."""
+        self._step_started = time.monotonic()
+        return not self._stopping
 
     def _encode(self, jobs: list[_Job]) -> np.ndarray:
         return self.model.encode(

@@ -33,7 +33,7 @@ from workers.engine.intake import (
     job_prompts,
     tokenize,
 )
-from workers.engine.io import JobIO, Ticket
+from workers.engine.io import JobIO, Ticket, exchange_patiently
 from workers.engine.isolation import run_isolated
 from workers.engine.pooling import EmbeddingJob, embed, take_batch
 from workers.engine.sampling import (
@@ -320,7 +320,7 @@ class GenerationEngine:
             self._prefill(joining, events)
         elif self._rows:
             self._decode(events)
-        cancelled = self.io.exchange(events, self._job_ids())
+        cancelled = exchange_patiently(self.io, events, self._job_ids(), self._still_waiting)
         # Only now, with its terminal event published, may a job count as finished: the Celery
         # task acknowledges the message when its ticket finishes.
         for job, outcome in self._ending:
@@ -330,6 +330,11 @@ class GenerationEngine:
         if cancelled:
             self._cancel(cancelled)
         self._retire()
+
+    def _still_waiting(self) -> bool:
+        """While events wait for Redis, the step is not stuck: its clock starts again."""
+        self._step_started = time.monotonic()
+        return not self._stopping
 
     def _decode(self, events: list[dict[str, Any]]) -> None:
         rows = self._rows
@@ -614,7 +619,7 @@ class GenerationEngine:
             # Still exactly one terminal event, so the job is recorded as ended (and how).
             events.append(job.events.error(CANCELLED, "Request cancelled."))
         if events:
-            self.io.exchange(events, [])
+            exchange_patiently(self.io, events, [], self._still_waiting)
             log.info("engine %s: cancelled %s", self.name, ", ".join(sorted(jobs)))
         for job in jobs.values():
             job.ticket.finish(CANCELLED)

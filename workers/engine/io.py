@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+class Unavailable(Exception):
+    """The outside world cannot be reached for now (Redis is down): try the same again later."""
 
 
 class JobIO(Protocol):
     def exchange(self, events: list[dict[str, Any]], job_ids: list[str]) -> set[str]:
-        """Publish ``events`` (in order) and return which of ``job_ids`` have been cancelled."""
+        """Publish ``events`` (in order) and return which of ``job_ids`` have been cancelled;
+        raise :class:`Unavailable` if that cannot be done for now (nothing was recorded)."""
         ...
 
 
@@ -29,3 +39,26 @@ class Ticket:
     @property
     def finished(self) -> bool:
         return self._done.is_set()
+
+
+def exchange_patiently(
+    io: JobIO,
+    events: list[dict[str, Any]],
+    job_ids: list[str],
+    waiting: Callable[[], bool],
+) -> set[str]:
+    """``io.exchange``, tried again every half second while the outside world is unavailable,
+    so that an outage pauses the engine instead of failing its jobs (their events go out, in
+    order, once it is back). ``waiting()`` is called before each new try; it returns False to
+    give up (the engine is stopping), and the :class:`Unavailable` is raised."""
+    warned = False
+    while True:
+        try:
+            return io.exchange(events, job_ids)
+        except Unavailable as exc:
+            if not waiting():
+                raise
+            if not warned:
+                log.warning("events cannot be sent (%s); the engine waits", exc)
+                warned = True
+            time.sleep(0.5)
