@@ -142,7 +142,8 @@ def stack(
     ]
     faulty = {"kind": "chat", "source": str(faulty_model_dir), "trust_remote_code": True}
     entries += [
-        {"name": name, **faulty, "max_batch_size": 4} for name in (FAULTY, FAULTY_STALL, FAULTY_BG)
+        {"name": name, **faulty, "max_batch_size": 4}
+        for name in (FAULTY, FAULTY_STALL, FAULTY_BG, FAULTY_RERUN)
     ]
     entries.append({"name": TOOLS, "kind": "chat", "source": str(long_model_dir)})
     models_file.write_text(json.dumps(entries + [{"name": n, **smol} for n in (SMOL_B, SMOL_C)]))
