@@ -78,6 +78,12 @@ class Metrics:
         self.prompt_tokens = Counter(
             "llm_prompt_tokens", "Prompt tokens of finished jobs", model, registry=registry
         )
+        self.cached_tokens = Counter(
+            "llm_prompt_cached_tokens",
+            "Prompt tokens of finished jobs read from the prefix cache",
+            model,
+            registry=registry,
+        )
         self.generation_tokens = Counter(
             "llm_generation_tokens", "Generated tokens of finished jobs", model, registry=registry
         )
@@ -135,6 +141,8 @@ class JobWatch:
             m.queue_time.labels(self.model).observe(max(0.0, elapsed - engine))
             usage = event.get("usage") or {}
             m.prompt_tokens.labels(self.model).inc(usage.get("prompt_tokens", 0))
+            cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+            m.cached_tokens.labels(self.model).inc(cached)
             m.generation_tokens.labels(self.model).inc(usage.get("completion_tokens", 0))
             if "data" in event:  # an embedding job: one finished request
                 m.success.labels(self.model, "stop").inc()

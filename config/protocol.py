@@ -154,7 +154,9 @@ class DoneEvent(TypedDict):
     job: str
     seq: int
     type: Literal["done"]
-    usage: dict[str, int]
+    # prompt_tokens, completion_tokens, total_tokens; for generation, also prompt_tokens_details
+    # ({"cached_tokens": prompt tokens read from the prefix cache}).
+    usage: dict[str, Any]
     timing: NotRequired[Timing]
     data: NotRequired[list[str]]
 

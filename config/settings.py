@@ -68,6 +68,7 @@ class Settings:
     batches_ttl: int = 30 * 24 * 3600
     files_dir: str | None = None
     bulk_share: float = 0.25  # of a model's batch slots bulk work keeps while interactive waits
+    prefix_cache_mb: int = 1024  # per chat model: the keys and values of prompt prefixes kept
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -111,6 +112,7 @@ class Settings:
             batches_ttl=int(os.environ.get("BATCHES_TTL", cls.batches_ttl)),
             files_dir=os.environ.get("FILES_DIR") or None,
             bulk_share=_share(os.environ.get("BULK_SHARE", cls.bulk_share)),
+            prefix_cache_mb=int(os.environ.get("PREFIX_CACHE_MB", cls.prefix_cache_mb)),
         )
 
 

@@ -92,6 +92,7 @@ def load_engine(
             tool_format=spec.tool_format,
             tool_prompt=spec.tool_prompt,
             bulk_share=settings.bulk_share,
+            prefix_cache_bytes=settings.prefix_cache_mb * 1024 * 1024,
         )
     else:
         model = _load_sentence_model(source, device, dtype)

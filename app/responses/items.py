@@ -106,7 +106,9 @@ def usage(raw: dict[str, int] | None) -> dict[str, Any] | None:
         return None
     return {
         "input_tokens": raw.get("prompt_tokens", 0),
-        "input_tokens_details": {"cached_tokens": 0},
+        "input_tokens_details": {
+            "cached_tokens": (raw.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+        },
         "output_tokens": raw.get("completion_tokens", 0),
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": raw.get("total_tokens", 0),

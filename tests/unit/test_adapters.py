@@ -65,3 +65,21 @@ def test_a_mixed_batch_gives_each_request_its_adapters_output(
         assert texts[job_id] == merged_greedy(tiny_model_dir, adapter_of[model], prompt, 8)
     # The adapters really change the output.
     assert len({texts["tiny-0"], texts["tiny-a-0"], texts["tiny-b-0"]}) == 3
+
+
+def test_adapters_never_reuse_each_others_cached_prefixes(
+    registry, tiny_model_dir, tiny_adapter_dirs, tmp_path
+):
+    settings = Settings(model_cache_dir=str(tmp_path), device="cpu", prefix_cache_mb=64)
+    engine = load_engines(list(registry.values()), registry, MemoryIO(), settings)["tiny"]
+    prompt = "Once upon a time there was a queue of jobs, and workers took them one by one. " * 2
+    adapter_of = {"tiny-a": tiny_adapter_dirs[0], "tiny-b": tiny_adapter_dirs[1]}
+    runs = [("a1", "tiny-a"), ("b1", "tiny-b"), ("a2", "tiny-a")]
+    for job_id, model in runs:
+        ticket = engine.submit({**job(job_id, prompt, max_tokens=6), "model": model})
+        run_until_done(engine, [ticket])
+        assert engine.io.text(job_id) == merged_greedy(tiny_model_dir, adapter_of[model], prompt, 6)
+    cached = {
+        i: engine.io.of(i)[-1]["usage"]["prompt_tokens_details"]["cached_tokens"] for i, _ in runs
+    }
+    assert cached["a1"] == cached["b1"] == 0 and cached["a2"] > 0

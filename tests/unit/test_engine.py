@@ -71,10 +71,15 @@ def test_jobs_joining_at_different_steps_match_their_solo_runs(model_and_tokeniz
         tickets.append(batched.submit(job(job_id, prompt, max_tokens=n)))
         batched.step()
     run_until_done(batched, tickets)
-    # All at once, with a prefill budget so small that they join one per step.
+    # All at once, with a prefill budget of one token: each prompt is prefilled a token per
+    # step (chunked prefill), one prompt after the other, while the rows that joined decode.
     budgeted = GenerationEngine(model, tokenizer, MemoryIO(), max_batch_size=4, prefill_tokens=1)
     tickets = [budgeted.submit(job(job_id, prompt, max_tokens=n)) for job_id, prompt, n in specs]
-    budgeted.step()
+    a_tokens = len(tokenizer("Once upon a time")["input_ids"])
+    for _ in range(a_tokens - 1):
+        budgeted.step()
+        assert (budgeted.load()["running"], budgeted.load()["waiting"]) == (0, 4)
+    budgeted.step()  # the last chunk of the first prompt: it joins with its first token
     assert (budgeted.load()["running"], budgeted.load()["waiting"]) == (1, 3)
     run_until_done(budgeted, tickets)
     for job_id, _, _ in specs:
@@ -157,7 +162,7 @@ def test_chat_messages_use_the_chat_template(engine):
 def test_ignore_eos_runs_to_max_tokens(engine):
     run_until_done(engine, [engine.submit(job("probe", "Hello", max_tokens=1))])
     first = engine.io.of("probe")[0]["token_ids"][0]
-    engine.eos_ids = {first}  # make the greedy first token the end of sequence
+    engine.output.eos_ids = {first}  # make the greedy first token the end of sequence
     run_until_done(engine, [engine.submit(job("eos", "Hello", max_tokens=8))])
     assert engine.io.of("eos")[-1]["usage"]["completion_tokens"] == 1
     assert engine.io.of("eos")[-2]["finish_reason"] == "stop"

@@ -1,14 +1,18 @@
 """The running batch's tensors: a left-padded KV cache and attention mask, one row per sequence.
 
 Rows join after their own (batched) prefill by left-padding both sides to a common length and
-concatenating; rows leave by index selection; columns that only padding uses are trimmed away.
-Positions come from the mask (count of real tokens), so padding never shifts a sequence.
+concatenating; rows leave by index selection; columns that only padding uses are trimmed away
+(see :mod:`workers.engine.kvcache`: a decode step writes in place, only joins and leaves copy).
+Positions come from the mask (count of real tokens), so padding, even between a reused prefix and
+the rest of a prompt, never shifts a sequence.
 """
 
 from __future__ import annotations
 
 import torch
 from transformers import DynamicCache
+
+from workers.engine.kvcache import GrowingLayer
 
 
 def _left_pad(t: torch.Tensor, length: int, dim: int) -> torch.Tensor:
@@ -48,8 +52,10 @@ class BatchState:
         index = torch.tensor(rows, dtype=torch.long, device=self.mask.device)
         self.mask = self.mask.index_select(0, index)
         self.last_tokens = self.last_tokens.index_select(0, index)
-        for layer in self.cache.layers:
-            if layer.is_initialized and layer.keys.numel():
+        for layer in _filled(self.cache):
+            if isinstance(layer, GrowingLayer):
+                layer.select_rows(index)
+            else:
                 layer.keys = layer.keys.index_select(0, index)
                 layer.values = layer.values.index_select(0, index)
 
@@ -60,8 +66,10 @@ class BatchState:
         start = int(used[0]) if len(used) else self.mask.shape[1]
         if start > 0:
             self.mask = self.mask[:, start:]
-            for layer in self.cache.layers:
-                if layer.is_initialized and layer.keys.numel():
+            for layer in _filled(self.cache):
+                if isinstance(layer, GrowingLayer):
+                    layer.drop_columns(start)
+                else:
                     layer.keys = layer.keys[:, :, start:, :]
                     layer.values = layer.values[:, :, start:, :]
 
@@ -71,12 +79,19 @@ class BatchState:
         self.mask = torch.cat([_left_pad(self.mask, length, 1), _left_pad(other.mask, length, 1)])
         self.last_tokens = torch.cat([self.last_tokens, other.last_tokens])
         for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
+            if isinstance(mine, GrowingLayer):
+                mine.append_rows(theirs.keys, theirs.values)
+                continue
             mine.keys = torch.cat(
                 [_left_pad(mine.keys, length, 2), _left_pad(theirs.keys, length, 2)]
             )
             mine.values = torch.cat(
                 [_left_pad(mine.values, length, 2), _left_pad(theirs.values, length, 2)]
             )
+
+
+def _filled(cache: DynamicCache) -> list:
+    return [layer for layer in cache.layers if layer.is_initialized and layer.keys.numel()]
 
 
 def prefill_inputs(

@@ -1,10 +1,13 @@
 """The batched generation engine: every running sequence advances in one forward pass per step.
 
-Each step (1) admits waiting sequences by prefilling them together and joins them to the running
-batch, (2) runs one decode pass for every running row, (3) hands the step's events and the ids of
-in-flight jobs to the :class:`JobIO` in one call, learning which were cancelled, and (4) drops the
-rows that finished or were cancelled. New work joins between steps; nothing waits for a batch to
-drain. Embedding jobs for the model (see :mod:`workers.engine.pooling`) take a step of their own.
+Each step (1) admits waiting sequences, up to a token budget, (2) runs one decode pass for every
+running row, (3) prefills the admitted ones (a long prompt a chunk per step, see
+:mod:`workers.engine.prefill`; a prompt's start from the prefix cache when it has been seen, see
+:mod:`workers.engine.prefix`) and joins the finished ones to the batch with their first token,
+(4) hands the step's events and the ids of in-flight jobs to the :class:`JobIO` in one call,
+learning which were cancelled, and (5) drops the rows that finished or were cancelled. New work
+joins between steps; nothing waits for a batch to drain, and no stream waits for a whole long
+prefill. Embedding jobs for the model (see :mod:`workers.engine.pooling`) take a step of their own.
 """
 
 from __future__ import annotations
@@ -14,15 +17,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import DynamicCache
 
 from config.grammars import TOOL_FORMATS
-from config.protocol import CANCELLED, DONE, ERROR, TOKEN, WORKER_SHUTDOWN, EventSequence
-from workers.engine.batch import BatchState, prefill_inputs
+from config.protocol import CANCELLED, DONE, ERROR, WORKER_SHUTDOWN, EventSequence
+from workers.engine.batch import BatchState
 from workers.engine.constraints import load_constraints
 from workers.engine.errors import EngineFailed, InvalidRequest, JobFailed
 from workers.engine.intake import (
@@ -35,66 +36,18 @@ from workers.engine.intake import (
 )
 from workers.engine.io import JobIO, Ticket, exchange_patiently
 from workers.engine.isolation import run_isolated
+from workers.engine.kvcache import growing, kv_bytes_per_token, new_cache
+from workers.engine.output import TokenOutput
 from workers.engine.pooling import EmbeddingJob, embed, take_batch
-from workers.engine.sampling import (
-    SamplingParams,
-    choose_token,
-    make_generator,
-    process_logits,
-    token_logprobs,
-)
+from workers.engine.prefill import Piece, PrefillBudget, part_from_kv, prefill_forward, row_kv
+from workers.engine.prefix import BLOCK, PrefixCache
+from workers.engine.sampling import SamplingParams, make_generator
 from workers.engine.scheduler import Scheduler
-from workers.engine.text import TextStream, TokenBytes
+from workers.engine.sequences import BASE, Job, Sequence
+from workers.engine.text import TextStream
 from workers.engine.tools import ToolCallParser, template_renders_tools
 
 log = logging.getLogger(__name__)
-
-BASE = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
-
-
-@dataclass
-class _Job:
-    id: str
-    ticket: Ticket
-    events: EventSequence
-    sequences: list[_Sequence] = field(default_factory=list)
-    prompt_tokens: int = 0
-    started: float | None = None  # when its first prompt joined the batch (monotonic)
-
-    @property
-    def finished(self) -> bool:
-        return all(s.finish_reason is not None for s in self.sequences)
-
-
-@dataclass
-class _Sequence:
-    job: _Job
-    index: int
-    prompt: list[int]
-    params: SamplingParams
-    max_new_tokens: int
-    text: TextStream
-    generator: torch.Generator | None
-    generated: list[int] = field(default_factory=list)
-    unsent: list[int] = field(default_factory=list)
-    unsent_logprobs: list[dict] = field(default_factory=list)
-    counts: dict[int, int] = field(default_factory=dict)  # generated token -> times
-    echo: dict | None = None  # sent with the sequence's first event when the job asked for echo
-    finish_reason: str | None = None
-    adapter: str = BASE  # the LoRA adapter its rows run through (BASE: none)
-    matcher: Any = None  # llguidance's, when a grammar constrains the reply
-    tools: ToolCallParser | None = None  # splits tool calls from the text, when tools are on
-    bulk: bool = False  # low priority: runs in capacity interactive work leaves (see scheduler)
-    resumed: list[int] | None = None  # after a preemption: prompt and generated tokens
-
-    def context(self) -> list[int]:
-        """The tokens its next prefill reads: the prompt, or, after a preemption, the prompt
-        and what it generated (whose next token then continues it exactly)."""
-        return self.resumed if self.resumed is not None else self.prompt
-
-    @property
-    def wants_prompt_logprobs(self) -> bool:  # on its first prefill only
-        return self.params.echo and self.params.logprobs is not None and self.resumed is None
 
 
 class GenerationEngine:
@@ -121,11 +74,11 @@ class GenerationEngine:
         tool_format: str = "hermes",
         tool_prompt: str = "auto",
         bulk_share: float = 0.25,
+        prefix_cache_bytes: int = 0,
     ) -> None:
         self.model = model
         self.adapters = adapters or {}
         self.tokenizer = tokenizer
-        self.token_bytes = TokenBytes(tokenizer)
         self.io = io
         self.max_batch_size = max_batch_size
         self.prefill_tokens = prefill_tokens
@@ -144,17 +97,24 @@ class GenerationEngine:
         )
         self.tool_prompt = self.tool_format if builtin else None
         self.constraints = load_constraints(tokenizer, self.vocab_size, self.eos_ids, name)
+        self.output = TokenOutput(tokenizer, self.constraints, self.eos_ids, self.pad_id, name)
+        # Reused prefixes and chunked prefill need full-attention layers that grow in place.
+        self.parts = growing(new_cache(model.config))
+        self.prefix = PrefixCache(prefix_cache_bytes if self.parts else 0)
+        dtype = next(model.parameters()).dtype
+        self.kv_bytes_per_token = kv_bytes_per_token(model.config, dtype)
+        self._budget = PrefillBudget(prefill_tokens)
         self._lock = threading.Condition()
-        self._scheduler = Scheduler(max_batch_size, prefill_tokens, bulk_share)
+        self._scheduler = Scheduler(max_batch_size, bulk_share)
         self._embeddings: deque[EmbeddingJob] = deque()
         self._embedding_now: list[EmbeddingJob] = []  # taken by the step under way
-        self._rows: list[_Sequence] = []
-        self._ending: list[tuple[Any, str]] = []  # jobs ending this step, and how
+        self._rows: list[Sequence] = []
         self._batch: BatchState | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._aborting: str | None = None
         self._step_started: float | None = None  # monotonic time the step under way began
+        self._chunk = prefill_tokens  # tokens a lone long prompt prefills this step
 
     # -- the outside: submit jobs, start and stop the loop -------------------------------------
 
@@ -176,7 +136,7 @@ class GenerationEngine:
         check_request_tokens(sum(len(p) for p in prompts), job.get("max_request_tokens"), param)
         calls_tools = bool(job.get("tools")) and job.get("tool_choice") != "none"
         bulk = job.get("priority") == "bulk"
-        state = _Job(id=job["id"], ticket=Ticket(), events=EventSequence(job["id"]))
+        state = Job(id=job["id"], ticket=Ticket(), events=EventSequence(job["id"]))
         adapter = self.adapters.get(job.get("model"), BASE)
         for number, prompt in enumerate(prompts):
             room = check_context(prompt, params.max_tokens, self.context_length, param)
@@ -185,7 +145,7 @@ class GenerationEngine:
                 index = number * params.n + copy
                 seed = None if params.seed is None else params.seed + index
                 state.sequences.append(
-                    _Sequence(
+                    Sequence(
                         job=state,
                         index=index,
                         prompt=prompt,
@@ -310,22 +270,22 @@ class GenerationEngine:
     def _step(self) -> None:
         events: list[dict[str, Any]] = []
         self._embedding_now = self._take_embeddings()
-        joining = [] if self._embedding_now else self._admit()
         if self._embedding_now:
             self._embed(self._embedding_now, events)
-        elif joining:
-            # A step either prefills one group of waiting prompts or decodes every running row.
-            # Prefill first gets each waiting request its first token soonest; the token budget
-            # per group keeps one burst from holding every first token until all are prefilled.
-            self._prefill(joining, events)
-        elif self._rows:
-            self._decode(events)
+        else:
+            joining = self._admit()
+            # The running rows advance first; then the admitted prompts are prefilled (within
+            # the step's budget, so the streams' next step is never far off) and join them.
+            if self._rows:
+                self._decode(events)
+            if joining:
+                self._prefill(joining, events)
         cancelled = exchange_patiently(self.io, events, self._job_ids(), self._still_waiting)
         # Only now, with its terminal event published, may a job count as finished: the Celery
         # task acknowledges the message when its ticket finishes.
-        for job, outcome in self._ending:
+        for job, outcome in self.output.ending:
             job.ticket.finish(outcome)
-        self._ending.clear()
+        self.output.ending.clear()
         self._embedding_now = []
         if cancelled:
             self._cancel(cancelled)
@@ -337,17 +297,18 @@ class GenerationEngine:
         return not self._stopping
 
     def _decode(self, events: list[dict[str, Any]]) -> None:
-        rows = self._rows
+        rows, started = self._rows, time.perf_counter()
         try:
             inputs = self._batch.decode_inputs() | self._adapter_names(rows)
             out = self.model(**inputs, use_cache=True)
-            self._advance(rows, out.logits[:, -1, :], events)
+            self._batch.last_tokens = self.output.advance(rows, out.logits[:, -1, :], events)
         except Exception:  # noqa: BLE001 - the cache may be half-updated: end every running row
             log.exception("engine %s: a decode step failed; failing its rows", self.name)
             failure = EngineFailed("The model failed while generating this response.")
             self._fail({id(s.job): s.job for s in rows}.values(), failure, events)
+        self._budget.decoded(time.perf_counter() - started)
 
-    def _fail(self, jobs: Iterable[_Job], error: JobFailed, events: list[dict[str, Any]]) -> None:
+    def _fail(self, jobs: Iterable[Job], error: JobFailed, events: list[dict[str, Any]]) -> None:
         """End ``jobs`` with ``error`` (those whose ``done`` is already out are left alone)."""
         for job in jobs:
             if job.finished:
@@ -356,18 +317,39 @@ class GenerationEngine:
                 if seq.finish_reason is None:
                     seq.finish_reason = "error"  # leaves the batch (or the waiting line)
             events.append(job.events.error(error.code, error.message, error.param))
-            self._ending.append((job, ERROR))
+            self.output.ending.append((job, ERROR))
         with self._lock:  # choices of a failed job that had not joined yet never will
             self._scheduler.drop_finished()
 
-    def _admit(self) -> list[_Sequence]:
-        """The sequences that join the batch this step, after bulk rows above their share give
-        way to waiting interactive ones (see :mod:`workers.engine.scheduler`)."""
+    def _admit(self) -> list[Sequence]:
+        """The sequences prefilled this step, after bulk rows above their share give way to
+        waiting interactive ones (see :mod:`workers.engine.scheduler`): as many as the step's
+        token budget allows, or one long prompt alone, whose next chunk fills the budget."""
+        budget = self._budget.tokens(streams_running=bool(self._rows))
+
+        def cost(seq: Sequence) -> tuple[int, bool]:
+            self._reuse_prefix(seq)
+            chunked = seq.part is not None and seq.cached < seq.prefilled
+            return seq.to_prefill, chunked or seq.to_prefill > budget
+
         with self._lock:
             evicted = self._scheduler.preempt(self._rows)
             if evicted:
                 self._evict(evicted)
-            return self._scheduler.take(self._rows)
+            joining = self._scheduler.take(self._rows, budget, cost)
+        self._chunk = budget
+        return joining
+
+    def _reuse_prefix(self, seq: Sequence) -> None:
+        """Give ``seq`` the longest prefix of its context the prefix cache holds (once)."""
+        if seq.looked_up:
+            return
+        seq.looked_up = True
+        if not self.prefix.enabled or seq.wants_prompt_logprobs:
+            return  # the prompt's logprobs need every position's logits
+        length, kv = self.prefix.lookup(seq.context(), seq.adapter)
+        if kv is not None:
+            seq.part, seq.cached = part_from_kv(kv, self.model.config), length
 
     def _evict(self, indices: list[int]) -> None:
         """Drop rows from the batch (their cache goes) and put them back in line to resume."""
@@ -381,6 +363,7 @@ class GenerationEngine:
             self._batch = None
         for seq in seqs:
             seq.resumed = seq.prompt + seq.generated
+            seq.part, seq.cached, seq.looked_up = None, 0, False
         self._scheduler.requeue(seqs)
         log.info("engine %s: %d bulk rows give way to interactive ones", self.name, len(seqs))
 
@@ -406,61 +389,96 @@ class GenerationEngine:
         for group, done, error in run_isolated(jobs, run):
             if error is None:
                 events.extend(done)
-                self._ending.extend((job, DONE) for job in group)
+                self.output.ending.extend((job, DONE) for job in group)
                 continue
             log.error("engine %s: embedding failed", self.name, exc_info=error)
             failure = EngineFailed("The model failed while embedding this input.")
             for job in group:
                 events.append(job.events.error(failure.code, failure.message, failure.param))
-                self._ending.append((job, ERROR))
+                self.output.ending.append((job, ERROR))
 
-    def _prefill(self, joining: list[_Sequence], events: list[dict[str, Any]]) -> None:
-        """Prefill ``joining`` in one forward pass and join them to the running batch. If the
-        pass fails, each job's prompts are prefilled alone, so only a job that fails alone fails."""
-        by_job: dict[int, list[_Sequence]] = {}
+    def _prefill(self, joining: list[Sequence], events: list[dict[str, Any]]) -> None:
+        """Prefill ``joining`` in one forward pass (a long prompt alone: its next chunk) and join
+        the prompts it completes to the running batch. If the pass fails, each job's prompts are
+        prefilled alone, so only a job that fails alone fails."""
+        by_job: dict[int, list[Sequence]] = {}
         for seq in joining:
             by_job.setdefault(id(seq.job), []).append(seq)
 
-        def run(jobs: list[list[_Sequence]]) -> tuple[Any, BatchState, list[int]]:
+        def run(jobs: list[list[Sequence]]) -> tuple[Any, BatchState, list[Sequence], list[int]]:
             return self._prefill_forward([seq for seqs in jobs for seq in seqs])
 
         for jobs, result, error in run_isolated(list(by_job.values()), run):
             seqs = [seq for group in jobs for seq in group]
             if error is None:
-                self._join(seqs, *result, events)
+                self._prefilled(seqs, *result, events)
                 continue
             log.error("engine %s: a prefill failed", self.name, exc_info=error)
             failure = EngineFailed("The model failed on this request's prompt.")
+            for seq in seqs:
+                seq.part = None
             self._fail({id(s.job): s.job for s in seqs}.values(), failure, events)
 
-    def _prefill_forward(self, joining: list[_Sequence]) -> tuple[Any, BatchState, list[int]]:
-        """One forward pass over the distinct prompts of ``joining``; changes nothing of the
-        engine's state. Returns the model's output, the joining rows' batch and each sequence's
-        row in the output."""
-        unique: dict[int, int] = {}  # id(prompt) -> its row in the prefill batch
-        prompts, firsts = [], []
+    def _prefill_forward(
+        self, joining: list[Sequence]
+    ) -> tuple[Any, BatchState, list[Sequence], list[int]]:
+        """One forward pass over the distinct contexts of ``joining`` (n choices of a prompt
+        share one); changes nothing of the engine's state but a lone prompt's chunks. Returns
+        the model's output, the pass's rows, the sequence behind each row, and each sequence's
+        row."""
+        unique: dict[int, int] = {}  # id(context) -> its row in the pass
+        firsts: list[Sequence] = []
         for seq in joining:
-            context = seq.context()
-            if id(context) not in unique:  # a prompt is shared only by one job's choices
-                unique[id(context)] = len(prompts)
-                prompts.append(context)
+            if id(seq.context()) not in unique:  # a context is shared only by one job's choices
+                unique[id(seq.context())] = len(firsts)
                 firsts.append(seq)
         rows = [unique[id(seq.context())] for seq in joining]
-        inputs, mask = prefill_inputs(prompts, self.pad_id, self.device)
-        cache = DynamicCache(config=self.model.config)
-        # Logits of every prompt position only when a sequence asked for its prompt's logprobs.
-        keep = 0 if any(seq.wants_prompt_logprobs for seq in joining) else 1
-        inputs |= self._adapter_names(firsts)
-        out = self.model(**inputs, past_key_values=cache, use_cache=True, logits_to_keep=keep)
-        start = torch.zeros(len(prompts), dtype=torch.long, device=self.device)
-        joined = BatchState(cache, mask, start)
-        if len(prompts) < len(joining):
-            joined.select(rows)  # one row per choice: copies of a shared prompt's row
-        return out, joined, rows
+        # A prompt prefilled alone may be cut in chunks, one per step, within the step's budget.
+        lone = len(joining) == 1 and self.parts and not joining[0].wants_prompt_logprobs
+        pieces = []
+        for seq in firsts:
+            context = seq.context()
+            end = min(len(context), seq.prefilled + self._chunk) if lone else len(context)
+            pieces.append(Piece(seq.part, context[seq.prefilled : end]))
+        keep_all = any(seq.wants_prompt_logprobs for seq in firsts)
+        started = time.perf_counter()
+        extra = self._adapter_names(firsts)
+        out, state = prefill_forward(self.model, pieces, self.pad_id, keep_all, extra)
+        self._budget.prefilled(sum(len(p.tokens) for p in pieces), time.perf_counter() - started)
+        return out, state, firsts, rows
+
+    def _prefilled(
+        self,
+        joining: list[Sequence],
+        out: Any,
+        state: BatchState,
+        firsts: list[Sequence],
+        rows: list[int],
+        events: list[dict[str, Any]],
+    ) -> None:
+        """After a prefill pass: a chunked prompt not done yet keeps its cache and waits first in
+        its line; the others' prompts go to the prefix cache and they join the batch."""
+        seq = joining[0]
+        if len(joining) == 1 and state.mask.shape[1] < len(seq.context()):
+            seq.part = state
+            with self._lock:
+                self._scheduler.resume_first(seq)
+            return
+        for row, first in enumerate(firsts):
+            if first.resumed is None:
+                first.job.cached_tokens += first.cached
+                context = first.context()
+                if self.prefix.enabled and len(context) // BLOCK > first.cached // BLOCK:
+                    self.prefix.store(context, first.adapter, row_kv(state, row))
+        for seq in joining:
+            seq.part = None
+        if len(firsts) < len(joining):
+            state.select(rows)  # one row per choice: copies of a shared prompt's row
+        self._join(joining, out, state, rows, events)
 
     def _join(
         self,
-        joining: list[_Sequence],
+        joining: list[Sequence],
         out: Any,
         joined: BatchState,
         rows: list[int],
@@ -472,135 +490,25 @@ class GenerationEngine:
             if seq.job.started is None:
                 seq.job.started = now
             if seq.wants_prompt_logprobs:
-                seq.echo["logprobs"] = self._prompt_logprobs(seq, out.logits[row])
+                seq.echo["logprobs"] = self.output.prompt_logprobs(seq, out.logits[row])
         if self._batch is None or not self._rows:
             self._batch = joined
             self._rows = []
         else:
             self._batch.extend(joined)
         self._rows.extend(joining)
+        first_row = len(self._rows) - len(joining)
         last = out.logits[:, -1, :].index_select(0, torch.tensor(rows, device=out.logits.device))
         try:
-            self._advance(joining, last, events, first_row=len(self._rows) - len(joining))
+            self._batch.last_tokens[first_row:] = self.output.advance(joining, last, events)
         except Exception:  # noqa: BLE001 - the sampler failed on these rows: they leave
             log.exception("engine %s: choosing first tokens failed", self.name)
             failure = EngineFailed("The model failed on this request's prompt.")
             self._fail({id(s.job): s.job for s in joining}.values(), failure, events)
 
-    def _adapter_names(self, rows: list[_Sequence]) -> dict[str, Any]:
+    def _adapter_names(self, rows: list[Sequence]) -> dict[str, Any]:
         """The forward pass's per-row adapters, for a PEFT model (nothing for a plain one)."""
         return {"adapter_names": [s.adapter for s in rows]} if self.adapters else {}
-
-    def _prompt_logprobs(self, seq: _Sequence, logits: torch.Tensor) -> list[dict]:
-        """Each prompt token's logprob given the tokens before it (the first has none)."""
-        prompt, top = seq.prompt, seq.params.logprobs
-        start = logits.shape[0] - len(prompt)  # the prompt sits at the end of its padded row
-        first = {**self._describe(prompt[0]), "logprob": None, "top": []}
-        return [first] + [
-            token_logprobs(logits[start + j - 1], prompt[j], top, self._describe)
-            for j in range(1, len(prompt))
-        ]
-
-    def _describe(self, token: int) -> dict[str, Any]:
-        """A token as logprobs show it: its id, its text, and its raw bytes."""
-        return {
-            "id": token,
-            "token": self.tokenizer.decode([token]),
-            "bytes": self.token_bytes(token),
-        }
-
-    def _advance(
-        self,
-        rows: list[_Sequence],
-        logits: torch.Tensor,
-        events: list[dict[str, Any]],
-        first_row: int = 0,
-    ) -> None:
-        """Choose each row's next token, record it, and emit the text it completes.
-
-        Rows under a grammar may choose only what it allows: their logits are masked first (a
-        copy: logprobs report the model's own)."""
-        raw = logits
-        constrained = [i for i, s in enumerate(rows) if s.matcher is not None]
-        if constrained:
-            logits = logits.clone()
-            self.constraints.mask(constrained, [rows[i].matcher for i in constrained], logits)
-        greedy = logits.argmax(dim=-1).tolist()
-        chosen = []
-        for i, seq in enumerate(rows):
-            if seq.max_new_tokens <= 0:  # echo with max_tokens 0: the prompt's logprobs only
-                chosen.append(self.pad_id)
-                self._emit(seq, "", "length", events)
-                continue
-            token = self._choose(seq, logits[i], greedy[i])
-            chosen.append(token)
-            if seq.params.logprobs is not None:
-                entry = token_logprobs(raw[i], token, seq.params.logprobs, self._describe)
-                seq.unsent_logprobs.append(entry)
-            if seq.matcher is not None and not seq.matcher.consume_token(token):
-                log.error("engine %s: grammar refused token %d", self.name, token)
-            self._record(seq, token, events)
-        tokens = torch.tensor(chosen, dtype=torch.long, device=self.device)
-        self._batch.last_tokens[first_row : first_row + len(rows)] = tokens
-
-    def _choose(self, seq: _Sequence, logits: torch.Tensor, greedy: int) -> int:
-        params = seq.params
-        if params.adjusts_logits:
-            seen = set(seq.prompt) | set(seq.counts) if params.repetition_penalty != 1 else set()
-            logits = process_logits(logits, params, seq.counts, seen)
-            greedy = int(torch.argmax(logits))
-        return greedy if params.greedy else choose_token(logits, params, seq.generator)
-
-    def _record(self, seq: _Sequence, token: int, events: list[dict[str, Any]]) -> None:
-        seq.generated.append(token)
-        seq.unsent.append(token)
-        seq.counts[token] = seq.counts.get(token, 0) + 1
-        # Under a grammar the end of sequence ends the reply even with ignore_eos: nothing else
-        # is allowed once the reply is complete.
-        ends = not seq.params.ignore_eos or seq.matcher is not None
-        if token in self.eos_ids and ends:
-            text, reason = seq.text.flush(), "stop"
-        else:
-            text = seq.text.push(token)
-            if seq.text.stopped:
-                reason = "stop"
-            elif seq.matcher is not None and seq.matcher.is_stopped():
-                text, reason = text + seq.text.flush(), "stop"  # the grammar allows no more
-            elif len(seq.generated) >= seq.max_new_tokens:
-                text, reason = text + seq.text.flush(), "length"
-            else:
-                reason = None
-        if not text and reason is None:
-            return  # held back (partial character or possible stop string): nothing to say yet
-        self._emit(seq, text, reason, events)
-
-    def _emit(self, seq: _Sequence, text: str, reason: str | None, events: list) -> None:
-        """A token event with all the sequence has not sent; after the job's last, its done."""
-        calls: list[dict[str, Any]] = []
-        if seq.tools is not None:
-            text, calls = seq.tools.push(text)
-            if reason is not None:
-                rest, more = seq.tools.flush()
-                text, calls = text + rest, calls + more
-                if seq.tools.calls and reason == "stop":
-                    reason = "tool_calls"  # the reply ends in calls
-            if not text and not calls and reason is None:
-                return  # all held back (a tag that may be opening): nothing to say yet
-        seq.finish_reason = reason
-        event = {"index": seq.index, "text": text, "token_ids": seq.unsent, "finish_reason": reason}
-        if calls:
-            event["tool_calls"] = calls
-        if seq.params.logprobs is not None:
-            event["logprobs"] = seq.unsent_logprobs
-            seq.unsent_logprobs = []
-        if seq.echo is not None:
-            event["echo"], seq.echo = seq.echo, None
-        events.append(seq.job.events.make(TOKEN, **event))
-        seq.unsent = []
-        if reason is not None and seq.job.finished:
-            timing = {"engine": round(time.monotonic() - (seq.job.started or time.monotonic()), 4)}
-            events.append(seq.job.events.make(DONE, usage=_usage(seq.job), timing=timing))
-            self._ending.append((seq.job, DONE))
 
     def _job_ids(self) -> list[str]:
         with self._lock:
@@ -655,15 +563,6 @@ class GenerationEngine:
             log.exception("engine %s: could not publish the failure", self.name)
         for job in jobs:
             job.ticket.finish(ERROR)
-
-
-def _usage(job: _Job) -> dict[str, int]:
-    completion = sum(len(s.generated) for s in job.sequences)
-    return {
-        "prompt_tokens": job.prompt_tokens,
-        "completion_tokens": completion,
-        "total_tokens": job.prompt_tokens + completion,
-    }
 
 
 def _context_length(model: Any, tokenizer: Any) -> int:

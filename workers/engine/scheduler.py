@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 
@@ -28,9 +29,8 @@ def _live(seqs) -> list[Any]:
 
 
 class Scheduler:
-    def __init__(self, max_batch_size: int, prefill_tokens: int, bulk_share: float) -> None:
+    def __init__(self, max_batch_size: int, bulk_share: float) -> None:
         self.max_batch_size = max_batch_size
-        self.prefill_tokens = prefill_tokens
         self.bulk_slots = math.floor(bulk_share * max_batch_size)
         self.interactive: deque[Any] = deque()
         self.bulk: deque[Any] = deque()
@@ -63,9 +63,16 @@ class Scheduler:
         """Preempted rows wait first in line among the bulk ones."""
         self.bulk.extendleft(reversed(seqs))
 
-    def take(self, rows: list[Any]) -> list[Any]:
+    def resume_first(self, seq: Any) -> None:
+        """A sequence part-way through its prefill goes on first among its own kind."""
+        (self.bulk if seq.bulk else self.interactive).appendleft(seq)
+
+    def take(
+        self, rows: list[Any], budget: int, cost: Callable[[Any], tuple[int, bool]]
+    ) -> list[Any]:
         """Waiting sequences for one prefill: interactive first, then bulk up to its limit, as
-        many as fit the batch and the token budget."""
+        many as fit the batch and ``budget`` tokens. ``cost`` tells of a sequence the tokens it
+        would prefill and whether it goes alone (a long prompt, prefilled in chunks)."""
         taken: list[Any] = []
         tokens = 0
         room = self.max_batch_size - len(rows)
@@ -76,12 +83,17 @@ class Scheduler:
                     break  # interactive ones left waiting: no bulk joins before them
                 room = min(room, len(taken) + bulk_room)
             while line and len(taken) < room:
-                size = len(line[0].context())
-                if taken and tokens + size > self.prefill_tokens:
-                    return _live(taken)
+                if line[0].finish_reason is not None:
+                    line.popleft()
+                    continue
+                size, alone = cost(line[0])
+                if taken and (alone or tokens + size > budget):
+                    return taken
                 taken.append(line.popleft())
                 tokens += size
-        return _live(taken)
+                if alone:
+                    return taken
+        return taken
 
     def bulk_room(self, rows: list[Any]) -> int:
         """How many more bulk sequences the engine would run now."""

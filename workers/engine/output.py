@@ -1,0 +1,144 @@
+"""From logits to what a client sees: each row's next token (under its grammar and sampling
+parameters), logprobs, detokenized text held back at stop strings and tool tags, and the events
+that carry them."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import torch
+
+from config.protocol import DONE, TOKEN
+from workers.engine.sampling import choose_token, process_logits, token_logprobs
+from workers.engine.sequences import Job, Sequence
+from workers.engine.text import TokenBytes
+
+log = logging.getLogger(__name__)
+
+
+class TokenOutput:
+    """Chooses tokens and writes events; ``ending`` collects the jobs whose ``done`` event it
+    wrote (the engine finishes their tickets once the events are out)."""
+
+    def __init__(
+        self, tokenizer: Any, constraints: Any, eos_ids: set[int], pad_id: int, name: str
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.token_bytes = TokenBytes(tokenizer)
+        self.constraints = constraints
+        self.eos_ids = eos_ids
+        self.pad_id = pad_id
+        self.name = name
+        self.ending: list[tuple[Any, str]] = []
+
+    def advance(
+        self, rows: list[Sequence], logits: torch.Tensor, events: list[dict[str, Any]]
+    ) -> torch.Tensor:
+        """Choose each row's next token, record it, and emit the text it completes; returns the
+        chosen tokens (the rows' next inputs).
+
+        Rows under a grammar may choose only what it allows: their logits are masked first (a
+        copy: logprobs report the model's own)."""
+        raw = logits
+        constrained = [i for i, s in enumerate(rows) if s.matcher is not None]
+        if constrained:
+            logits = logits.clone()
+            self.constraints.mask(constrained, [rows[i].matcher for i in constrained], logits)
+        greedy = logits.argmax(dim=-1).tolist()
+        chosen = []
+        for i, seq in enumerate(rows):
+            if seq.max_new_tokens <= 0:  # echo with max_tokens 0: the prompt's logprobs only
+                chosen.append(self.pad_id)
+                self.emit(seq, "", "length", events)
+                continue
+            token = self._choose(seq, logits[i], greedy[i])
+            chosen.append(token)
+            if seq.params.logprobs is not None:
+                entry = token_logprobs(raw[i], token, seq.params.logprobs, self.describe)
+                seq.unsent_logprobs.append(entry)
+            if seq.matcher is not None and not seq.matcher.consume_token(token):
+                log.error("engine %s: grammar refused token %d", self.name, token)
+            self._record(seq, token, events)
+        return torch.tensor(chosen, dtype=torch.long, device=logits.device)
+
+    def prompt_logprobs(self, seq: Sequence, logits: torch.Tensor) -> list[dict]:
+        """Each prompt token's logprob given the tokens before it (the first has none)."""
+        prompt, top = seq.prompt, seq.params.logprobs
+        start = logits.shape[0] - len(prompt)  # the prompt sits at the end of its padded row
+        first = {**self.describe(prompt[0]), "logprob": None, "top": []}
+        return [first] + [
+            token_logprobs(logits[start + j - 1], prompt[j], top, self.describe)
+            for j in range(1, len(prompt))
+        ]
+
+    def describe(self, token: int) -> dict[str, Any]:
+        """A token as logprobs show it: its id, its text, and its raw bytes."""
+        return {
+            "id": token,
+            "token": self.tokenizer.decode([token]),
+            "bytes": self.token_bytes(token),
+        }
+
+    def _choose(self, seq: Sequence, logits: torch.Tensor, greedy: int) -> int:
+        params = seq.params
+        if params.adjusts_logits:
+            seen = set(seq.prompt) | set(seq.counts) if params.repetition_penalty != 1 else set()
+            logits = process_logits(logits, params, seq.counts, seen)
+            greedy = int(torch.argmax(logits))
+        return greedy if params.greedy else choose_token(logits, params, seq.generator)
+
+    def _record(self, seq: Sequence, token: int, events: list[dict[str, Any]]) -> None:
+        seq.generated.append(token)
+        seq.unsent.append(token)
+        seq.counts[token] = seq.counts.get(token, 0) + 1
+        # Under a grammar the end of sequence ends the reply even with ignore_eos: nothing else
+        # is allowed once the reply is complete.
+        ends = not seq.params.ignore_eos or seq.matcher is not None
+        if token in self.eos_ids and ends:
+            text, reason = seq.text.flush(), "stop"
+        else:
+            text = seq.text.push(token)
+            if seq.text.stopped:
+                reason = "stop"
+            elif seq.matcher is not None and seq.matcher.is_stopped():
+                text, reason = text + seq.text.flush(), "stop"  # the grammar allows no more
+            elif len(seq.generated) >= seq.max_new_tokens:
+                text, reason = text + seq.text.flush(), "length"
+            else:
+                reason = None
+        if not text and reason is None:
+            return  # held back (partial character or possible stop string): nothing to say yet
+        self.emit(seq, text, reason, events)
+
+    def emit(self, seq: Sequence, text: str, reason: str | None, events: list) -> None:
+        """A token event with all the sequence has not sent; after the job's last, its done."""
+        calls: list[dict[str, Any]] = []
+        if seq.tools is not None:
+            text, calls = seq.tools.push(text)
+            if reason is not None:
+                rest, more = seq.tools.flush()
+                text, calls = text + rest, calls + more
+                if seq.tools.calls and reason == "stop":
+                    reason = "tool_calls"  # the reply ends in calls
+            if not text and not calls and reason is None:
+                return  # all held back (a tag that may be opening): nothing to say yet
+        seq.finish_reason = reason
+        event = {"index": seq.index, "text": text, "token_ids": seq.unsent, "finish_reason": reason}
+        if calls:
+            event["tool_calls"] = calls
+        if seq.params.logprobs is not None:
+            event["logprobs"] = seq.unsent_logprobs
+            seq.unsent_logprobs = []
+        if seq.echo is not None:
+            event["echo"], seq.echo = seq.echo, None
+        events.append(seq.job.events.make(TOKEN, **event))
+        seq.unsent = []
+        if reason is not None and seq.job.finished:
+            self._done(seq.job, events)
+
+    def _done(self, job: Job, events: list) -> None:
+        timing = {"engine": round(time.monotonic() - (job.started or time.monotonic()), 4)}
+        events.append(job.events.make(DONE, usage=job.usage(), timing=timing))
+        self.ending.append((job, DONE))

@@ -1,0 +1,96 @@
+"""Prompt prefixes' keys and values, kept to be reused by later prompts that start the same way.
+
+A prompt is cut in blocks of ``BLOCK`` tokens; a block is keyed by a digest of every token up to
+its end (a hash chain, seeded with the LoRA adapter, so adapters never share entries). A new
+prompt reuses the longest run of cached blocks from its start and prefills only the rest. Blocks
+are kept under a byte budget, least recently used out first; a lookup touches a chain's blocks
+from its end to its start, so the blocks nearer the start (shared by more prompts) outlive the
+ones after them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from array import array
+from collections import OrderedDict
+
+import torch
+
+BLOCK = 16
+
+
+class PrefixCache:
+    """Cached blocks: each a ``[layers, 2, kv_heads, BLOCK, head_dim]`` tensor."""
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget = budget_bytes
+        self.used = 0
+        self._blocks: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()  # the engine's thread writes; metrics read
+        self.hits = 0  # tokens served from the cache, since the start
+        self.misses = 0  # prompt tokens that had to be prefilled
+
+    @property
+    def enabled(self) -> bool:
+        return self.budget > 0
+
+    def __len__(self) -> int:
+        return len(self._blocks)
+
+    def lookup(self, tokens: list[int], adapter: str) -> tuple[int, torch.Tensor | None]:
+        """The longest cached prefix of ``tokens`` (whole blocks, leaving at least one token to
+        prefill, whose logits give the first new token): its length, and its keys and values as
+        one ``[layers, 2, kv_heads, length, head_dim]`` tensor (a copy), or ``(0, None)``."""
+        if not self.enabled:
+            return 0, None
+        found: list[tuple[bytes, torch.Tensor]] = []
+        with self._lock:
+            for digest in _chain(tokens, adapter, (len(tokens) - 1) // BLOCK):
+                block = self._blocks.get(digest)
+                if block is None:
+                    break
+                found.append((digest, block))
+            for digest, _ in reversed(found):
+                self._blocks.move_to_end(digest)
+        if not found:
+            return 0, None
+        return len(found) * BLOCK, torch.cat([block for _, block in found], dim=3)
+
+    def store(self, tokens: list[int], adapter: str, kv: torch.Tensor) -> None:
+        """Keep the whole blocks of ``tokens``, whose keys and values are ``kv``
+        (``[layers, 2, kv_heads, len(tokens), head_dim]``), that are not cached yet."""
+        if not self.enabled:
+            return
+        size = kv[:, :, :, :BLOCK].numel() * kv.element_size()
+        # Never more blocks than the budget holds: a chain must not push out its own start.
+        digests = _chain(tokens, adapter, min(len(tokens) // BLOCK, self.budget // size))
+        with self._lock:
+            for number, digest in enumerate(digests):
+                if digest in self._blocks:
+                    self._blocks.move_to_end(digest)
+                    continue
+                while self.used + size > self.budget:
+                    _, old = self._blocks.popitem(last=False)
+                    self.used -= old.numel() * old.element_size()
+                self._blocks[digest] = kv[:, :, :, number * BLOCK : (number + 1) * BLOCK].clone()
+                self.used += size
+            # The chain's start was touched first: make it the most recent again.
+            for digest in reversed(digests):
+                self._blocks.move_to_end(digest)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._blocks.clear()
+            self.used = 0
+
+
+def _chain(tokens: list[int], adapter: str, blocks: int) -> list[bytes]:
+    """The digests of the first ``blocks`` blocks of ``tokens``: each covers all before it."""
+    digest = hashlib.sha256(adapter.encode()).digest()
+    digests = []
+    for number in range(blocks):
+        block = tokens[number * BLOCK : (number + 1) * BLOCK]
+        digest = hashlib.sha256(digest + array("q", block).tobytes()).digest()
+        digests.append(digest)
+    return digests

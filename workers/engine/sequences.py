@@ -1,0 +1,86 @@
+"""What the generation engine tracks: jobs, and their sequences (one per prompt and choice)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from config.protocol import EventSequence
+from workers.engine.batch import BatchState
+from workers.engine.io import Ticket
+from workers.engine.sampling import SamplingParams
+from workers.engine.text import TextStream
+from workers.engine.tools import ToolCallParser
+
+BASE = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
+
+
+@dataclass
+class Job:
+    id: str
+    ticket: Ticket
+    events: EventSequence
+    sequences: list[Sequence] = field(default_factory=list)
+    prompt_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens whose keys and values came from the prefix cache
+    started: float | None = None  # when its first prompt joined the batch (monotonic)
+
+    @property
+    def finished(self) -> bool:
+        return all(s.finish_reason is not None for s in self.sequences)
+
+    def usage(self) -> dict[str, Any]:
+        completion = sum(len(s.generated) for s in self.sequences)
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": self.prompt_tokens + completion,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+        }
+
+
+@dataclass
+class Sequence:
+    job: Job
+    index: int
+    prompt: list[int]
+    params: SamplingParams
+    max_new_tokens: int
+    text: TextStream
+    generator: torch.Generator | None
+    generated: list[int] = field(default_factory=list)
+    unsent: list[int] = field(default_factory=list)
+    unsent_logprobs: list[dict] = field(default_factory=list)
+    counts: dict[int, int] = field(default_factory=dict)  # generated token -> times
+    echo: dict | None = None  # sent with the sequence's first event when the job asked for echo
+    finish_reason: str | None = None
+    adapter: str = BASE  # the LoRA adapter its rows run through (BASE: none)
+    matcher: Any = None  # llguidance's, when a grammar constrains the reply
+    tools: ToolCallParser | None = None  # splits tool calls from the text, when tools are on
+    bulk: bool = False  # low priority: runs in capacity interactive work leaves (see scheduler)
+    resumed: list[int] | None = None  # after a preemption: prompt and generated tokens
+    # Keys and values it has before its prefill: a prefix from the prefix cache, or the chunks
+    # of a long prompt prefilled so far (one row; see workers.engine.prefill).
+    part: BatchState | None = None
+    looked_up: bool = False  # the prefix cache was asked for it (once per prefill)
+    cached: int = 0  # how many tokens of its part came from the prefix cache
+
+    def context(self) -> list[int]:
+        """The tokens its next prefill reads: the prompt, or, after a preemption, the prompt
+        and what it generated (whose next token then continues it exactly)."""
+        return self.resumed if self.resumed is not None else self.prompt
+
+    @property
+    def prefilled(self) -> int:
+        """Tokens of its context whose keys and values it already has."""
+        return 0 if self.part is None else self.part.mask.shape[1]
+
+    @property
+    def to_prefill(self) -> int:
+        return len(self.context()) - self.prefilled
+
+    @property
+    def wants_prompt_logprobs(self) -> bool:  # on its first prefill only
+        return self.params.echo and self.params.logprobs is not None and self.resumed is None
