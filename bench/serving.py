@@ -8,6 +8,8 @@ N, streams with a ``json_schema`` response_format against as many free streams i
 Prints per N: aggregate generated tokens/s, time to first token p50/p95, inter-token latency
 p50/p95 and errors, for the API and for the engine alone, and the API's share of the engine.
 Writes the results as JSON and a PNG chart (``--out``, default bench/results/).
+``--workload shared-prefix`` and ``--workload long-prompts`` run the prefix cache's and chunked
+prefill's workloads instead (see :mod:`bench.workloads`).
 """
 
 from __future__ import annotations
@@ -130,7 +132,21 @@ def main() -> None:
         action="store_true",
         help="instead: N streams with a json_schema response_format against N free streams",
     )
+    parser.add_argument(
+        "--workload",
+        choices=["standard", "shared-prefix", "long-prompts"],
+        default="standard",
+        help="shared-prefix, long-prompts: the prefix cache's and chunked prefill's workloads",
+    )
     args = parser.parse_args()
+    if args.workload != "standard":
+        from bench import workloads
+        from config.localstack import free_port
+
+        shared = args.workload == "shared-prefix"
+        run = workloads.shared_prefix if shared else workloads.long_prompts
+        run(start_stack, stop_stack, args.model, free_port())
+        return
 
     import torch
 

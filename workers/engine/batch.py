@@ -59,9 +59,22 @@ class BatchState:
                 layer.keys = layer.keys.index_select(0, index)
                 layer.values = layer.values.index_select(0, index)
 
-    def keep(self, rows: list[int]) -> None:
-        """Keep only ``rows`` (in that order), then trim columns no remaining row uses."""
-        self.select(rows)
+    def keep(self, rows: list[int]) -> list[int]:
+        """Keep only ``rows`` (ascending), then trim columns no remaining row uses. Returns their
+        new order: a row that left is replaced by one of the last rows, so only those move."""
+        gone = set(range(self.rows)) - set(rows)
+        tail = [i for i in rows if i >= len(rows)]
+        order = [i if i not in gone else tail.pop() for i in range(len(rows))]
+        index = torch.tensor(order, dtype=torch.long, device=self.mask.device)
+        self.mask = self.mask.index_select(0, index)
+        self.last_tokens = self.last_tokens.index_select(0, index)
+        moves = [(source, target) for target, source in enumerate(order) if source != target]
+        for layer in _filled(self.cache):
+            if isinstance(layer, GrowingLayer):
+                layer.move_rows(moves, len(order))
+            else:
+                layer.keys = layer.keys.index_select(0, index)
+                layer.values = layer.values.index_select(0, index)
         used = self.mask.any(dim=0).nonzero()
         start = int(used[0]) if len(used) else self.mask.shape[1]
         if start > 0:
@@ -72,15 +85,17 @@ class BatchState:
                 else:
                     layer.keys = layer.keys[:, :, start:, :]
                     layer.values = layer.values[:, :, start:, :]
+        return order
 
-    def extend(self, other: BatchState) -> None:
-        """Append the rows of ``other`` after this batch's rows."""
+    def extend(self, other: BatchState, row_capacity: int = 0) -> None:
+        """Append the rows of ``other`` after this batch's rows (room is made for
+        ``row_capacity`` rows when the buffers must grow)."""
         length = max(self.mask.shape[1], other.mask.shape[1])
         self.mask = torch.cat([_left_pad(self.mask, length, 1), _left_pad(other.mask, length, 1)])
         self.last_tokens = torch.cat([self.last_tokens, other.last_tokens])
         for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
             if isinstance(mine, GrowingLayer):
-                mine.append_rows(theirs.keys, theirs.values)
+                mine.append_rows(theirs.keys, theirs.values, row_capacity)
                 continue
             mine.keys = torch.cat(
                 [_left_pad(mine.keys, length, 2), _left_pad(theirs.keys, length, 2)]

@@ -1,10 +1,19 @@
-"""The KV cache's memory: layers whose keys and values are views of a larger buffer.
+"""The KV cache's memory: layers whose keys and values are views of larger buffers.
 
 transformers' ``DynamicLayer`` grows by concatenation, so every decode step copies the whole
-batch's cache (batch size x length x layers) to add one column. A :class:`GrowingLayer` writes the
-new column in place into spare capacity and returns views; it copies only when the capacity runs
-out (then it grows by half its length, so a sequence of steps copies each token a bounded number
-of times) and when rows join or leave the batch (see :mod:`workers.engine.batch`).
+batch's cache (batch size x length x layers) to add one column, and our batch used to copy it
+again whenever rows joined or left. A :class:`GrowingLayer` keeps the batch in buffers with spare
+rows and columns, and returns views of them:
+
+- a decode step writes its column in place;
+- rows that join are written into spare rows, right-aligned with the others (the batch is
+  left-padded), in place unless they are longer than the room on the left;
+- rows that leave are replaced by the last rows (one row copied per row that left, not the batch);
+- columns that only padding uses are dropped by moving the view's start.
+
+The buffers are reallocated (one copy of the batch) only when rows or columns run out; they then
+grow by half, so the copies per token stay bounded. Padding inside the views is zero (masked out,
+but it must be finite: a masked NaN would still poison the attention's sum).
 """
 
 from __future__ import annotations
@@ -20,14 +29,16 @@ MIN_HEADROOM = 64  # columns of spare capacity at least, whenever a layer's buff
 
 class GrowingLayer(DynamicLayer):
     """One layer's cache: ``keys``/``values`` are ``[rows, heads, length, head_dim]`` views of
-    buffers with spare columns after them."""
+    ``[row capacity, heads, column capacity, head_dim]`` buffers."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.key_buffer: torch.Tensor | None = None
         self.value_buffer: torch.Tensor | None = None
+        self.rows = 0
         self.start = 0  # the first column of the view in the buffers
         self.length = 0
+        self.row_capacity = 0  # rows to make room for when the buffers are first made
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
@@ -35,58 +46,74 @@ class GrowingLayer(DynamicLayer):
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
         added = key_states.shape[-2]
-        if self.key_buffer is None or self.start + self.length + added > self.key_buffer.shape[2]:
-            self._grow(key_states, self.length + added)
+        if self.key_buffer is None:
+            self.rows = key_states.shape[0]
+            self._reallocate(key_states, max(self.rows, self.row_capacity), 0, added)
+        elif self.start + self.length + added > self.key_buffer.shape[2]:
+            self._reallocate(key_states, self.key_buffer.shape[0], 0, self.length + added)
         end = self.start + self.length
-        self.key_buffer[:, :, end : end + added] = key_states
-        self.value_buffer[:, :, end : end + added] = value_states
+        self.key_buffer[: self.rows, :, end : end + added] = key_states
+        self.value_buffer[: self.rows, :, end : end + added] = value_states
         self.length += added
         self._view()
         return self.keys, self.values
 
-    def _grow(self, like: torch.Tensor, needed: int) -> None:
-        capacity = needed + max(MIN_HEADROOM, needed // 2)
-        if self.length:
-            self.adopt(self.keys, self.values, capacity)
-            return
-        shape = (like.shape[0], like.shape[1], capacity, like.shape[3])
-        self.key_buffer, self.value_buffer = like.new_empty(shape), like.new_empty(shape)
-        self.start = 0
+    def _reallocate(self, like: torch.Tensor, row_capacity: int, left: int, width: int) -> None:
+        """New buffers for ``row_capacity`` rows and ``left`` + ``width`` columns and headroom;
+        the current view is copied to start at column ``left``. The rest is left unwritten: a
+        column becomes visible only once written (a step), or zeroed (padding of joining rows)."""
+        capacity = left + width + max(MIN_HEADROOM, width // 2)
+        shape = (row_capacity, like.shape[1], capacity, like.shape[3])
+        key_buffer, value_buffer = like.new_empty(shape), like.new_empty(shape)
+        if self.key_buffer is not None and self.length:
+            key_buffer[: self.rows, :, left : left + self.length] = self.keys
+            value_buffer[: self.rows, :, left : left + self.length] = self.values
+        self.key_buffer, self.value_buffer, self.start = key_buffer, value_buffer, left
+        self._view()
 
-    def adopt(self, keys: torch.Tensor, values: torch.Tensor, capacity: int | None = None) -> None:
-        """Take ``keys``/``values`` (made elsewhere: rows joined or selected) as the cache,
-        copied into buffers with room to grow."""
-        length = keys.shape[2]
-        capacity = capacity or length + max(MIN_HEADROOM, length // 2)
-        shape = (keys.shape[0], keys.shape[1], capacity, keys.shape[3])
-        self.key_buffer = keys.new_empty(shape)
-        self.value_buffer = values.new_empty(shape)
-        self.key_buffer[:, :, :length] = keys
-        self.value_buffer[:, :, :length] = values
-        self.start, self.length = 0, length
-        self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
+    def use(
+        self, key_buffer: torch.Tensor, value_buffer: torch.Tensor, length: int, rows: int
+    ) -> None:
+        """Take buffers filled elsewhere (their first ``rows`` rows and ``length`` columns)."""
+        self.key_buffer, self.value_buffer = key_buffer, value_buffer
+        self.rows, self.start, self.length = rows, 0, length
+        self.dtype, self.device, self.is_initialized = key_buffer.dtype, key_buffer.device, True
         self._view()
 
     def select_rows(self, index: torch.Tensor) -> None:
-        """Keep the rows in ``index`` (one copy of those rows, spare columns included)."""
-        self.key_buffer = self.key_buffer[:, :, self.start :].index_select(0, index)
-        self.value_buffer = self.value_buffer[:, :, self.start :].index_select(0, index)
-        self.start = 0
+        """Keep the rows in ``index``, in that order, repeats allowed (copies those rows)."""
+        self.key_buffer = self.key_buffer[: self.rows, :, self.start :].index_select(0, index)
+        self.value_buffer = self.value_buffer[: self.rows, :, self.start :].index_select(0, index)
+        self.rows, self.start = len(index), 0
         self._view()
 
-    def append_rows(self, keys: torch.Tensor, values: torch.Tensor) -> None:
-        """Add rows after these, the shorter side left-padded with zeros (masked out): one copy
-        of both into new buffers."""
-        rows, length = self.keys.shape[0], max(self.length, keys.shape[2])
-        capacity = length + max(MIN_HEADROOM, length // 2)
-        shape = (rows + keys.shape[0], keys.shape[1], capacity, keys.shape[3])
-        key_buffer, value_buffer = keys.new_zeros(shape), values.new_zeros(shape)
-        pairs = ((key_buffer, self.keys, keys), (value_buffer, self.values, values))
-        for buffer, mine, theirs in pairs:
-            buffer[:rows, :, length - mine.shape[2] : length] = mine
-            buffer[rows:, :, length - theirs.shape[2] : length] = theirs
-        self.key_buffer, self.value_buffer = key_buffer, value_buffer
-        self.start, self.length = 0, length
+    def move_rows(self, moves: list[tuple[int, int]], rows: int) -> None:
+        """Copy row ``source`` to row ``target`` for each ``(source, target)``, then keep the
+        first ``rows`` rows."""
+        columns = slice(self.start, self.start + self.length)
+        for source, target in moves:
+            self.key_buffer[target, :, columns] = self.key_buffer[source, :, columns]
+            self.value_buffer[target, :, columns] = self.value_buffer[source, :, columns]
+        self.rows = rows
+        self._view()
+
+    def append_rows(self, keys: torch.Tensor, values: torch.Tensor, row_capacity: int) -> None:
+        """Add rows after these, right-aligned with them (the shorter side is left-padded with
+        zeros: masked out, but they must be finite)."""
+        new, theirs = keys.shape[0], keys.shape[2]
+        left = max(0, theirs - self.length)  # columns the new rows need before the view's start
+        if self.rows + new > self.key_buffer.shape[0] or left > self.start:
+            capacity = max(row_capacity, self.rows + new)
+            self._reallocate(keys, capacity, left + MIN_HEADROOM, self.length)
+        end = self.start + self.length
+        if left:
+            self.start, self.length = self.start - left, self.length + left
+            for buffer in (self.key_buffer, self.value_buffer):
+                buffer[: self.rows, :, self.start : self.start + left] = 0
+        for buffer, part in ((self.key_buffer, keys), (self.value_buffer, values)):
+            buffer[self.rows : self.rows + new, :, self.start : end - theirs] = 0
+            buffer[self.rows : self.rows + new, :, end - theirs : end] = part
+        self.rows += new
         self._view()
 
     def drop_columns(self, count: int) -> None:
@@ -100,8 +127,8 @@ class GrowingLayer(DynamicLayer):
 
     def _view(self) -> None:
         end = self.start + self.length
-        self.keys = self.key_buffer[:, :, self.start : end]
-        self.values = self.value_buffer[:, :, self.start : end]
+        self.keys = self.key_buffer[: self.rows, :, self.start : end]
+        self.values = self.value_buffer[: self.rows, :, self.start : end]
 
 
 def new_cache(config: Any) -> DynamicCache:

@@ -38,12 +38,12 @@ class PrefixCache:
     def __len__(self) -> int:
         return len(self._blocks)
 
-    def lookup(self, tokens: list[int], adapter: str) -> tuple[int, torch.Tensor | None]:
+    def lookup(self, tokens: list[int], adapter: str) -> tuple[int, list[torch.Tensor]]:
         """The longest cached prefix of ``tokens`` (whole blocks, leaving at least one token to
-        prefill, whose logits give the first new token): its length, and its keys and values as
-        one ``[layers, 2, kv_heads, length, head_dim]`` tensor (a copy), or ``(0, None)``."""
+        prefill, whose logits give the first new token): its length and its blocks (the cache's
+        own tensors: read them, never write them)."""
         if not self.enabled:
-            return 0, None
+            return 0, []
         found: list[tuple[bytes, torch.Tensor]] = []
         with self._lock:
             for digest in _chain(tokens, adapter, (len(tokens) - 1) // BLOCK):
@@ -53,20 +53,19 @@ class PrefixCache:
                 found.append((digest, block))
             for digest, _ in reversed(found):
                 self._blocks.move_to_end(digest)
-        if not found:
-            return 0, None
-        return len(found) * BLOCK, torch.cat([block for _, block in found], dim=3)
+        return len(found) * BLOCK, [block for _, block in found]
 
-    def store(self, tokens: list[int], adapter: str, kv: torch.Tensor) -> None:
-        """Keep the whole blocks of ``tokens``, whose keys and values are ``kv``
-        (``[layers, 2, kv_heads, len(tokens), head_dim]``), that are not cached yet."""
-        if not self.enabled:
+    def store(self, tokens: list[int], adapter: str, kv: torch.Tensor, first: int = 0) -> None:
+        """Keep the whole blocks of ``tokens`` from block ``first`` on that are not cached yet;
+        ``kv`` holds their keys and values from token ``first * BLOCK`` on
+        (``[layers, 2, kv_heads, tokens, head_dim]``)."""
+        if not self.enabled or kv.shape[3] < BLOCK:
             return
         size = kv[:, :, :, :BLOCK].numel() * kv.element_size()
         # Never more blocks than the budget holds: a chain must not push out its own start.
         digests = _chain(tokens, adapter, min(len(tokens) // BLOCK, self.budget // size))
         with self._lock:
-            for number, digest in enumerate(digests):
+            for number, digest in enumerate(digests[first:]):
                 if digest in self._blocks:
                     self._blocks.move_to_end(digest)
                     continue
@@ -77,7 +76,8 @@ class PrefixCache:
                 self.used += size
             # The chain's start was touched first: make it the most recent again.
             for digest in reversed(digests):
-                self._blocks.move_to_end(digest)
+                if digest in self._blocks:
+                    self._blocks.move_to_end(digest)
 
     def clear(self) -> None:
         with self._lock:

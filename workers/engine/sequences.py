@@ -61,11 +61,12 @@ class Sequence:
     tools: ToolCallParser | None = None  # splits tool calls from the text, when tools are on
     bulk: bool = False  # low priority: runs in capacity interactive work leaves (see scheduler)
     resumed: list[int] | None = None  # after a preemption: prompt and generated tokens
-    # Keys and values it has before its prefill: a prefix from the prefix cache, or the chunks
-    # of a long prompt prefilled so far (one row; see workers.engine.prefill).
+    # Keys and values it has before its prefill: the chunks of a long prompt prefilled so far
+    # (one row; see workers.engine.prefill), or the prefix cache's blocks for its start.
     part: BatchState | None = None
+    prefix: list[torch.Tensor] | None = None
+    cached: int = 0  # tokens of its prompt found in the prefix cache
     looked_up: bool = False  # the prefix cache was asked for it (once per prefill)
-    cached: int = 0  # how many tokens of its part came from the prefix cache
 
     def context(self) -> list[int]:
         """The tokens its next prefill reads: the prompt, or, after a preemption, the prompt
@@ -75,7 +76,9 @@ class Sequence:
     @property
     def prefilled(self) -> int:
         """Tokens of its context whose keys and values it already has."""
-        return 0 if self.part is None else self.part.mask.shape[1]
+        if self.part is not None:
+            return self.part.mask.shape[1]
+        return self.cached if self.prefix else 0
 
     @property
     def to_prefill(self) -> int:

@@ -1,0 +1,174 @@
+"""Workloads for the engine's prefix cache and chunked prefill, through the API.
+
+    python -m bench.serving --workload shared-prefix   # or: long-prompts
+
+``shared-prefix``: 32 streaming clients at once, each with the same ~1,500-token system prompt and
+a short question of its own; time to first token p50 and p95 on a worker without the prefix cache
+(``PREFIX_CACHE_MB=0``: cold, every prompt prefilled whole) and on one with it, warmed by one
+request (warm). Target: warm TTFT p50 at most 0.3 x cold.
+
+``long-prompts``: 4 streams run (short prompts, long replies); meanwhile 6,000-token prompts
+arrive one after the other, each new (nothing to reuse). Prints the running streams' inter-token
+gaps: median over their whole run, p95 and the longest while the long prompts were prefilled, and
+the long prompts' time to first token. Target: longest gap at most 3 x the median.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+from bench.clients import _one
+from bench.metrics import RequestTiming, percentile
+
+WORDS = (
+    "the queue holds every job until a worker takes it and the worker streams tokens back "
+    "through redis while the front relays them as server sent events to the client"
+).split()
+QUESTIONS = [
+    "What is a message queue?",
+    "How do workers scale out?",
+    "Why stream tokens?",
+    "What does Redis store?",
+]
+
+
+def text_of(words: int, seed: str) -> str:
+    """``words`` words of plain text that start with ``seed`` (so no two texts share a prefix)."""
+    return seed + " " + " ".join(WORDS[i % len(WORDS)] for i in range(words))
+
+
+def tokens_per_word(base: str, model: str) -> float:
+    """Measured through the API: prompt tokens of a 1,000-word text, per word."""
+    import json
+    import urllib.request
+
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": text_of(1000, uuid.uuid4().hex)}],
+        "max_tokens": 1,
+    }
+    request = urllib.request.Request(
+        f"{base}/v1/chat/completions",
+        json.dumps(body).encode(),
+        {"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=600) as response:
+        usage = json.loads(response.read())["usage"]
+    return usage["prompt_tokens"] / 1000
+
+
+def chat(model: str, messages: list[dict], max_tokens: int) -> dict:
+    return {
+        "model": model,
+        "messages": messages,
+        "max_tokens": max_tokens,
+        "temperature": 0.7,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "ignore_eos": True,
+    }
+
+
+def run_all(base: str, bodies: list[dict]) -> list[RequestTiming]:
+    timings, threads = [], []
+    for body in bodies:
+        timing = RequestTiming(start=time.perf_counter())
+        thread = threading.Thread(target=_one, args=(base, body, timing, "EMPTY"))
+        timings.append(timing)
+        threads.append(thread)
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return timings
+
+
+def shared_prefix_round(base: str, model: str, system: str, clients: int) -> dict:
+    """One request to warm up, then ``clients`` at once; their TTFT p50 and p95."""
+
+    def body(i: int) -> dict:
+        messages = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": f"{QUESTIONS[i % len(QUESTIONS)]} (client {i})"},
+        ]
+        return chat(model, messages, 16)
+
+    run_all(base, [body(-1)])
+    timings = run_all(base, [body(i) for i in range(clients)])
+    ok = [t for t in timings if t.error is None and t.chunk_times]
+    ttft = [t.chunk_times[0] - t.start for t in ok]
+    return {
+        "clients": clients,
+        "errors": len(timings) - len(ok),
+        "ttft_p50_s": round(percentile(ttft, 50), 3),
+        "ttft_p95_s": round(percentile(ttft, 95), 3),
+    }
+
+
+def shared_prefix(start_stack, stop_stack, model: str, port: int, clients: int = 32) -> None:
+    results = {}
+    system = None
+    for label, env in (("cold (no prefix cache)", {"PREFIX_CACHE_MB": "0"}), ("warm", {})):
+        print(f"starting a {model} worker, {label} ...", flush=True)
+        stack = start_stack(model, port, name=f"prefix-{len(results)}", **env)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            if system is None:
+                ratio = tokens_per_word(base, model)
+                system = text_of(int(1500 / ratio), "You are the assistant of a queue service.")
+                print(f"system prompt: about {int(1500 / ratio)} words, 1,500 tokens", flush=True)
+            results[label] = shared_prefix_round(base, model, system, clients)
+            print(f"  {label}: {results[label]}", flush=True)
+        finally:
+            stop_stack(*stack)
+    cold, warm = results["cold (no prefix cache)"], results["warm"]
+    print(f"\nshared 1,500-token system prompt, {clients} clients at once, 16 tokens each:")
+    print(f"{'':>24} {'TTFT p50 s':>11} {'TTFT p95 s':>11} {'errors':>7}")
+    for label, row in results.items():
+        print(f"{label:>24} {row['ttft_p50_s']:>11} {row['ttft_p95_s']:>11} {row['errors']:>7}")
+    print(f"warm / cold TTFT p50: {warm['ttft_p50_s'] / cold['ttft_p50_s']:.3f} (target <= 0.3)")
+
+
+def long_prompts(
+    start_stack, stop_stack, model: str, port: int, streams: int = 4, prompts: int = 2
+) -> None:
+    print(f"starting a {model} worker ...", flush=True)
+    stack = start_stack(model, port, name="long-prompts")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        ratio = tokens_per_word(base, model)
+        words = int(6000 / ratio)
+        runners: list[RequestTiming] = []
+        short = [chat(model, [{"role": "user", "content": q}], 700) for q in QUESTIONS[:streams]]
+        background = threading.Thread(target=lambda: runners.extend(run_all(base, short)))
+        background.start()
+        time.sleep(5)  # the streams are running
+        window_start = time.perf_counter()
+        longs = []
+        for _ in range(prompts):
+            body = chat(model, [{"role": "user", "content": text_of(words, uuid.uuid4().hex)}], 4)
+            longs += run_all(base, [body])
+        window_end = time.perf_counter()
+        background.join()
+    finally:
+        stop_stack(*stack)
+    gaps, window = [], []
+    for timing in runners:
+        for a, b in zip(timing.chunk_times, timing.chunk_times[1:], strict=False):
+            gaps.append(b - a)
+            if b >= window_start and a <= window_end:
+                window.append(b - a)
+    ttft = [t.chunk_times[0] - t.start for t in longs if t.chunk_times]
+    median = percentile(gaps, 50)
+    print(
+        f"\n{streams} running streams while {prompts} prompts of ~6,000 tokens arrive one after "
+        f"the other ({window_end - window_start:.1f} s):"
+    )
+    print(f"  streams' median gap (whole run):        {1000 * median:.1f} ms")
+    print(f"  gap p95 while the long prompts prefill: {1000 * percentile(window, 95):.1f} ms")
+    print(f"  longest gap meanwhile:                  {1000 * max(window):.1f} ms")
+    print(f"  longest / median:                       {max(window) / median:.2f} (target <= 3)")
+    print(f"  the long prompts' TTFT:                 {', '.join(f'{t:.2f} s' for t in ttft)}")
+    errors = [t.error for t in runners + longs if t.error]
+    print(f"  errors:                                 {len(errors)} {errors[:2]}")
