@@ -133,42 +133,57 @@ def shared_prefix(start_stack, stop_stack, model: str, port: int, clients: int =
 def long_prompts(
     start_stack, stop_stack, model: str, port: int, streams: int = 4, prompts: int = 2
 ) -> None:
-    print(f"starting a {model} worker ...", flush=True)
-    stack = start_stack(model, port, name="long-prompts")
-    base = f"http://127.0.0.1:{port}"
-    try:
-        ratio = tokens_per_word(base, model)
-        words = int(6000 / ratio)
-        runners: list[RequestTiming] = []
-        short = [chat(model, [{"role": "user", "content": q}], 700) for q in QUESTIONS[:streams]]
-        background = threading.Thread(target=lambda: runners.extend(run_all(base, short)))
-        background.start()
-        time.sleep(5)  # the streams are running
-        window_start = time.perf_counter()
-        longs = []
-        for _ in range(prompts):
-            body = chat(model, [{"role": "user", "content": text_of(words, uuid.uuid4().hex)}], 4)
-            longs += run_all(base, [body])
-        window_end = time.perf_counter()
-        background.join()
-    finally:
-        stop_stack(*stack)
+    rows = {}
+    for label in ("chunked prefill",):
+        print(f"starting a {model} worker ...", flush=True)
+        stack = start_stack(model, port, name="long-prompts")
+        try:
+            rows[label] = _long_round(f"http://127.0.0.1:{port}", model, streams, prompts)
+        finally:
+            stop_stack(*stack)
+        print(f"  {label}: {rows[label]}", flush=True)
+    print(
+        f"\n{streams} running streams while {prompts} prompts of ~6,000 tokens arrive one after "
+        "the other; the streams' gaps between tokens (ms):"
+    )
+    print(
+        f"{'':>18} {'median':>8} {'p95 meanwhile':>14} {'longest':>8} {'longest/median':>15} "
+        f"{'long TTFT s':>12} {'errors':>6}"
+    )
+    for label, r in rows.items():
+        print(
+            f"{label:>18} {r['median_ms']:>8} {r['p95_meanwhile_ms']:>14} {r['longest_ms']:>8} "
+            f"{r['ratio']:>15} {r['long_ttft_s']!s:>12} {r['errors']:>6}"
+        )
+
+
+def _long_round(base: str, model: str, streams: int, prompts: int) -> dict:
+    ratio = tokens_per_word(base, model)
+    words = int(6000 / ratio)
+    runners: list[RequestTiming] = []
+    short = [chat(model, [{"role": "user", "content": q}], 700) for q in QUESTIONS[:streams]]
+    background = threading.Thread(target=lambda: runners.extend(run_all(base, short)))
+    background.start()
+    time.sleep(5)  # the streams are running
+    window_start = time.perf_counter()
+    longs = []
+    for _ in range(prompts):
+        body = chat(model, [{"role": "user", "content": text_of(words, uuid.uuid4().hex)}], 4)
+        longs += run_all(base, [body])
+    window_end = time.perf_counter()
+    background.join()
     gaps, window = [], []
     for timing in runners:
         for a, b in zip(timing.chunk_times, timing.chunk_times[1:], strict=False):
             gaps.append(b - a)
             if b >= window_start and a <= window_end:
                 window.append(b - a)
-    ttft = [t.chunk_times[0] - t.start for t in longs if t.chunk_times]
     median = percentile(gaps, 50)
-    print(
-        f"\n{streams} running streams while {prompts} prompts of ~6,000 tokens arrive one after "
-        f"the other ({window_end - window_start:.1f} s):"
-    )
-    print(f"  streams' median gap (whole run):        {1000 * median:.1f} ms")
-    print(f"  gap p95 while the long prompts prefill: {1000 * percentile(window, 95):.1f} ms")
-    print(f"  longest gap meanwhile:                  {1000 * max(window):.1f} ms")
-    print(f"  longest / median:                       {max(window) / median:.2f} (target <= 3)")
-    print(f"  the long prompts' TTFT:                 {', '.join(f'{t:.2f} s' for t in ttft)}")
-    errors = [t.error for t in runners + longs if t.error]
-    print(f"  errors:                                 {len(errors)} {errors[:2]}")
+    return {
+        "median_ms": round(1000 * median, 1),
+        "p95_meanwhile_ms": round(1000 * percentile(window, 95), 1),
+        "longest_ms": round(1000 * max(window), 1),
+        "ratio": round(max(window) / median, 2),
+        "long_ttft_s": [round(t.chunk_times[0] - t.start, 2) for t in longs if t.chunk_times],
+        "errors": len([t for t in runners + longs if t.error]),
+    }
