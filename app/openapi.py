@@ -72,10 +72,15 @@ class ErrorResponse(Schema):
     error = fields.Nested(ErrorDetail, required=True)
 
 
+class PromptTokensDetails(Schema):
+    cached_tokens = fields.Integer(required=True)  # read from the prefix cache
+
+
 class Usage(Schema):
     prompt_tokens = fields.Integer(required=True)
     completion_tokens = fields.Integer()
     total_tokens = fields.Integer(required=True)
+    prompt_tokens_details = fields.Nested(PromptTokensDetails)  # generation only
 
 
 class TopLogprob(Schema):

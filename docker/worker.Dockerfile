@@ -5,7 +5,10 @@
 ARG DEVICE=cpu
 
 FROM python:3.11-slim-bookworm AS base-cpu
-ENV TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# The index torch's CPU build comes from (a build may name another, or a local wheel directory
+# that pip's own configuration finds).
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ENV TORCH_INDEX=${TORCH_INDEX}
 
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04 AS base-cuda
 # hadolint ignore=DL3008
@@ -14,8 +17,9 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && python3.11 -m venv /opt/python \
     && ln -s /opt/python/bin/python /usr/local/bin/python
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cu128
 ENV PATH=/opt/python/bin:$PATH \
-    TORCH_INDEX=https://download.pytorch.org/whl/cu128
+    TORCH_INDEX=${TORCH_INDEX}
 
 # hadolint ignore=DL3006
 FROM base-${DEVICE}
@@ -27,6 +31,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MODEL_CACHE_DIR=/cache/llm-queue \
     HF_HOME=/cache/huggingface \
     MODELS=smollm2-135m-instruct
+
+# A local wheel directory pip may take torch from (a build argument: machines that reach no
+# torch index pass theirs, mounted into the build).
+ARG PIP_FIND_LINKS=""
 
 WORKDIR /app
 COPY requirements.txt requirements-front.txt requirements-models.txt ./

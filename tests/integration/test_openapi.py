@@ -58,12 +58,15 @@ def test_schemathesis_finds_no_server_error_and_no_response_off_its_schema(
         doc["components"]["schemas"][name]["properties"]["model"]["enum"] = models
     schema = tmp_path / "openapi.json"
     schema.write_text(json.dumps(doc))
-    # schemathesis' CLI, with room for deep recursion: on Python 3.11.7 a RecursionError inside
-    # the ast module (hypothesis reads its strategies' source to describe them) leaves its
-    # depth counter off, and later parses fail with "AST constructor recursion depth mismatch"
-    # (CPython gh-106905, fixed in 3.11.8).
+    # schemathesis' CLI, with room for deep recursion, and without hypothesis reading lambdas'
+    # source to describe its strategies (which only names them in reprs): on Python 3.11.7 a
+    # RecursionError inside the ast module leaves its depth counter off, and later parses fail
+    # with "AST constructor recursion depth mismatch" (CPython gh-106905, fixed in 3.11.8).
     launcher = (
-        "import sys; sys.setrecursionlimit(20000); from schemathesis.cli import schemathesis; "
+        "import sys; sys.setrecursionlimit(20000); "
+        "import hypothesis.internal.lambda_sources as sources; "
+        "sources.lambda_description = lambda f: 'lambda'; "
+        "from schemathesis.cli import schemathesis; "
         "sys.argv[0] = 'st'; sys.exit(schemathesis())"
     )
     command = [
