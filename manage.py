@@ -94,7 +94,6 @@ def cmd_runserver(args: argparse.Namespace) -> None:
 
 def cmd_up(args: argparse.Namespace) -> None:
     import signal
-    import time
 
     from config.localstack import (
         EmbeddedRedis,
@@ -102,14 +101,18 @@ def cmd_up(args: argparse.Namespace) -> None:
         start_front,
         start_worker,
         stop_process,
-        wait_for_models,
     )
     from config.registry import DEFAULT_MODELS
+    from config.startup import follow, wait_with_progress
 
     # Ctrl-C and SIGTERM both stop the stack (even when started with SIGINT ignored, as by `&`).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     env = dict(os.environ)
+    # Celery warns that it runs as root (containers, CI); here it is one's own machine's stack.
+    env.setdefault("C_FORCE_ROOT", "1")
+    logs = ROOT / ".run"
+    logs.mkdir(exist_ok=True)
     redis_server = None
     if env.get("REDIS_URL"):
         if not redis_answers(env["REDIS_URL"]):
@@ -117,28 +120,30 @@ def cmd_up(args: argparse.Namespace) -> None:
                 f"error: REDIS_URL={env['REDIS_URL']} does not answer; start that Redis or "
                 "unset REDIS_URL to let the stack run its own"
             )
+        print(f"Redis: {env['REDIS_URL']} (REDIS_URL)", flush=True)
     else:
-        redis_server = EmbeddedRedis(ROOT / ".run" / "redis")
+        redis_server = EmbeddedRedis(logs / "redis")
         env["REDIS_URL"] = redis_server.start()
-        print(f"started an embedded Redis at {env['REDIS_URL']}", flush=True)
+        print(f"Redis: {env['REDIS_URL']} (embedded; set REDIS_URL to use another)", flush=True)
     processes = []
     try:
-        for spec in DEFAULT_MODELS:
-            processes.append(start_worker([spec.name], env, name=f"{spec.name}@%h"))
-        processes.append(start_front(args.host, args.port, env))
+        models = [spec.name for spec in DEFAULT_MODELS]
+        for name in models:
+            log = logs / f"worker-{name}.log"
+            processes.append(start_worker([name], env, name=f"{name}@%h", log=log))
+        front_log = logs / "front.log"
+        processes.append(start_front(args.host, args.port, env, front_log))
         shown = "localhost" if args.host in ("0.0.0.0", "127.0.0.1") else args.host
         base = f"http://{shown}:{args.port}"
-        print("waiting for the workers to load their models ...", flush=True)
-        models = [s.name for s in DEFAULT_MODELS]
-        wait_for_models(f"http://127.0.0.1:{args.port}", models, 600, processes)
+        print(f"API: {base}/v1, playground: {base}/ (logs in {logs.relative_to(ROOT)}/)")
+        print(f"loading {len(models)} models:", flush=True)
+        wait_with_progress(f"http://127.0.0.1:{args.port}", models, processes, 600)
         print(
-            f"\nready: the OpenAI API is at {base}/v1 serving "
-            f"{', '.join(s.name for s in DEFAULT_MODELS)}; Ctrl-C stops everything\n",
+            f"ready: {base}/v1 serving {', '.join(models)}; Ctrl-C stops everything\nrequests:",
             flush=True,
         )
-        while all(p.poll() is None for p in processes):
-            time.sleep(0.5)
-        sys.exit("a process of the stack exited; stopping the rest")
+        follow(front_log, processes)
+        sys.exit("a process of the stack exited; stopping the rest (see .run/*.log)")
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
     finally:

@@ -104,11 +104,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from app.health import bp as health_bp
     from app.metrics import bp as metrics_bp
     from app.openapi import bp as openapi_bp
+    from app.playground import bp as playground_bp
 
     app.register_blueprint(bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(metrics_bp)
     app.register_blueprint(openapi_bp)
+    app.register_blueprint(playground_bp)
     if app.config["CORS_ORIGINS"]:  # off unless configured: browsers may not call by default
         from flask_cors import CORS
 

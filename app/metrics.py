@@ -19,6 +19,7 @@ from flask import Blueprint, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
+from app.playground import model_status
 from config.protocol import DONE, TOKEN
 
 if TYPE_CHECKING:
@@ -170,23 +171,16 @@ class _EngineCollector:
             "stalled": gauge("llm_stalled_workers", "Workers whose engine stalled"),
         }
         try:
-            workers = self.jobs.liveness.workers_by_model(cached=False)
-            stalled = self.jobs.liveness.stalled()
-            pipe = self.jobs.client.pipeline(transaction=False)
-            names = sorted(self.jobs.registry)
-            for name in names:
-                pipe.llen(name)
-            for name, length in zip(names, pipe.execute(), strict=True):
-                statuses = workers.get(name, [])
-                loads = [s.get("load", {}).get(name, {}) for s in statuses]
-                families["running"].add_metric([name], sum(x.get("running", 0) for x in loads))
-                families["waiting"].add_metric([name], sum(x.get("waiting", 0) for x in loads))
-                families["depth"].add_metric([name], length)
-                families["live"].add_metric([name], len(statuses))
-                count = sum(name in s.get("models", []) for s in stalled)
-                families["stalled"].add_metric([name], count)
+            rows = model_status(self.jobs)
         except redis.RedisError:
             return  # a scrape during an outage shows the counters, without these
+        for row in rows:
+            name = [row["model"]]
+            families["running"].add_metric(name, row["running"])
+            families["waiting"].add_metric(name, row["waiting"])
+            families["depth"].add_metric(name, row["queued"])
+            families["live"].add_metric(name, row["live_workers"])
+            families["stalled"].add_metric(name, row["stalled_workers"])
         yield from families.values()
 
 

@@ -39,7 +39,12 @@ def test_sigterm_lets_streams_finish_on_the_front_then_on_the_worker(stack, fron
     assert frames[-1] == "[DONE]"
     assert finish_and_usage(frames) == (
         "length",
-        {"prompt_tokens": 36, "completion_tokens": 40, "total_tokens": 76},
+        {
+            "prompt_tokens": 36,
+            "completion_tokens": 40,
+            "total_tokens": 76,
+            "prompt_tokens_details": {"cached_tokens": 0},
+        },
     )
     assert process.wait(30) == 0
     assert get(draining_front, "/health")[0] == 0  # nothing listens any more

@@ -15,7 +15,7 @@ from config.registry import DEFAULT_MODELS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
-DOCKERFILES = sorted(DOCKER.glob("*.Dockerfile"))
+DOCKERFILES = sorted(DOCKER.glob("**/*.Dockerfile"))
 
 
 @pytest.fixture(scope="module")

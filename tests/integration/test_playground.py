@@ -1,0 +1,107 @@
+"""The playground page in a real browser: headless Chromium (Debian's ``chromium`` and
+``chromium-driver``, driven by selenium) loads ``GET /`` against the running stack, lists the
+models, sends a message and sees the streamed answer appear with its timings, and sees the status
+panel list the models with their live workers. Skips, saying why, where no browser can be had."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import EMBED_MODEL, TINY
+from tests.integration.http import get
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOT = os.environ.get("PLAYGROUND_SCREENSHOT")  # where to save the page, if set
+
+
+def chromium() -> tuple[str, str] | None:
+    """The browser and its driver, installed from Debian's packages when missing (as root)."""
+
+    def found():
+        browser = shutil.which("chromium")
+        driver = shutil.which("chromedriver")
+        return (browser, driver) if browser and driver else None
+
+    if found() is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update"], capture_output=True, timeout=600)
+        subprocess.run(
+            ["apt-get", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver"],
+            capture_output=True,
+            timeout=900,
+        )
+    return found()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    webdriver = pytest.importorskip("selenium.webdriver")
+    paths = chromium()
+    if paths is None:
+        pytest.skip("no chromium and chromium-driver here, and they could not be installed")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = paths[0]
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,800",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(paths[1]), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_the_front_page_is_the_playground(front):
+    status, headers, body = get(front, "/")
+    assert status == 200 and "llm-queue playground" in body
+
+
+def test_the_status_endpoint_lists_models_with_their_workers(front, tiny_worker):
+    status, _, body = get(front, "/status")
+    rows = {row["model"]: row for row in body["models"]}
+    assert rows[TINY]["live_workers"] >= 1
+    assert {"running", "waiting", "queued"} <= set(rows[TINY])
+
+
+def test_a_browser_chats_with_streaming_and_sees_the_workers(
+    front, tiny_worker, embed_worker, browser
+):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    browser.get(f"{front}/")
+    wait = WebDriverWait(browser, 60)
+    wait.until(lambda b: TINY in [o.text for o in Select(b.find_element(By.ID, "model")).options])
+    Select(browser.find_element(By.ID, "model")).select_by_value(TINY)
+    max_tokens = browser.find_element(By.ID, "max-tokens")
+    max_tokens.clear()
+    max_tokens.send_keys("40")
+    browser.find_element(By.ID, "prompt").send_keys("Tell me about queues.")
+    browser.find_element(By.ID, "send").click()
+    answer = (By.CSS_SELECTOR, ".message.assistant .text")
+    wait.until(lambda b: b.find_element(*answer).text.strip())  # streamed text appears
+    wait.until(ready.text_to_be_present_in_element((By.ID, "stats"), "tokens/s"))
+    assert "Time to first token" in browser.find_element(By.ID, "stats").text
+    assert browser.find_element(By.ID, "error").text == ""
+    rows = (By.CSS_SELECTOR, "#status-rows tr")
+    wait.until(
+        lambda b: (
+            {TINY, EMBED_MODEL} <= {r.get_attribute("data-model") for r in b.find_elements(*rows)}
+        )
+    )
+    workers = {
+        r.get_attribute("data-model"): r.find_elements(By.TAG_NAME, "td")[1].text
+        for r in browser.find_elements(*rows)
+    }
+    assert int(workers[TINY]) >= 1 and int(workers[EMBED_MODEL]) >= 1
+    if SCREENSHOT:
+        browser.save_screenshot(SCREENSHOT)
