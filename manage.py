@@ -147,6 +147,7 @@ def cmd_up(args: argparse.Namespace) -> None:
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not cut the cleanup
         for process in reversed(processes):
             stop_process(process)
         if redis_server:
