@@ -61,7 +61,11 @@ class Liveness:
         return [s for s in self.statuses(cached) if s.get("stalled")]
 
     def is_live(self, model: str) -> bool:
-        return bool(self.workers_by_model().get(model))
+        """Whether ``model`` has a live worker. A "no" from the cache is read again: a worker
+        that has just come up is served at once (the cache only saves reads for the "yes")."""
+        return bool(self.workers_by_model().get(model)) or bool(
+            self.workers_by_model(cached=False).get(model)
+        )
 
     def worker_live(self, worker_id: str) -> bool:
         """Whether one worker (the one holding a job) is there and not stalled; never cached."""

@@ -53,4 +53,6 @@ USER 1000
 VOLUME ["/cache"]
 # Warm shutdown on SIGTERM: running sequences finish (up to SHUTDOWN_TIMEOUT) before exit.
 STOPSIGNAL SIGTERM
-CMD ["sh", "-c", "exec celery -A workers worker -Q \"$MODELS\" --loglevel=INFO"]
+# A node name of its own (WORKER_NAME, or the models and a random suffix): containers that share
+# a host's network also share its hostname, and two workers must never share a name.
+CMD ["sh", "-c", "exec celery -A workers worker -Q \"$MODELS\" -n \"${WORKER_NAME:-$MODELS-$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')}@%h\" --loglevel=INFO"]
