@@ -23,30 +23,21 @@ from typing import Any
 import torch
 
 from config.grammars import TOOL_FORMATS
-from config.protocol import CANCELLED, DONE, ERROR, WORKER_SHUTDOWN, EventSequence
+from config.protocol import CANCELLED, DONE, ERROR, WORKER_SHUTDOWN
 from workers.engine.batch import BatchState
 from workers.engine.constraints import load_constraints
-from workers.engine.errors import EngineFailed, InvalidRequest, JobFailed
-from workers.engine.intake import (
-    check_context,
-    check_logit_bias,
-    check_request_tokens,
-    job_grammar,
-    job_prompts,
-    tokenize,
-)
+from workers.engine.errors import EngineFailed, JobFailed
+from workers.engine.intake import context_length, eos_ids, generation_job
 from workers.engine.io import JobIO, Ticket, exchange_patiently
 from workers.engine.isolation import run_isolated
 from workers.engine.kvcache import growing, kv_bytes_per_token, new_cache
 from workers.engine.output import TokenOutput
-from workers.engine.pooling import EmbeddingJob, embed, take_batch
+from workers.engine.pooling import EmbeddingJob, embed, embedding_job, take_batch
 from workers.engine.prefill import Piece, PrefillBudget, prefill_forward, row_kv
 from workers.engine.prefix import BLOCK, PrefixCache
-from workers.engine.sampling import SamplingParams, make_generator
 from workers.engine.scheduler import Scheduler
-from workers.engine.sequences import BASE, Job, Sequence
-from workers.engine.text import TextStream
-from workers.engine.tools import ToolCallParser, template_renders_tools
+from workers.engine.sequences import Job, Sequence
+from workers.engine.tools import template_renders_tools
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +82,9 @@ class GenerationEngine:
             # (a prefill) unless told that torch's SDPA groups them itself, which it does on
             # CPU: the same results, and a prefill over a long cached prefix 4x faster.
             os.environ.setdefault("TRANSFORMERS_SDPA_FORCE_GQA", "1")
-        self.context_length = _context_length(model, tokenizer)
+        self.context_length = context_length(model, tokenizer)
         self.vocab_size = model.config.vocab_size
-        self.eos_ids = _eos_ids(model, tokenizer)
+        self.eos_ids = eos_ids(model, tokenizer)
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else min(self.eos_ids, default=0)
         self.tool_format = TOOL_FORMATS[tool_format]
@@ -128,68 +119,14 @@ class GenerationEngine:
         """Check and tokenize ``job``, queue its sequences; raise :class:`JobFailed` (an
         :class:`InvalidRequest` when the request's content is at fault)."""
         if job.get("kind") == "embedding":
-            return self._submit_embedding(job)
-        params = SamplingParams.from_job(job.get("params", {}))
-        check_logit_bias(params.logit_bias, self.vocab_size)
-        grammar, grammar_param = job_grammar(job, self.tool_format)
-        if grammar is not None and self.constraints is None:
-            raise InvalidRequest(
-                f"Model {self.name} cannot constrain its output (its tokenizer is not supported).",
-                grammar_param,
-            )
-        prompts = job_prompts(job, self.tokenizer, self.vocab_size, self.name, self.tool_prompt)
-        param = "messages" if job.get("messages") is not None else "prompt"
-        check_request_tokens(sum(len(p) for p in prompts), job.get("max_request_tokens"), param)
-        calls_tools = bool(job.get("tools")) and job.get("tool_choice") != "none"
-        bulk = job.get("priority") == "bulk"
-        state = Job(id=job["id"], ticket=Ticket(), events=EventSequence(job["id"]))
-        adapter = self.adapters.get(job.get("model"), BASE)
-        for number, prompt in enumerate(prompts):
-            room = check_context(prompt, params.max_tokens, self.context_length, param)
-            # n choices per prompt share the prompt list, so the prefill runs once for all of them.
-            for copy in range(params.n):
-                index = number * params.n + copy
-                seed = None if params.seed is None else params.seed + index
-                state.sequences.append(
-                    Sequence(
-                        job=state,
-                        index=index,
-                        prompt=prompt,
-                        params=params,
-                        max_new_tokens=params.max_tokens if params.max_tokens is not None else room,
-                        text=TextStream(self.tokenizer, params.stop),
-                        generator=make_generator(seed),
-                        echo={"text": self.tokenizer.decode(prompt)} if params.echo else None,
-                        adapter=adapter,
-                        matcher=self.constraints.matcher(grammar, grammar_param)
-                        if grammar is not None
-                        else None,
-                        tools=ToolCallParser(self.tool_format) if calls_tools else None,
-                        bulk=bulk,
-                    )
-                )
-            state.prompt_tokens += len(prompt)
+            state = embedding_job(job, self)
+            with self._lock:
+                self._embeddings.append(state)
+                self._lock.notify()
+            return state.ticket
+        state = generation_job(job, self)
         with self._lock:
             self._scheduler.add(state.sequences)
-            self._lock.notify()
-        return state.ticket
-
-    def _submit_embedding(self, job: dict[str, Any]) -> Ticket:
-        inputs = []
-        for item in job["inputs"]:
-            tokens = tokenize(self.tokenizer, item, self.vocab_size, "input")
-            check_context(tokens, None, self.context_length + 1, "input")
-            inputs.append(tokens or [self.pad_id])  # never an empty row (the front refuses "")
-        check_request_tokens(sum(map(len, inputs)), job.get("max_request_tokens"), "input")
-        state = EmbeddingJob(
-            id=job["id"],
-            ticket=Ticket(),
-            events=EventSequence(job["id"]),
-            inputs=inputs,
-            adapter=self.adapters.get(job.get("model"), BASE),
-        )
-        with self._lock:
-            self._embeddings.append(state)
             self._lock.notify()
         return state.ticket
 
@@ -567,23 +504,3 @@ class GenerationEngine:
             log.exception("engine %s: could not publish the failure", self.name)
         for job in jobs:
             job.ticket.finish(ERROR)
-
-
-def _context_length(model: Any, tokenizer: Any) -> int:
-    limit = getattr(model.config, "max_position_embeddings", None)
-    tok_limit = getattr(tokenizer, "model_max_length", None)
-    # Tokenizers without a limit report a huge sentinel (about 1e30); ignore it.
-    if tok_limit and tok_limit < 10**9:
-        limit = min(limit, tok_limit) if limit else tok_limit
-    return int(limit or 2048)
-
-
-def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
-    ids: set[int] = set()
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    for value in (configured, tokenizer.eos_token_id):
-        if isinstance(value, int):
-            ids.add(value)
-        elif value:
-            ids.update(value)
-    return ids

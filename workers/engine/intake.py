@@ -9,13 +9,106 @@ tokens than one request may hold.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from jinja2 import TemplateError
 
 from config.grammars import GrammarError, ToolFormat, request_grammar
+from config.protocol import EventSequence
 from workers.engine.errors import ContextLengthExceeded, InvalidRequest, TooManyTokens
-from workers.engine.tools import builtin_messages, openai_tools, template_messages
+from workers.engine.io import Ticket
+from workers.engine.sampling import SamplingParams, make_generator
+from workers.engine.sequences import BASE, Job, Sequence
+from workers.engine.text import TextStream
+from workers.engine.tools import (
+    ToolCallParser,
+    builtin_messages,
+    openai_tools,
+    template_messages,
+)
+
+
+class Model(Protocol):
+    """What intake needs to know of the engine's model."""
+
+    name: str
+    tokenizer: Any
+    vocab_size: int
+    context_length: int
+    pad_id: int
+    adapters: dict[str, str]
+    tool_format: ToolFormat
+    tool_prompt: ToolFormat | None
+    constraints: Any
+
+
+def generation_job(job: dict[str, Any], model: Model) -> Job:
+    """A generation job checked and tokenized, with one sequence per prompt and choice; raises
+    :class:`InvalidRequest` when the request's content is at fault."""
+    params = SamplingParams.from_job(job.get("params", {}))
+    check_logit_bias(params.logit_bias, model.vocab_size)
+    grammar, grammar_param = job_grammar(job, model.tool_format)
+    if grammar is not None and model.constraints is None:
+        raise InvalidRequest(
+            f"Model {model.name} cannot constrain its output (its tokenizer is not supported).",
+            grammar_param,
+        )
+    tokenizer = model.tokenizer
+    prompts = job_prompts(job, tokenizer, model.vocab_size, model.name, model.tool_prompt)
+    param = "messages" if job.get("messages") is not None else "prompt"
+    check_request_tokens(sum(len(p) for p in prompts), job.get("max_request_tokens"), param)
+    calls_tools = bool(job.get("tools")) and job.get("tool_choice") != "none"
+    state = Job(id=job["id"], ticket=Ticket(), events=EventSequence(job["id"]))
+    adapter = model.adapters.get(job.get("model"), BASE)
+    for number, prompt in enumerate(prompts):
+        room = check_context(prompt, params.max_tokens, model.context_length, param)
+        # n choices per prompt share the prompt list, so the prefill runs once for all of them.
+        for copy in range(params.n):
+            index = number * params.n + copy
+            seed = None if params.seed is None else params.seed + index
+            matcher = None
+            if grammar is not None:
+                matcher = model.constraints.matcher(grammar, grammar_param)
+            state.sequences.append(
+                Sequence(
+                    job=state,
+                    index=index,
+                    prompt=prompt,
+                    params=params,
+                    max_new_tokens=params.max_tokens if params.max_tokens is not None else room,
+                    text=TextStream(tokenizer, params.stop),
+                    generator=make_generator(seed),
+                    echo={"text": tokenizer.decode(prompt)} if params.echo else None,
+                    adapter=adapter,
+                    matcher=matcher,
+                    tools=ToolCallParser(model.tool_format) if calls_tools else None,
+                    bulk=job.get("priority") == "bulk",
+                )
+            )
+        state.prompt_tokens += len(prompt)
+    return state
+
+
+def context_length(model: Any, tokenizer: Any) -> int:
+    """The most tokens a sequence may hold: the model's positions, or the tokenizer's limit."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    tok_limit = getattr(tokenizer, "model_max_length", None)
+    # Tokenizers without a limit report a huge sentinel (about 1e30); ignore it.
+    if tok_limit and tok_limit < 10**9:
+        limit = min(limit, tok_limit) if limit else tok_limit
+    return int(limit or 2048)
+
+
+def eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    """The tokens that end a reply: the generation config's and the tokenizer's."""
+    ids: set[int] = set()
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (configured, tokenizer.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif value:
+            ids.update(value)
+    return ids
 
 
 def check_text(text: str, param: str) -> str:

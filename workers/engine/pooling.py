@@ -14,7 +14,9 @@ import torch.nn.functional as F
 from config.protocol import EventSequence
 from workers.engine.batch import prefill_inputs
 from workers.engine.embedding import embedding_done
+from workers.engine.intake import Model, check_context, check_request_tokens, tokenize
 from workers.engine.io import Ticket
+from workers.engine.sequences import BASE
 
 
 @dataclass
@@ -87,3 +89,20 @@ def mean_pooled(
         summed = (hidden * weights).sum(dim=1)
         vectors.append(F.normalize(summed / weights.sum(dim=1), p=2, dim=-1))
     return torch.cat(vectors)
+
+
+def embedding_job(job: dict[str, Any], model: Model) -> EmbeddingJob:
+    """An embedding job for a chat model, its inputs checked and tokenized."""
+    inputs = []
+    for item in job["inputs"]:
+        tokens = tokenize(model.tokenizer, item, model.vocab_size, "input")
+        check_context(tokens, None, model.context_length + 1, "input")
+        inputs.append(tokens or [model.pad_id])  # never an empty row (the front refuses "")
+    check_request_tokens(sum(map(len, inputs)), job.get("max_request_tokens"), "input")
+    return EmbeddingJob(
+        id=job["id"],
+        ticket=Ticket(),
+        events=EventSequence(job["id"]),
+        inputs=inputs,
+        adapter=model.adapters.get(job.get("model"), BASE),
+    )
