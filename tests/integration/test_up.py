@@ -22,7 +22,8 @@ from tests.integration.http import get
 def test_up_says_what_matters_and_logs_only_requests(tmp_path):
     redis_server = EmbeddedRedis(tmp_path / "redis")  # its own: the suite's workers stay out
     port = free_port()
-    env = {**os.environ, "REDIS_URL": redis_server.start()}
+    # Its own model cache too: a new user's first start, converting the GGUF model.
+    env = {**os.environ, "REDIS_URL": redis_server.start(), "MODEL_CACHE_DIR": str(tmp_path)}
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "manage.py"), "up", "--port", str(port)],
         cwd=ROOT,
