@@ -1,5 +1,6 @@
 """GET /openapi.json: the API as an OpenAPI 3 document, built by apispec from the marshmallow
-request schemas (the very ones that validate requests) and the response schemas below.
+request schemas (the very ones that validate requests) and the response schemas of
+:mod:`app.openapi_responses`.
 
 The document is built per front: each ``model`` parameter lists the names of its registry, so
 generated clients and fuzzers see which models this deployment serves.
@@ -12,9 +13,10 @@ from typing import Any
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, current_app, jsonify
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from app import chat_schemas, schemas
+from app.openapi_responses import COMPONENTS
 from app.responses import schema as response_schema
 from config.registry import CHAT, EMBEDDING, ModelSpec, public_names
 
@@ -56,156 +58,6 @@ CUSTOM_FIELDS = {
         "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}, "minItems": 1}]
     },
 }
-
-
-# Responses ---------------------------------------------------------------------------------
-
-
-class ErrorDetail(Schema):
-    message = fields.String(required=True)
-    type = fields.String(required=True)
-    param = fields.String(required=True, allow_none=True)
-    code = fields.String(required=True, allow_none=True)
-
-
-class ErrorResponse(Schema):
-    error = fields.Nested(ErrorDetail, required=True)
-
-
-class PromptTokensDetails(Schema):
-    cached_tokens = fields.Integer(required=True)  # read from the prefix cache
-
-
-class Usage(Schema):
-    prompt_tokens = fields.Integer(required=True)
-    completion_tokens = fields.Integer()
-    total_tokens = fields.Integer(required=True)
-    prompt_tokens_details = fields.Nested(PromptTokensDetails)  # generation only
-
-
-class TopLogprob(Schema):
-    token = fields.String(required=True)
-    logprob = fields.Float(required=True)
-    bytes = fields.List(fields.Integer(), required=True)
-
-
-class TokenLogprob(TopLogprob):
-    top_logprobs = fields.List(fields.Nested(TopLogprob), required=True)
-
-
-class ChatLogprobs(Schema):
-    content = fields.List(fields.Nested(TokenLogprob), required=True)
-
-
-class FunctionCallOut(Schema):
-    name = fields.String(required=True)
-    arguments = fields.String(required=True)
-
-
-class ToolCallOut(Schema):
-    id = fields.String(required=True)
-    type = fields.String(required=True)
-    function = fields.Nested(FunctionCallOut, required=True)
-
-
-class ChatMessage(Schema):
-    role = fields.String(required=True)
-    content = fields.String(required=True, allow_none=True)
-    refusal = fields.String(allow_none=True)
-    tool_calls = fields.List(fields.Nested(ToolCallOut))
-    function_call = fields.Nested(FunctionCallOut)
-
-
-class ChatChoice(Schema):
-    index = fields.Integer(required=True)
-    message = fields.Nested(ChatMessage, required=True)
-    logprobs = fields.Nested(ChatLogprobs, required=True, allow_none=True)
-    finish_reason = fields.String(required=True)
-
-
-class ChatCompletion(Schema):
-    id = fields.String(required=True)
-    object = fields.String(required=True)
-    created = fields.Integer(required=True)
-    model = fields.String(required=True)
-    system_fingerprint = fields.String(allow_none=True)
-    choices = fields.List(fields.Nested(ChatChoice), required=True)
-    usage = fields.Nested(Usage, required=True)
-
-
-class CompletionLogprobs(Schema):
-    tokens = fields.List(fields.String(), required=True)
-    token_logprobs = fields.List(fields.Float(allow_none=True), required=True)
-    top_logprobs = fields.List(
-        fields.Dict(keys=fields.String(), values=fields.Float(), allow_none=True), required=True
-    )
-    text_offset = fields.List(fields.Integer(), required=True)
-
-
-class CompletionChoice(Schema):
-    index = fields.Integer(required=True)
-    text = fields.String(required=True)
-    logprobs = fields.Nested(CompletionLogprobs, required=True, allow_none=True)
-    finish_reason = fields.String(required=True)
-
-
-class Completion(ChatCompletion):
-    choices = fields.List(fields.Nested(CompletionChoice), required=True)
-
-
-class EditChoice(Schema):
-    index = fields.Integer(required=True)
-    text = fields.String(required=True)
-
-
-class Edit(Schema):
-    object = fields.String(required=True)
-    created = fields.Integer(required=True)
-    choices = fields.List(fields.Nested(EditChoice), required=True)
-    usage = fields.Nested(Usage, required=True)
-
-
-class Embedding(Schema):
-    object = fields.String(required=True)
-    index = fields.Integer(required=True)
-    embedding = fields.Raw(
-        required=True,
-        metadata={"oneOf": [{"type": "array", "items": {"type": "number"}}, {"type": "string"}]},
-    )
-
-
-class EmbeddingList(Schema):
-    object = fields.String(required=True)
-    data = fields.List(fields.Nested(Embedding), required=True)
-    model = fields.String(required=True)
-    usage = fields.Nested(Usage, required=True)
-
-
-class Model(Schema):
-    id = fields.String(required=True)
-    object = fields.String(required=True)
-    created = fields.Integer(required=True)
-    owned_by = fields.String(required=True)
-    root = fields.String()
-    parent = fields.String(allow_none=True)
-    permission = fields.List(fields.Dict())
-
-
-class ModelList(Schema):
-    object = fields.String(required=True)
-    data = fields.List(fields.Nested(Model), required=True)
-
-
-class StalledWorker(Schema):
-    worker = fields.String(required=True)
-    models = fields.List(fields.String(), required=True)
-
-
-class Health(Schema):
-    status = fields.String(required=True)
-    reason = fields.String()
-    models = fields.List(fields.String())
-    stalled = fields.List(fields.Nested(StalledWorker))
 
 
 # The document ------------------------------------------------------------------------------
@@ -275,16 +127,7 @@ def build_spec(registry: dict[str, ModelSpec]) -> dict:
         kind = EMBEDDING if schema is schemas.EmbeddingSchema else CHAT
         if names[kind]:  # an enum may not be empty
             spec.components.schemas[name]["properties"]["model"]["enum"] = names[kind]
-    for name, schema in (
-        ("ErrorResponse", ErrorResponse),
-        ("ChatCompletion", ChatCompletion),
-        ("Completion", Completion),
-        ("Edit", Edit),
-        ("EmbeddingList", EmbeddingList),
-        ("Model", Model),
-        ("ModelList", ModelList),
-        ("Health", Health),
-    ):
+    for name, schema in COMPONENTS.items():
         spec.components.schema(name, schema=schema)
 
     secured = {"security": [{"bearer": []}, {}]}  # keys are optional: only if API_KEYS is set

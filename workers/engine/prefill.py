@@ -51,12 +51,11 @@ def prefill_forward(
     cache holds each row's earlier part and its new tokens, with room for ``row_capacity`` rows
     when it is to become the running batch)."""
     device = next(model.parameters()).device
+    length = max(len(piece.tokens) for piece in pieces)
     if len(pieces) == 1 and pieces[0].part is not None:
         past = pieces[0].part  # a lone row continues its own cache: nothing is copied
     else:
-        coming = max(len(p.tokens) for p in pieces)
-        past = _merge(pieces, model.config, device, coming, row_capacity)
-    length = max(len(piece.tokens) for piece in pieces)
+        past = _merge(pieces, model.config, device, length, row_capacity)
     ids = torch.full((len(pieces), length), pad_id, dtype=torch.long, device=device)
     new = torch.zeros((len(pieces), length), dtype=torch.long, device=device)
     for row, piece in enumerate(pieces):
