@@ -11,7 +11,6 @@ ones after them.
 from __future__ import annotations
 
 import hashlib
-import threading
 from array import array
 from collections import OrderedDict
 
@@ -26,17 +25,12 @@ class PrefixCache:
     def __init__(self, budget_bytes: int) -> None:
         self.budget = budget_bytes
         self.used = 0
+        # Only the engine's thread reads and writes it: no lock.
         self._blocks: OrderedDict[bytes, torch.Tensor] = OrderedDict()
-        self._lock = threading.Lock()  # the engine's thread writes; metrics read
-        self.hits = 0  # tokens served from the cache, since the start
-        self.misses = 0  # prompt tokens that had to be prefilled
 
     @property
     def enabled(self) -> bool:
         return self.budget > 0
-
-    def __len__(self) -> int:
-        return len(self._blocks)
 
     def lookup(self, tokens: list[int], adapter: str) -> tuple[int, list[torch.Tensor]]:
         """The longest cached prefix of ``tokens`` (whole blocks, leaving at least one token to
@@ -45,14 +39,13 @@ class PrefixCache:
         if not self.enabled:
             return 0, []
         found: list[tuple[bytes, torch.Tensor]] = []
-        with self._lock:
-            for digest in _chain(tokens, adapter, (len(tokens) - 1) // BLOCK):
-                block = self._blocks.get(digest)
-                if block is None:
-                    break
-                found.append((digest, block))
-            for digest, _ in reversed(found):
-                self._blocks.move_to_end(digest)
+        for digest in _chain(tokens, adapter, (len(tokens) - 1) // BLOCK):
+            block = self._blocks.get(digest)
+            if block is None:
+                break
+            found.append((digest, block))
+        for digest, _ in reversed(found):
+            self._blocks.move_to_end(digest)
         return len(found) * BLOCK, [block for _, block in found]
 
     def store(self, tokens: list[int], adapter: str, kv: torch.Tensor, first: int = 0) -> None:
@@ -64,25 +57,19 @@ class PrefixCache:
         size = kv[:, :, :, :BLOCK].numel() * kv.element_size()
         # Never more blocks than the budget holds: a chain must not push out its own start.
         digests = _chain(tokens, adapter, min(len(tokens) // BLOCK, self.budget // size))
-        with self._lock:
-            for number, digest in enumerate(digests[first:]):
-                if digest in self._blocks:
-                    self._blocks.move_to_end(digest)
-                    continue
-                while self.used + size > self.budget:
-                    _, old = self._blocks.popitem(last=False)
-                    self.used -= old.numel() * old.element_size()
-                self._blocks[digest] = kv[:, :, :, number * BLOCK : (number + 1) * BLOCK].clone()
-                self.used += size
-            # The chain's start was touched first: make it the most recent again.
-            for digest in reversed(digests):
-                if digest in self._blocks:
-                    self._blocks.move_to_end(digest)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._blocks.clear()
-            self.used = 0
+        for number, digest in enumerate(digests[first:]):
+            if digest in self._blocks:
+                self._blocks.move_to_end(digest)
+                continue
+            while self.used + size > self.budget:
+                _, old = self._blocks.popitem(last=False)
+                self.used -= old.numel() * old.element_size()
+            self._blocks[digest] = kv[:, :, :, number * BLOCK : (number + 1) * BLOCK].clone()
+            self.used += size
+        # The chain's start was touched first: make it the most recent again.
+        for digest in reversed(digests):
+            if digest in self._blocks:
+                self._blocks.move_to_end(digest)
 
 
 def _chain(tokens: list[int], adapter: str, blocks: int) -> list[bytes]:
