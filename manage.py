@@ -28,15 +28,24 @@ LEGACY_OPENAI = VENV / "legacy-openai"  # openai 0.28, kept apart from the curre
 
 def ensure_venv(dev: bool) -> None:
     """Create .venv and install the pinned requirements; re-exec this command inside it."""
-    files = ["requirements.txt", "requirements-front.txt", "requirements-models.txt"] + (
-        ["requirements-dev.txt"] if dev else []
-    )
-    digest = hashlib.sha256(b"".join((ROOT / f).read_bytes() for f in files)).hexdigest()
+
+    def digest(dev: bool) -> str:
+        files = ["requirements.txt", "requirements-front.txt", "requirements-models.txt"] + (
+            ["requirements-dev.txt"] if dev else []
+        )
+        return hashlib.sha256(b"".join((ROOT / f).read_bytes() for f in files)).hexdigest()
+
+    def current(dev: bool) -> bool:
+        stamp = VENV / (".installed-dev" if dev else ".installed")
+        return stamp.exists() and stamp.read_text() == digest(dev)
+
+    # A current dev install (what `test` makes) holds everything `up` needs too.
+    installed = current(dev) or (not dev and current(True))
     stamp = VENV / (".installed-dev" if dev else ".installed")
     if not VENV_PYTHON.exists():
         print(f"creating {VENV}", flush=True)
         subprocess.check_call([sys.executable, "-m", "venv", str(VENV)])
-    if not stamp.exists() or stamp.read_text() != digest:
+    if not installed:
         pip = [str(VENV_PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
         reqs = ["-r", str(ROOT / "requirements.txt")]
         if dev:
@@ -47,7 +56,7 @@ def ensure_venv(dev: bool) -> None:
         if dev:
             legacy = ["--upgrade", "--no-warn-conflicts", "--target", str(LEGACY_OPENAI)]
             subprocess.check_call(pip + legacy + ["-r", str(ROOT / "requirements-legacy.txt")])
-        stamp.write_text(digest)
+        stamp.write_text(digest(dev))
     if Path(sys.prefix).resolve() != VENV.resolve():
         os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), str(ROOT / "manage.py"), *sys.argv[1:]])
 
