@@ -165,6 +165,13 @@ def stop_process(process: subprocess.Popen | None, timeout: float = 15.0) -> Non
         pass
 
 
+def check_running(processes: list[subprocess.Popen]) -> None:
+    """Raise if one of the stack's processes has exited while it starts."""
+    for process in processes:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode} while starting")
+
+
 def wait_for_models(
     base_url: str, models: list[str], timeout: float, processes: list[subprocess.Popen] = ()
 ) -> None:
@@ -176,11 +183,7 @@ def wait_for_models(
 
     deadline = time.monotonic() + timeout
     while True:
-        for process in processes:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"{process.args} exited with {process.returncode} while starting"
-                )
+        check_running(processes)
         try:
             with urllib.request.urlopen(f"{base_url}/ready", timeout=2) as response:
                 if set(models) <= set(json.load(response)["models"]):

@@ -16,6 +16,8 @@ from pathlib import Path
 from subprocess import Popen
 from typing import TextIO
 
+from config.localstack import check_running
+
 # Requests the stack makes to itself (readiness probes, the playground's status panel).
 POLLS = ('"GET /ready ', '"GET /health ', '"GET /status ', '"GET /metrics ')
 SPINNER = "|/-\\"
@@ -44,11 +46,7 @@ def wait_with_progress(
     tty = out.isatty()
     tick = 0
     while len(ready) < len(models):
-        for process in processes:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"{process.args} exited with {process.returncode} while starting"
-                )
+        check_running(processes)
         elapsed = time.monotonic() - started
         if elapsed > timeout:
             raise TimeoutError(
