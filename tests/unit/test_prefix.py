@@ -145,11 +145,12 @@ def test_decode_steps_and_leaving_rows_do_not_reallocate_the_batch(make):
         for i, n in enumerate(lengths)
     ]
     engine.step()  # all four prefilled together
-    layer = engine._batch.cache.layers[0]
+    [group] = engine._running.groups
+    layer = group.batch.cache.layers[0]
     buffer, reallocations = layer.key_buffer.data_ptr(), 0
     while not all(t.finished for t in tickets):
         engine.step()
-        if engine._batch is not None and layer.key_buffer.data_ptr() != buffer:
+        if engine._running.groups and layer.key_buffer.data_ptr() != buffer:
             reallocations, buffer = reallocations + 1, layer.key_buffer.data_ptr()
     # 45 steps for columns that started near 64 (headroom grows by half): at most one regrowth.
     assert reallocations <= 1
@@ -159,3 +160,22 @@ def test_decode_steps_and_leaving_rows_do_not_reallocate_the_batch(make):
             solo, [solo.submit(job(f"r{i}", f"Row {i} says", max_tokens=n, ignore_eos=True))]
         )
         assert engine.io.text(f"r{i}") == solo.io.text(f"r{i}")
+
+
+def test_a_chunked_prompt_keeps_its_blocks_chunk_by_chunk(make):
+    engine = make(prefix_cache_bytes=64 * MB, prefill_tokens=16)
+    stream = engine.submit(job("stream", "Hello", max_tokens=200, ignore_eos=True))
+    engine.step()
+    long = engine.submit(job("long", SYSTEM * 2, max_tokens=5))
+    [waiting] = engine._scheduler.waiting()
+    prompt, kept = waiting.context(), []
+    while not engine.io.of("long"):
+        engine.step()
+        kept.append(engine.prefix.lookup(prompt, "__base__")[0])
+    # Blocks were kept while the prompt was still being prefilled, a chunk's worth per step.
+    assert 0 < kept[len(kept) // 2] < kept[-1]
+    assert kept[-1] == (len(prompt) - 1) // BLOCK * BLOCK
+    again = engine.submit(job("again", SYSTEM * 2, max_tokens=5))
+    run_until_done(engine, [stream, long, again])
+    assert usage(engine, "again")["prompt_tokens_details"]["cached_tokens"] == kept[-1]
+    assert engine.io.text("again") == engine.io.text("long")

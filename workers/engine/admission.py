@@ -18,6 +18,7 @@ from workers.engine.isolation import run_isolated
 from workers.engine.output import TokenOutput
 from workers.engine.prefill import Piece, PrefillBudget, prefill_forward, row_kv
 from workers.engine.prefix import BLOCK, PrefixCache
+from workers.engine.running import RunningRows
 from workers.engine.scheduler import Scheduler
 from workers.engine.sequences import Sequence
 
@@ -41,7 +42,7 @@ class Admission:
     _budget: PrefillBudget
     _chunk: int
     _rows: list[Sequence]
-    _batch: BatchState | None
+    _running: RunningRows
 
     def _admit(self) -> list[Sequence]:
         """The sequences prefilled this step, after bulk rows above their share give way to
@@ -72,13 +73,9 @@ class Admission:
 
     def _evict(self, indices: list[int]) -> None:
         """Drop rows from the batch (their cache goes) and put them back in line to resume."""
-        gone = set(indices)
-        seqs = [self._rows[i] for i in indices]
-        keep = [i for i in range(len(self._rows)) if i not in gone]
-        if keep:
-            self._rows = [self._rows[i] for i in self._batch.keep(keep)]
-        else:
-            self._rows, self._batch = [], None
+        rows = self._rows
+        seqs = [rows[i] for i in indices]
+        self._running.remove(seqs)
         for seq in seqs:
             seq.resumed = seq.prompt + seq.generated
             seq.part, seq.prefix, seq.cached, seq.looked_up = None, None, 0, False
@@ -151,21 +148,32 @@ class Admission:
         seq = joining[0]
         if len(joining) == 1 and state.mask.shape[1] < len(seq.context()):
             seq.part, seq.prefix = state, None
+            self._keep_prefix(seq, state, 0, state.mask.shape[1])
             with self._lock:
                 self._scheduler.resume_first(seq)
             return
         for row, first in enumerate(firsts):
             if first.resumed is None:
                 first.job.cached_tokens += first.cached
-                context = first.context()
-                if self.prefix.enabled and len(context) // BLOCK > first.cached // BLOCK:
-                    new = row_kv(state, row, first.cached)  # the blocks after those it reused
-                    self.prefix.store(context, first.adapter, new, first.cached // BLOCK)
+                self._keep_prefix(first, state, row, len(first.context()))
         for seq in joining:
             seq.part = seq.prefix = None
         if len(firsts) < len(joining):
             state.select(rows)  # one row per choice: copies of a shared prompt's row
         self._join(joining, out, state, rows, events)
+
+    def _keep_prefix(self, seq: Sequence, state: BatchState, row: int, end: int) -> None:
+        """Put the whole blocks of ``seq``'s prompt before token ``end`` that the prefix cache
+        lacks (after those it reused, and those kept before) in the prefix cache. A long prompt
+        keeps its blocks chunk by chunk, so that no step copies its whole cache at once."""
+        start = max(seq.cached, seq.kept)  # both whole blocks
+        if not self.prefix.enabled or seq.resumed is not None or end // BLOCK <= start // BLOCK:
+            return
+        end = end // BLOCK * BLOCK
+        self.prefix.store(
+            seq.context()[:end], seq.adapter, row_kv(state, row, start, end), start // BLOCK
+        )
+        seq.kept = end
 
     def _join(
         self,
@@ -182,16 +190,11 @@ class Admission:
                 seq.job.started = now
             if seq.wants_prompt_logprobs:
                 seq.echo["logprobs"] = self.output.prompt_logprobs(seq, out.logits[row])
-        if self._batch is None or not self._rows:
-            self._batch = joined
-            self._rows = []
-        else:
-            self._batch.extend(joined, self.max_batch_size)
-        self._rows.extend(joining)
-        first_row = len(self._rows) - len(joining)
+        group = self._running.join(joining, joined, self.max_batch_size)
+        first_row = len(group.rows) - len(joining)
         last = out.logits[:, -1, :].index_select(0, torch.tensor(rows, device=out.logits.device))
         try:
-            self._batch.last_tokens[first_row:] = self.output.advance(joining, last, events)
+            group.batch.last_tokens[first_row:] = self.output.advance(joining, last, events)
         except Exception:  # noqa: BLE001 - the sampler failed on these rows: they leave
             log.exception("engine %s: choosing first tokens failed", self.name)
             failure = EngineFailed("The model failed on this request's prompt.")

@@ -25,8 +25,18 @@ log = logging.getLogger(__name__)
 class _Job:
     id: str
     ticket: Ticket
-    texts: list[str]
+    inputs: list[str]
     tokens: int  # what its usage reports: the tokens the model reads (after truncation)
+
+
+def take_batch(waiting: deque[Any], size: int) -> list[Any]:
+    """The jobs at the front of ``waiting`` for one step: up to ``size`` inputs in all, and
+    always at least one job (a larger one runs in several forward passes)."""
+    taken, count = [], 0
+    while waiting and (not taken or count + len(waiting[0].inputs) <= size):
+        taken.append(waiting.popleft())
+        count += len(taken[-1].inputs)
+    return taken
 
 
 class EmbeddingEngine:
@@ -61,7 +71,7 @@ class EmbeddingEngine:
             )
             tokens += min(len(ids), limit)  # longer inputs are truncated to the model's limit
         check_request_tokens(tokens, job.get("max_request_tokens"), "input")
-        state = _Job(id=job["id"], ticket=Ticket(), texts=texts, tokens=tokens)
+        state = _Job(id=job["id"], ticket=Ticket(), inputs=texts, tokens=tokens)
         with self._lock:
             self._waiting.append(state)
             self._lock.notify()
@@ -111,9 +121,9 @@ class EmbeddingEngine:
                     self._lock.wait()
                 if self._stopping:
                     return
-                # Everything queued now is encoded together: concurrent requests share batches.
-                taken = list(self._waiting)
-                self._waiting.clear()
+                # Concurrent requests share a batch, one batch a step: the replies of a step go
+                # out (and their clients send again) while the next step computes.
+                taken = take_batch(self._waiting, self.batch_size)
                 self._busy = len(taken)
             try:
                 self.step(taken)
@@ -148,7 +158,7 @@ class EmbeddingEngine:
                     continue
                 start = 0
                 for job in group:
-                    end = start + len(job.texts)
+                    end = start + len(job.inputs)
                     seq = EventSequence(job.id)
                     events.append(embedding_done(seq, vectors[start:end], job.tokens, started))
                     outcomes.append((job, DONE))
@@ -166,7 +176,7 @@ class EmbeddingEngine:
 
     def _encode(self, jobs: list[_Job]) -> np.ndarray:
         return self.model.encode(
-            [text for job in jobs for text in job.texts],
+            [text for job in jobs for text in job.inputs],
             batch_size=self.batch_size,
             normalize_embeddings=True,  # unit length, like OpenAI's embeddings
             convert_to_numpy=True,

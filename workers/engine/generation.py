@@ -25,17 +25,18 @@ import torch
 from config.grammars import TOOL_FORMATS
 from config.protocol import CANCELLED, DONE, ERROR, WORKER_SHUTDOWN
 from workers.engine.admission import Admission
-from workers.engine.batch import BatchState
 from workers.engine.constraints import load_constraints
+from workers.engine.embedding import take_batch
 from workers.engine.errors import EngineFailed, JobFailed
 from workers.engine.intake import context_length, eos_ids, generation_job
 from workers.engine.io import JobIO, Ticket, exchange_patiently
 from workers.engine.isolation import run_isolated
 from workers.engine.kvcache import growing, new_cache
 from workers.engine.output import TokenOutput
-from workers.engine.pooling import EmbeddingJob, embed, embedding_job, take_batch
+from workers.engine.pooling import EmbeddingJob, embed, embedding_job
 from workers.engine.prefill import PrefillBudget
 from workers.engine.prefix import PrefixCache
+from workers.engine.running import RunningRows, pass_cost
 from workers.engine.scheduler import Scheduler
 from workers.engine.sequences import Job, Sequence
 from workers.engine.tools import template_renders_tools
@@ -104,8 +105,7 @@ class GenerationEngine(Admission):
         self._scheduler = Scheduler(max_batch_size, bulk_share)
         self._embeddings: deque[EmbeddingJob] = deque()
         self._embedding_now: list[EmbeddingJob] = []  # taken by the step under way
-        self._rows: list[Sequence] = []
-        self._batch: BatchState | None = None
+        self._running = RunningRows(pass_cost(model))
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._aborting: str | None = None
@@ -169,6 +169,11 @@ class GenerationEngine(Admission):
         dead = self._thread is not None and not self._thread.is_alive() and not self._stopping
         return dead and bool(self._rows or self._scheduler.waiting() or self._embeddings)
 
+    @property
+    def _rows(self) -> list[Sequence]:
+        """Every running row (a new list; see :class:`RunningRows` for their groups)."""
+        return self._running.rows
+
     # -- the loop ------------------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -218,7 +223,7 @@ class GenerationEngine(Admission):
             joining = self._admit()
             # The running rows advance first; then the admitted prompts are prefilled (within
             # the step's budget, so the streams' next step is never far off) and join them.
-            if self._rows:
+            if self._running.groups:
                 self._decode(events)
             if joining:
                 self._prefill(joining, events)
@@ -239,15 +244,18 @@ class GenerationEngine(Admission):
         return not self._stopping
 
     def _decode(self, events: list[dict[str, Any]]) -> None:
-        rows, started = self._rows, time.perf_counter()
-        try:
-            inputs = self._batch.decode_inputs() | self._adapter_names(rows)
-            out = self.model(**inputs, use_cache=True)
-            self._batch.last_tokens = self.output.advance(rows, out.logits[:, -1, :], events)
-        except Exception:  # noqa: BLE001 - the cache may be half-updated: end every running row
-            log.exception("engine %s: a decode step failed; failing its rows", self.name)
-            failure = EngineFailed("The model failed while generating this response.")
-            self._fail({id(s.job): s.job for s in rows}.values(), failure, events)
+        """One decode pass per group of running rows (see :mod:`workers.engine.running`)."""
+        started = time.perf_counter()
+        for group in self._running.groups:
+            rows = group.rows
+            try:
+                inputs = group.batch.decode_inputs() | self._adapter_names(rows)
+                out = self.model(**inputs, use_cache=True)
+                group.batch.last_tokens = self.output.advance(rows, out.logits[:, -1, :], events)
+            except Exception:  # noqa: BLE001 - the cache may be half-updated: end the group's rows
+                log.exception("engine %s: a decode step failed; failing its rows", self.name)
+                failure = EngineFailed("The model failed while generating this response.")
+                self._fail({id(s.job): s.job for s in rows}.values(), failure, events)
         self._budget.decoded(time.perf_counter() - started)
 
     def _fail(self, jobs: Iterable[Job], error: JobFailed, events: list[dict[str, Any]]) -> None:
@@ -316,13 +324,7 @@ class GenerationEngine(Admission):
             job.ticket.finish(CANCELLED)
 
     def _retire(self) -> None:
-        keep = [i for i, s in enumerate(self._rows) if s.finish_reason is None]
-        if len(keep) == len(self._rows):
-            return
-        if keep:
-            self._rows = [self._rows[i] for i in self._batch.keep(keep)]
-        else:
-            self._rows, self._batch = [], None
+        self._running.retire()
 
     def _fail_all(self, code: str, message: str) -> None:
         """End every job the engine holds with one error (a shutdown, or a failure outside the
@@ -331,7 +333,7 @@ class GenerationEngine(Admission):
         with self._lock:
             seqs = self._rows + self._scheduler.waiting()
             embeddings = self._embedding_now + list(self._embeddings)
-            self._rows, self._batch = [], None
+            self._running.clear()
             self._scheduler.interactive.clear()
             self._scheduler.bulk.clear()
             self._embedding_now, self._embeddings = [], deque()

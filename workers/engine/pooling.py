@@ -4,7 +4,6 @@ chat model, so a chat model's engine answers embedding jobs too, in steps of the
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,16 +28,6 @@ class EmbeddingJob:
     events: EventSequence
     inputs: list[list[int]]
     adapter: str
-
-
-def take_batch(waiting: deque[EmbeddingJob], size: int) -> list[EmbeddingJob]:
-    """The jobs at the front of ``waiting`` for one step: up to ``size`` inputs in all, and
-    always at least one job (a larger one runs in several forward passes)."""
-    taken, count = [], 0
-    while waiting and (not taken or count + len(waiting[0].inputs) <= size):
-        taken.append(waiting.popleft())
-        count += len(taken[-1].inputs)
-    return taken
 
 
 def embed(

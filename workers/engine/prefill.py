@@ -97,10 +97,12 @@ def _merge(
     rows = max(len(pieces), row_capacity)
     shape = (len(cache.layers), 2, rows, like.shape[0], length + coming + MIN_HEADROOM)
     buffer = like.new_empty((*shape, like.shape[2]))
-    buffer[:, :, : len(pieces)] = 0  # the rest is written before it is read
     for row, piece in enumerate(pieces):
         start = length - piece.offset
         mask[row, start:] = 1
+        # Only padding is zeroed: the rest is written before it is read (zeroing a long row
+        # that is then overwritten would double the cost of reusing its prefix).
+        buffer[:, :, row, :, :start] = 0
         if piece.part is not None:
             for number, layer in enumerate(piece.part.cache.layers):
                 buffer[number, 0, row, :, start:length] = layer.keys[0]
@@ -114,59 +116,54 @@ def _merge(
     return BatchState(cache, mask, mask.new_zeros(len(pieces)))
 
 
-def row_kv(state: BatchState, row: int, start: int = 0) -> torch.Tensor:
-    """Row ``row``'s keys and values from its ``start``-th real token on, without padding:
+def row_kv(state: BatchState, row: int, start: int = 0, end: int | None = None) -> torch.Tensor:
+    """Row ``row``'s keys and values of its real tokens ``start`` to ``end``, without padding:
     ``[layers, 2, kv_heads, tokens, head_dim]`` (what the prefix cache stores)."""
-    columns = state.mask[row].nonzero().squeeze(1)[start:]
-    layers = []
-    for layer in state.cache.layers:
-        keys = layer.keys[row].index_select(1, columns)
-        values = layer.values[row].index_select(1, columns)
-        layers.append(torch.stack([keys, values]))
-    return torch.stack(layers)
+    columns = state.mask[row].nonzero().squeeze(1)[start:end]
+    first, count = int(columns[0]), len(columns)
+    layers = state.cache.layers
+    keys = layers[0].keys
+    out = keys.new_empty((len(layers), 2, keys.shape[1], count, keys.shape[3]))
+    contiguous = int(columns[-1]) - first + 1 == count  # no padding among them (a lone row)
+    for number, layer in enumerate(layers):  # one copy: a strided write per layer and side
+        for side, kv in enumerate((layer.keys, layer.values)):
+            if contiguous:
+                out[number, side] = kv[row, :, first : first + count]
+            else:  # a gather is several times slower than a slice: only when needed
+                torch.index_select(kv[row], 1, columns, out=out[number, side])
+    return out
 
 
 class PrefillBudget:
     """How many prompt tokens a step may prefill: all it may (``most``) when no stream runs;
-    with streams running, what fits in ``RATIO`` times a decode step. A prefill's cost is fitted
-    as a fixed part plus a part per token (moving averages over recent passes), so that small
-    passes, whose fixed costs dominate, do not make the budget look smaller than it is."""
+    with streams running, as many as take about ``RATIO`` decode steps' time.
+
+    That size is learnt from the passes themselves: after a pass that used its budget (or took
+    too long), the budget is scaled by the time the pass should have taken over the time it
+    took. A fixed cost per token would not do: a chunk's cost grows with the context it attends
+    to, so a long prompt's later chunks cost more per token than its first; and a pass has a
+    fixed part (reading the weights), which a budget learnt only from passes near its own size
+    counts rightly.
+    """
 
     def __init__(self, most: int) -> None:
         self.most = most
+        self.size = min(most, 4 * LEAST)  # until a pass has been measured: small, and safe
         self.decode_seconds: float | None = None
-        self._sums: list[float] | None = None  # averages of n, t, n*n, n*t over recent passes
 
     def tokens(self, streams_running: bool) -> int:
-        per_token, fixed = self._fit()
-        if not streams_running or self.decode_seconds is None or per_token is None:
-            return self.most
-        fits = int((RATIO * self.decode_seconds - fixed) / per_token)
-        return max(LEAST, min(self.most, fits))
+        return self.size if streams_running else self.most
 
     def decoded(self, seconds: float) -> None:
         self.decode_seconds = _average(self.decode_seconds, seconds)
 
     def prefilled(self, tokens: int, seconds: float) -> None:
-        if tokens <= 0:
+        if tokens <= 0 or seconds <= 0 or self.decode_seconds is None:
             return
-        sample = [tokens, seconds, tokens * tokens, tokens * seconds]
-        if self._sums is None:
-            self._sums = sample
-        else:
-            self._sums = [_average(old, new) for old, new in zip(self._sums, sample, strict=True)]
-
-    def _fit(self) -> tuple[float | None, float]:
-        """Seconds per token and fixed seconds of a prefill pass."""
-        if self._sums is None:
-            return None, 0.0
-        n, t, nn, nt = self._sums
-        spread = nn - n * n
-        if spread > 0.05 * nn:  # passes of different sizes: a line through them
-            per_token = (nt - n * t) / spread
-            if per_token > 0:
-                return per_token, max(0.0, t - per_token * n)
-        return t / n, 0.0
+        target = RATIO * self.decode_seconds
+        # A pass well under its budget tells little of a full one (its fixed part weighs more).
+        if tokens >= 0.9 * self.size or seconds > target:
+            self.size = max(LEAST, min(self.most, int(tokens * target / seconds)))
 
 
 def _average(old: float | None, new: float) -> float:

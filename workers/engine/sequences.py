@@ -66,6 +66,7 @@ class Sequence:
     part: BatchState | None = None
     prefix: list[torch.Tensor] | None = None
     cached: int = 0  # tokens of its prompt found in the prefix cache
+    kept: int = 0  # tokens of its prompt its own prefill has put in the prefix cache
     looked_up: bool = False  # the prefix cache was asked for it (once per prefill)
 
     def context(self) -> list[int]:
