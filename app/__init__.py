@@ -17,7 +17,10 @@ from config.settings import Settings, celery_config
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    from app.jsonenc import JSONProvider
+
     app = Flask(__name__)
+    app.json = JSONProvider(app)
     settings = Settings.from_env()
     app.config.from_mapping(
         REDIS_URL=settings.redis_url,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
 from flask import Response, stream_with_context
+
+from app.jsonenc import dumps
 
 DONE_FRAME = "data: [DONE]\n\n"
 SSE_HEADERS = {
@@ -18,7 +19,7 @@ SSE_HEADERS = {
 
 def frame(payload: dict[str, Any]) -> str:
     """One SSE event: ``data: <json>`` and a blank line."""
-    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
+    return f"data: {dumps(payload)}\n\n"
 
 
 def sse_response(frames: Iterable[str]) -> Response:

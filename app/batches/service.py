@@ -12,7 +12,6 @@ once), so any front answers for any batch, and every step is safe to do again:
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from typing import Any
@@ -22,6 +21,7 @@ from flask import current_app
 
 from app.batches.lines import BatchError, prepare_line, read, render_line
 from app.errors import APIError, from_worker
+from app.jsonenc import dumps
 from config.protocol import batch_progress, batch_queue, bulk_queue, decode, encode
 
 LOCK_SECONDS = 120
@@ -321,7 +321,7 @@ def _api_error(error: dict) -> APIError:
 
 
 def _jsonl(entries: list[dict]) -> bytes:
-    return "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in entries).encode()
+    return "".join(dumps(e) + "\n" for e in entries).encode()
 
 
 def batch_counts() -> dict[str, Any]:
