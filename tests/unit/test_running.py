@@ -78,3 +78,27 @@ def test_never_more_groups_than_the_limit(make):  # noqa: F811
     assert len(engine._running.groups) == MAX_GROUPS
     engine._cancel({f"r{i}" for i in range(len(prompts))})  # no need to run them out
     run_until_done(engine, tickets)
+
+
+def test_the_prefill_budget_follows_what_its_passes_cost():
+    from workers.engine.prefill import LEAST, RATIO, PrefillBudget
+
+    budget = PrefillBudget(most=512)
+    assert budget.tokens(streams_running=False) == 512
+    budget.decoded(0.05)
+    target = RATIO * 0.05
+
+    def cost(tokens, context):  # seconds: a fixed part, and a part per token that grows
+        return 0.02 + tokens * (0.001 + context * 1e-6)
+
+    context = 0
+    for _ in range(30):  # a long prompt's chunks, each attending to more context
+        tokens = budget.tokens(streams_running=True)
+        budget.prefilled(tokens, cost(tokens, context))
+        context += tokens
+    tokens = budget.tokens(streams_running=True)
+    assert cost(tokens, context) == pytest.approx(target, rel=0.25)  # a chunk fits its time
+    budget.prefilled(tokens, 10 * target)  # a pass far over its time: the next is smaller
+    assert budget.tokens(streams_running=True) < tokens
+    budget.prefilled(3, 1.0)  # a small pass, however slow, never brings it under LEAST
+    assert budget.tokens(streams_running=True) >= LEAST

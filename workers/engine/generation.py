@@ -1,7 +1,8 @@
 """The batched generation engine: every running sequence advances in one forward pass per step.
 
-Each step (1) admits waiting sequences, up to a token budget, (2) runs one decode pass for every
-running row, (3) prefills the admitted ones (a long prompt a chunk per step, see
+Each step (1) admits waiting sequences, up to a token budget, (2) advances every running row by
+one token, in one decode pass per group of rows of like lengths (see
+:mod:`workers.engine.running`), (3) prefills the admitted ones (a long prompt a chunk per step, see
 :mod:`workers.engine.prefill`; a prompt's start from the prefix cache when it has been seen, see
 :mod:`workers.engine.prefix`) and joins the finished ones to the batch with their first token,
 (4) hands the step's events and the ids of in-flight jobs to the :class:`JobIO` in one call,

@@ -2,10 +2,11 @@
 
 One batch for every row pads each row to the longest: a 6,000-token prompt joining four short
 streams would make every decode step read (and the join write) 6,000 columns for all five rows,
-several times the work of the streams alone. So rows join the group where the padding they add
-costs less than a forward pass of their own (``fixed``: a pass's cost in row-columns, the model's
-weight bytes over a token's keys-and-values bytes), and start a group of their own otherwise;
-groups merge again once one batch would cost less than two. A step decodes group by group.
+several times the work of the streams alone. So rows join the group whose padding, with them in
+it, costs less than a forward pass (``fixed``: a pass's cost in row-columns, the model's weight
+bytes over a token's keys-and-values bytes), and start a group of their own otherwise; groups
+merge again once one batch holds less than half a pass's worth of padding. A step decodes group
+by group.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class RunningRows:
         self.groups = []
 
     def _merge(self) -> None:
-        # Half the pass's cost: merging copies both batches, so it must save more than a bit.
+        # Half a pass's cost: merging copies both batches, so it must save more than a bit.
         while len(self.groups) > 1:
             pairs = [
                 (_padding(a, b.batch), a, b)
@@ -103,11 +104,12 @@ class RunningRows:
 
 
 def _padding(group: Group, state: BatchState) -> int:
-    """Row-columns of padding that putting ``state``'s rows into ``group`` would add."""
-    rows, columns = len(group.rows), group.columns
-    theirs, their_columns = state.rows, state.mask.shape[1]
-    width = max(columns, their_columns)
-    return (rows + theirs) * width - rows * columns - theirs * their_columns
+    """Row-columns of padding ``group`` would hold with ``state``'s rows put in it: all of it,
+    not only what they add, so that short rows joining a long one one at a time stop once
+    together they would cost more than a pass of their own."""
+    rows, theirs = len(group.rows), state.rows
+    width = max(group.columns, state.mask.shape[1])
+    return (rows + theirs) * width - int(group.batch.mask.sum()) - int(state.mask.sum())
 
 
 def pass_cost(model: Any) -> float:
