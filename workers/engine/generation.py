@@ -1,4 +1,4 @@
-"""The batched generation engine: every running sequence advances in one forward pass per step.
+"""The batched generation engine: every running sequence advances a token per step, in batches.
 
 Each step (1) admits waiting sequences, up to a token budget, (2) advances every running row by
 one token, in one decode pass per group of rows of like lengths (see
