@@ -29,19 +29,20 @@ LEGACY_OPENAI = VENV / "legacy-openai"  # openai 0.28, kept apart from the curre
 def ensure_venv(dev: bool) -> None:
     """Create .venv and install the pinned requirements; re-exec this command inside it."""
 
-    def digest(dev: bool) -> str:
+    def digest(with_dev: bool) -> str:
         files = ["requirements.txt", "requirements-front.txt", "requirements-models.txt"] + (
-            ["requirements-dev.txt"] if dev else []
+            ["requirements-dev.txt"] if with_dev else []
         )
         return hashlib.sha256(b"".join((ROOT / f).read_bytes() for f in files)).hexdigest()
 
-    def current(dev: bool) -> bool:
-        stamp = VENV / (".installed-dev" if dev else ".installed")
-        return stamp.exists() and stamp.read_text() == digest(dev)
+    def stamp(with_dev: bool) -> Path:
+        return VENV / (".installed-dev" if with_dev else ".installed")
+
+    def current(with_dev: bool) -> bool:
+        return stamp(with_dev).exists() and stamp(with_dev).read_text() == digest(with_dev)
 
     # A current dev install (what `test` makes) holds everything `up` needs too.
     installed = current(dev) or (not dev and current(True))
-    stamp = VENV / (".installed-dev" if dev else ".installed")
     if not VENV_PYTHON.exists():
         print(f"creating {VENV}", flush=True)
         subprocess.check_call([sys.executable, "-m", "venv", str(VENV)])
@@ -56,7 +57,7 @@ def ensure_venv(dev: bool) -> None:
         if dev:
             legacy = ["--upgrade", "--no-warn-conflicts", "--target", str(LEGACY_OPENAI)]
             subprocess.check_call(pip + legacy + ["-r", str(ROOT / "requirements-legacy.txt")])
-        stamp.write_text(digest(dev))
+        stamp(dev).write_text(digest(dev))
     if Path(sys.prefix).resolve() != VENV.resolve():
         os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), str(ROOT / "manage.py"), *sys.argv[1:]])
 
@@ -110,9 +111,10 @@ def cmd_up(args: argparse.Namespace) -> None:
         start_front,
         start_worker,
         stop_process,
+        wait_for_models,
     )
     from config.registry import DEFAULT_MODELS
-    from config.startup import follow, wait_with_progress
+    from config.startup import Progress, follow
 
     # Ctrl-C and SIGTERM both stop the stack (even when started with SIGINT ignored, as by `&`).
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -146,7 +148,8 @@ def cmd_up(args: argparse.Namespace) -> None:
         base = f"http://{shown}:{args.port}"
         print(f"API: {base}/v1, playground: {base}/ (logs in {logs.relative_to(ROOT)}/)")
         print(f"loading {len(models)} models:", flush=True)
-        wait_with_progress(f"http://127.0.0.1:{args.port}", models, processes, 600)
+        local = f"http://127.0.0.1:{args.port}"
+        wait_for_models(local, models, 600, processes, on_poll=Progress(models))
         print(
             f"ready: {base}/v1 serving {', '.join(models)}; Ctrl-C stops everything\nrequests:",
             flush=True,

@@ -28,8 +28,7 @@ class Liveness:
         every request makes before it is enqueued, which Redis then confirms anyway.
         """
         with self._lock:
-            fresh = self._cached and time.monotonic() - self._cached[0] < self.cache_seconds
-            if cached and fresh:
+            if cached and self._fresh():
                 return self._cached[1]
         ids = sorted(
             i.decode() if isinstance(i, bytes) else i for i in self.client.smembers(WORKERS_SET)
@@ -62,10 +61,17 @@ class Liveness:
 
     def is_live(self, model: str) -> bool:
         """Whether ``model`` has a live worker. A "no" from the cache is read again: a worker
-        that has just come up is served at once (the cache only saves reads for the "yes")."""
-        return bool(self.workers_by_model().get(model)) or bool(
-            self.workers_by_model(cached=False).get(model)
-        )
+        that has just come up is served at once (the cache only saves reads for the "yes"); a
+        "no" just read from Redis stands."""
+        from_cache = self._fresh()
+        if self.workers_by_model().get(model):
+            return True
+        return from_cache and bool(self.workers_by_model(cached=False).get(model))
+
+    def _fresh(self) -> bool:
+        """Whether the last read is recent enough to answer from."""
+        cached = self._cached
+        return cached is not None and time.monotonic() - cached[0] < self.cache_seconds
 
     def worker_live(self, worker_id: str) -> bool:
         """Whether one worker (the one holding a job) is there and not stalled; never cached."""

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Response, stream_with_context
 
-from app.jsonenc import dumps
+from config.protocol import encode
 
 DONE_FRAME = "data: [DONE]\n\n"
 SSE_HEADERS = {
@@ -19,7 +19,7 @@ SSE_HEADERS = {
 
 def frame(payload: dict[str, Any]) -> str:
     """One SSE event: ``data: <json>`` and a blank line."""
-    return f"data: {dumps(payload)}\n\n"
+    return f"data: {encode(payload)}\n\n"
 
 
 def sse_response(frames: Iterable[str]) -> Response:

@@ -67,6 +67,33 @@ def _one(base: str, body: dict, timing: RequestTiming, api_key: str) -> None:
         conn.close()
 
 
+def chat_body(model: str, messages: list[dict], max_tokens: int, temperature: float) -> dict:
+    """A streaming chat request that generates exactly ``max_tokens`` tokens (``ignore_eos``)."""
+    return {
+        "model": model,
+        "messages": messages,
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "ignore_eos": True,
+    }
+
+
+def run_bodies(base: str, bodies: list[dict], api_key: str = "EMPTY") -> list[RequestTiming]:
+    """``bodies`` sent at once, a thread each; their timings, once every one has ended."""
+    timings, threads = [], []
+    for body in bodies:
+        timing = RequestTiming(start=time.perf_counter())
+        timings.append(timing)
+        thread = threading.Thread(target=_one, args=(base, body, timing, api_key))
+        threads.append(thread)
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return timings
+
+
 def run(
     base: str,
     model: str,
@@ -78,23 +105,8 @@ def run(
 ) -> dict:
     """``concurrency`` streaming chat requests at once; ``extra``: more request fields (a
     ``response_format``, say)."""
-    timings, threads = [], []
-    for i in range(concurrency):
-        body = {
-            "model": model,
-            "messages": messages(i),
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            "ignore_eos": True,
-            **(extra or {}),
-        }
-        timing = RequestTiming(start=time.perf_counter())
-        timings.append(timing)
-        thread = threading.Thread(target=_one, args=(base, body, timing, api_key))
-        threads.append(thread)
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return summarize(timings, concurrency)
+    bodies = [
+        chat_body(model, messages(i), max_tokens, temperature) | (extra or {})
+        for i in range(concurrency)
+    ]
+    return summarize(run_bodies(base, bodies, api_key), concurrency)

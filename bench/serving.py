@@ -145,7 +145,7 @@ def main() -> None:
 
         shared = args.workload == "shared-prefix"
         run = workloads.shared_prefix if shared else workloads.long_prompts
-        run(start_stack, stop_stack, args.model, free_port())
+        run(args.model, free_port())
         return
 
     import torch

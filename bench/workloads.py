@@ -20,8 +20,9 @@ import threading
 import time
 import uuid
 
-from bench.clients import _one
+from bench.clients import chat_body, run_bodies
 from bench.metrics import RequestTiming, percentile
+from bench.serving import start_stack, stop_stack
 
 WORDS = (
     "the queue holds every job until a worker takes it and the worker streams tokens back "
@@ -42,34 +43,18 @@ def text_of(words: int, seed: str) -> str:
 
 def tokens_per_word(base: str, model: str) -> float:
     """Measured through the API: prompt tokens of a 1,000-word text, per word."""
-    import json
-    import urllib.request
+    from bench.batch import call
 
     body = {
         "model": model,
         "messages": [{"role": "user", "content": text_of(1000, uuid.uuid4().hex)}],
         "max_tokens": 1,
     }
-    request = urllib.request.Request(
-        f"{base}/v1/chat/completions",
-        json.dumps(body).encode(),
-        {"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=600) as response:
-        usage = json.loads(response.read())["usage"]
-    return usage["prompt_tokens"] / 1000
+    return call(base, "POST", "/v1/chat/completions", body)["usage"]["prompt_tokens"] / 1000
 
 
 def chat(model: str, messages: list[dict], max_tokens: int) -> dict:
-    return {
-        "model": model,
-        "messages": messages,
-        "max_tokens": max_tokens,
-        "temperature": 0.7,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        "ignore_eos": True,
-    }
+    return chat_body(model, messages, max_tokens, 0.7)
 
 
 def special_tokens(model: str) -> list[int]:
@@ -85,19 +70,6 @@ def special_tokens(model: str) -> list[int]:
     return AutoTokenizer.from_pretrained(resolve_source(spec), **gguf).all_special_ids
 
 
-def run_all(base: str, bodies: list[dict]) -> list[RequestTiming]:
-    timings, threads = [], []
-    for body in bodies:
-        timing = RequestTiming(start=time.perf_counter())
-        thread = threading.Thread(target=_one, args=(base, body, timing, "EMPTY"))
-        timings.append(timing)
-        threads.append(thread)
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return timings
-
-
 def shared_prefix_round(base: str, model: str, system: str, clients: int) -> dict:
     """One request to warm up, then ``clients`` at once; their TTFT p50 and p95."""
 
@@ -108,8 +80,8 @@ def shared_prefix_round(base: str, model: str, system: str, clients: int) -> dic
         ]
         return chat(model, messages, 16)
 
-    run_all(base, [body(-1)])
-    timings = run_all(base, [body(i) for i in range(clients)])
+    run_bodies(base, [body(-1)])
+    timings = run_bodies(base, [body(i) for i in range(clients)])
     ok = [t for t in timings if t.error is None and t.chunk_times]
     ttft = [t.chunk_times[0] - t.start for t in ok]
     return {
@@ -120,7 +92,7 @@ def shared_prefix_round(base: str, model: str, system: str, clients: int) -> dic
     }
 
 
-def shared_prefix(start_stack, stop_stack, model: str, port: int, clients: int = 32) -> None:
+def shared_prefix(model: str, port: int, clients: int = 32) -> None:
     results = {}
     system = None
     for label, env in (("cold (no prefix cache)", {"PREFIX_CACHE_MB": "0"}), ("warm", {})):
@@ -144,18 +116,14 @@ def shared_prefix(start_stack, stop_stack, model: str, port: int, clients: int =
     print(f"warm / cold TTFT p50: {warm['ttft_p50_s'] / cold['ttft_p50_s']:.3f} (target <= 0.3)")
 
 
-def long_prompts(
-    start_stack, stop_stack, model: str, port: int, streams: int = 4, prompts: int = 2
-) -> None:
-    rows = {}
-    for label in ("chunked prefill",):
-        print(f"starting a {model} worker ...", flush=True)
-        stack = start_stack(model, port, name="long-prompts")
-        try:
-            rows[label] = _long_round(f"http://127.0.0.1:{port}", model, streams, prompts)
-        finally:
-            stop_stack(*stack)
-        print(f"  {label}: {rows[label]}", flush=True)
+def long_prompts(model: str, port: int, streams: int = 4, prompts: int = 2) -> None:
+    print(f"starting a {model} worker ...", flush=True)
+    stack = start_stack(model, port, name="long-prompts")
+    try:
+        r = _long_round(f"http://127.0.0.1:{port}", model, streams, prompts)
+    finally:
+        stop_stack(*stack)
+    print(f"  chunked prefill: {r}", flush=True)
     print(
         f"\n{streams} running streams while {prompts} prompts of ~6,000 tokens arrive one after "
         "the other; the streams' gaps between tokens (ms):"
@@ -164,12 +132,11 @@ def long_prompts(
         f"{'':>18} {'median':>8} {'median alone':>13} {'p95 meanwhile':>14} {'longest':>8} "
         f"{'longest/median':>15} {'long TTFT s':>12} {'errors':>6}"
     )
-    for label, r in rows.items():
-        print(
-            f"{label:>18} {r['median_ms']:>8} {r['median_alone_ms']!s:>13} "
-            f"{r['p95_meanwhile_ms']:>14} {r['longest_ms']:>8} {r['ratio']:>15} "
-            f"{r['long_ttft_s']!s:>12} {r['errors']:>6}"
-        )
+    print(
+        f"{'chunked prefill':>18} {r['median_ms']:>8} {r['median_alone_ms']!s:>13} "
+        f"{r['p95_meanwhile_ms']:>14} {r['longest_ms']:>8} {r['ratio']:>15} "
+        f"{r['long_ttft_s']!s:>12} {r['errors']:>6}"
+    )
     print(
         "median: over the streams' whole run; median alone: while no long prompt was being "
         "served (target: longest <= 3 x median)"
@@ -186,14 +153,14 @@ def _long_round(base: str, model: str, streams: int, prompts: int) -> dict:
     # gives each stream a chunk, and a gap is the time between two steps.
     bias = {str(token): -100 for token in special_tokens(model)}
     short = [{**body, "logit_bias": bias} for body in short]
-    background = threading.Thread(target=lambda: runners.extend(run_all(base, short)))
+    background = threading.Thread(target=lambda: runners.extend(run_bodies(base, short)))
     background.start()
     time.sleep(5)  # the streams are running
     window_start = time.perf_counter()
     longs = []
     for _ in range(prompts):
         body = chat(model, [{"role": "user", "content": text_of(words, uuid.uuid4().hex)}], 4)
-        longs += run_all(base, [body])
+        longs += run_bodies(base, [body])
     window_end = time.perf_counter()
     background.join()
     gaps, window, outside = [], [], []

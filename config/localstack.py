@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -173,23 +174,40 @@ def check_running(processes: list[subprocess.Popen]) -> None:
 
 
 def wait_for_models(
-    base_url: str, models: list[str], timeout: float, processes: list[subprocess.Popen] = ()
+    base_url: str,
+    models: list[str],
+    timeout: float,
+    processes: list[subprocess.Popen] = (),
+    on_poll: Callable[[set[str], float], None] | None = None,
 ) -> None:
-    """Wait until the front's ``/ready`` lists every one of ``models`` (each has a live worker).
+    """Wait until the front's ``/ready`` lists every one of ``models`` (each has a live worker);
+    ``on_poll`` is told, at each poll, the models live so far and the seconds since the start.
 
     ``/ready`` needs no API key, so waiting spends no key's rate limit.
     """
-    import json
-
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
     while True:
         check_running(processes)
-        try:
-            with urllib.request.urlopen(f"{base_url}/ready", timeout=2) as response:
-                if set(models) <= set(json.load(response)["models"]):
-                    return
-        except (urllib.error.URLError, ConnectionError, OSError, ValueError):
-            pass  # not up yet, or 503 until a worker is live (HTTPError is a URLError)
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"models {models} not ready at {base_url} after {timeout:.0f} s")
+        live = ready_models(base_url)
+        elapsed = time.monotonic() - started
+        if on_poll is not None:
+            on_poll(live, elapsed)
+        if set(models) <= live:
+            return
+        if elapsed > timeout:
+            raise TimeoutError(
+                f"models {sorted(set(models) - live)} not ready at {base_url} after {timeout:.0f} s"
+            )
         time.sleep(0.25)
+
+
+def ready_models(base_url: str) -> set[str]:
+    """The models ``/ready`` lists as live; none while the front is not up or no worker is live
+    (a 503, which urllib raises as an ``HTTPError``, an ``OSError``)."""
+    import json
+
+    try:
+        with urllib.request.urlopen(f"{base_url}/ready", timeout=2) as response:
+            return set(json.load(response)["models"])
+    except (OSError, ValueError, KeyError):
+        return set()

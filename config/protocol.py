@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, NotRequired, TypedDict
 
+import orjson
+
 TOKEN = "token"
 DONE = "done"
 ERROR = "error"
@@ -251,8 +253,14 @@ class WorkerStatus(TypedDict):
     ts: float
 
 
-def encode(message: dict[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"))
+def encode(message: Any) -> str:
+    """Compact JSON, as ``json.dumps(message, separators=(",", ":"))`` writes it, by orjson
+    (several times faster, floats most of all); what orjson cannot write (an integer past 64
+    bits) by the json module."""
+    try:
+        return orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # orjson.JSONEncodeError is one
+        return json.dumps(message, separators=(",", ":"))
 
 
 def decode(raw: str | bytes) -> dict[str, Any]:

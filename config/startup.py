@@ -7,64 +7,41 @@ what a person starting the stack needs.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from subprocess import Popen
 from typing import TextIO
-
-from config.localstack import check_running
 
 # Requests the stack makes to itself (readiness probes, the playground's status panel).
 POLLS = ('"GET /ready ', '"GET /health ', '"GET /status ', '"GET /metrics ')
 SPINNER = "|/-\\"
 
 
-def live_models(base_url: str) -> dict[str, int]:
-    """Model -> live workers, from the front's ``/status``; empty while the front is not up."""
-    try:
-        with urllib.request.urlopen(f"{base_url}/status", timeout=2) as response:
-            return {row["model"]: row["live_workers"] for row in json.load(response)["models"]}
-    except (urllib.error.URLError, ConnectionError, OSError, ValueError, KeyError):
-        return {}
+class Progress:
+    """What ``up`` shows while it waits for the models (an ``on_poll`` for
+    :func:`~config.localstack.wait_for_models`): a line per model once it is ready (seconds
+    since the start), and on a terminal one updating line of what is still loading."""
 
+    def __init__(self, models: list[str], out: TextIO = sys.stdout) -> None:
+        self.models, self.out = models, out
+        self.ready: set[str] = set()
+        self.tick = 0
 
-def wait_with_progress(
-    base_url: str,
-    models: list[str],
-    processes: list[Popen],
-    timeout: float,
-    out: TextIO = sys.stdout,
-) -> dict[str, float]:
-    """Wait until every model has a live worker, saying so once per model (seconds since the
-    start), with one updating line of what is still loading on a terminal. Returns the seconds
-    each model took."""
-    started, ready = time.monotonic(), {}
-    tty = out.isatty()
-    tick = 0
-    while len(ready) < len(models):
-        check_running(processes)
-        elapsed = time.monotonic() - started
-        if elapsed > timeout:
-            raise TimeoutError(
-                f"models {sorted(set(models) - set(ready))} not ready after {timeout:.0f} s"
-            )
-        live = live_models(base_url)
-        for model in models:
-            if model not in ready and live.get(model):
-                ready[model] = elapsed
-                out.write(("\r\033[K" if tty else "") + f"  {model}: ready ({elapsed:.0f} s)\n")
-        waiting = [m for m in models if m not in ready]
+    def __call__(self, live: set[str], elapsed: float) -> None:
+        tty = self.out.isatty()
+        for model in self.models:
+            if model not in self.ready and model in live:
+                self.ready.add(model)
+                self.out.write(
+                    ("\r\033[K" if tty else "") + f"  {model}: ready ({elapsed:.0f} s)\n"
+                )
+        waiting = [m for m in self.models if m not in self.ready]
         if tty and waiting:
-            bar = SPINNER[tick % len(SPINNER)]
-            out.write(f"\r\033[K  {bar} loading {', '.join(waiting)} ... {elapsed:.0f} s")
-        out.flush()
-        tick += 1
-        time.sleep(0.25)
-    return ready
+            bar = SPINNER[self.tick % len(SPINNER)]
+            self.out.write(f"\r\033[K  {bar} loading {', '.join(waiting)} ... {elapsed:.0f} s")
+        self.out.flush()
+        self.tick += 1
 
 
 def follow(path: Path, processes: list[Popen], out: TextIO = sys.stdout) -> None:

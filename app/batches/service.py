@@ -21,7 +21,6 @@ from flask import current_app
 
 from app.batches.lines import BatchError, prepare_line, read, render_line
 from app.errors import APIError, from_worker
-from app.jsonenc import dumps
 from config.protocol import batch_progress, batch_queue, bulk_queue, decode, encode
 
 LOCK_SECONDS = 120
@@ -321,7 +320,7 @@ def _api_error(error: dict) -> APIError:
 
 
 def _jsonl(entries: list[dict]) -> bytes:
-    return "".join(dumps(e) + "\n" for e in entries).encode()
+    return "".join(encode(e) + "\n" for e in entries).encode()
 
 
 def batch_counts() -> dict[str, Any]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.jsonenc import dumps
 from app.responses.items import call_item, call_item_id, message_id, message_item, text_part
+from config.protocol import encode
 
 
 class ResponseEvents:
@@ -27,7 +27,7 @@ class ResponseEvents:
     def frame(self, type_: str, **payload: Any) -> str:
         event = {"type": type_, "sequence_number": self._seq, **payload}
         self._seq += 1
-        return f"event: {type_}\ndata: {dumps(event)}\n\n"
+        return f"event: {type_}\ndata: {encode(event)}\n\n"
 
     def opening(self, response: dict[str, Any]) -> list[str]:
         return [

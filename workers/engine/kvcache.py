@@ -145,3 +145,12 @@ def growing(cache: DynamicCache) -> bool:
     """Whether every layer of ``cache`` is a :class:`GrowingLayer` (no sliding windows): the
     layout the prefix cache and chunked prefill rely on."""
     return all(isinstance(layer, GrowingLayer) for layer in cache.layers)
+
+
+def kv_bytes_per_token(config: Any, dtype: torch.dtype) -> int:
+    """Bytes of keys and values one token takes in the cache, all layers together."""
+    text = config.get_text_config(decoder=True)
+    heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    element = torch.tensor([], dtype=dtype).element_size()
+    return 2 * text.num_hidden_layers * heads * head_dim * element

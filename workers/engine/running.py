@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workers.engine.batch import BatchState
+from workers.engine.kvcache import kv_bytes_per_token
 from workers.engine.sequences import Sequence
 
 MAX_GROUPS = 4  # more passes per step than this cost more than any padding saves
@@ -74,14 +75,10 @@ class RunningRows:
         one batch merge."""
         for group in self.groups:
             keep = [i for i, seq in enumerate(group.rows) if wanted(seq)]
-            if len(keep) == len(group.rows):
-                continue
-            if keep:
-                group.rows = [group.rows[i] for i in group.batch.keep(keep)]
-            else:
-                group.rows = []
+            if len(keep) < len(group.rows):
+                group.rows = [group.rows[i] for i in group.batch.keep(keep)] if keep else []
         self.groups = [group for group in self.groups if group.rows]
-        self._merge()
+        self._merge()  # nothing to do with one group, the usual case
 
     def clear(self) -> None:
         self.groups = []
@@ -115,18 +112,7 @@ def _padding(group: Group, state: BatchState) -> int:
 def pass_cost(model: Any) -> float:
     """A forward pass's fixed cost in row-columns of attention: the bytes of the model's
     weights (each pass reads them all) over the bytes of one token's keys and values (what
-    attention reads per row and column). Infinite (one group) when the config does not tell."""
-    config = getattr(model, "config", None)
-    config = getattr(config, "text_config", None) or config
-    layers = getattr(config, "num_hidden_layers", None)
-    heads = getattr(config, "num_attention_heads", None)
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or (
-        config.hidden_size // heads if heads and getattr(config, "hidden_size", None) else None
-    )
+    attention reads per row and column)."""
     params = list(model.parameters())
-    if not (layers and kv_heads and head_dim and params):
-        return float("inf")
     weights = sum(p.numel() * p.element_size() for p in params)
-    per_token = layers * 2 * kv_heads * head_dim * params[0].element_size()
-    return weights / per_token
+    return weights / kv_bytes_per_token(model.config, params[0].dtype)
