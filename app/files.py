@@ -12,13 +12,14 @@ import redis
 
 from app.blobs import BlobStore
 from app.errors import APIError
+from app.listing import Index
 from config.protocol import decode, encode
 
 PURPOSES = ("batch", "batch_output", "user_data", "assistants", "fine-tune", "vision", "evals")
 
 
 def _index(owner: str) -> str:
-    return f"llm:files:{owner or '-'}"
+    return f"llm:files:{owner or '-'}"  # the owner's files, in creation order (app.listing)
 
 
 class FileStore:
@@ -43,7 +44,7 @@ class FileStore:
         self.blobs.put(file["id"], data, self.ttl)
         pipe = self.client.pipeline(transaction=False)
         pipe.set(f"llm:file:{file['id']}", encode({**file, "owner": owner}), ex=self.ttl)
-        pipe.zadd(_index(owner), {file["id"]: now})
+        Index(self.client, _index(owner)).add(file["id"], pipe)
         pipe.execute()
         return file
 
@@ -75,32 +76,21 @@ class FileStore:
         self, owner: str, purpose: str | None, limit: int, after: str | None, order: str
     ) -> dict[str, Any]:
         """The owner's files, newest first (or oldest with ``order=asc``), after ``after``."""
-        ids = [
-            i.decode() if isinstance(i, bytes) else i
-            for i in self.client.zrange(_index(owner), 0, -1)
-        ]
-        if order == "desc":
-            ids.reverse()
-        raws = self.client.mget([f"llm:file:{i}" for i in ids]) if ids else []
-        files, expired = [], []
-        for file_id, raw in zip(ids, raws, strict=True):
-            if raw is None:
-                expired.append(file_id)  # its TTL ran out: clean the index up
-                continue
-            file = decode(raw)
-            file.pop("owner")
-            if purpose is None or file["purpose"] == purpose:
-                files.append(file)
-        if expired:
-            self.client.zrem(_index(owner), *expired)
-            for file_id in expired:
-                self.blobs.delete(file_id)
-        start = next((i + 1 for i, f in enumerate(files) if f["id"] == after), 0)
-        page = files[start : start + limit]
-        return {
-            "object": "list",
-            "data": page,
-            "first_id": page[0]["id"] if page else None,
-            "last_id": page[-1]["id"] if page else None,
-            "has_more": start + limit < len(files),
-        }
+
+        def load(ids: list[str]) -> list[dict[str, Any] | None]:
+            files = [decode(raw) if raw else None for raw in self.client.mget(_file_keys(ids))]
+            for file_id, file in zip(ids, files, strict=True):
+                if file is None:
+                    self.blobs.delete(file_id)  # its TTL ran out: its content goes too
+                else:
+                    file.pop("owner")
+            return files
+
+        def wanted(file: dict[str, Any]) -> bool:
+            return purpose is None or file["purpose"] == purpose
+
+        return Index(self.client, _index(owner)).page(limit, after, load, order, wanted)
+
+
+def _file_keys(ids: list[str]) -> list[str]:
+    return [f"llm:file:{i}" for i in ids]

@@ -21,6 +21,7 @@ from flask import current_app
 
 from app.batches.lines import BatchError, prepare_line, read, render_line
 from app.errors import APIError, from_worker
+from app.listing import Index
 from config.protocol import batch_progress, batch_queue, bulk_queue, decode, encode
 
 LOCK_SECONDS = 120
@@ -79,12 +80,12 @@ def create(owner: str, digest: str, body: dict[str, Any]) -> dict[str, Any]:
         record |= {"status": "failed", "failed_at": now}
         record["errors"] = {"object": "list", "data": exc.errors}
         _save(record, ttl)
-        _client().zadd(f"llm:batches:{owner or '-'}", {record["id"]: now})
+        _index(owner).add(record["id"])
         return public(record)
     _prepare_lines(record, requests, owner, ttl)
     _save(record, ttl)
     pipe = _client().pipeline(transaction=False)
-    pipe.zadd(f"llm:batches:{owner or '-'}", {record["id"]: now})
+    _index(owner).add(record["id"], pipe)
     pipe.zadd("llm:batches", {record["id"]: now})
     pipe.execute()
     _enqueue(record)
@@ -158,30 +159,18 @@ def get(batch_id: str, owner: str) -> dict[str, Any]:
 
 
 def list_batches(owner: str, limit: int, after: str | None) -> dict[str, Any]:
-    ids = [
-        i.decode() if isinstance(i, bytes) else i
-        for i in _client().zrevrange(f"llm:batches:{owner or '-'}", 0, -1)
-    ]
-    start = ids.index(after) + 1 if after in ids else 0
-    page, gone = [], []
-    for batch_id in ids[start:]:
-        raw = _client().get(_key(batch_id))
-        if raw is None:
-            gone.append(batch_id)  # expired: clean the index up
-            continue
-        page.append(public(_advance(decode(raw))))
-        if len(page) == limit:
-            break
-    if gone:
-        _client().zrem(f"llm:batches:{owner or '-'}", *gone)
-    last = page[-1]["id"] if page else None
-    return {
-        "object": "list",
-        "data": page,
-        "first_id": page[0]["id"] if page else None,
-        "last_id": last,
-        "has_more": bool(page) and ids.index(last) < len(ids) - 1 - len(gone),
-    }
+    """The owner's batches, newest first, after ``after``."""
+
+    def load(ids: list[str]) -> list[dict[str, Any] | None]:
+        raws = _client().mget([_key(batch_id) for batch_id in ids])
+        return [public(_advance(decode(raw))) if raw else None for raw in raws]
+
+    return _index(owner).page(limit, after, load)
+
+
+def _index(owner: str) -> Index:
+    """The owner's batches, in creation order (the lists' shared index, see app.listing)."""
+    return Index(_client(), f"llm:batches:{owner or '-'}")
 
 
 def cancel(batch_id: str, owner: str) -> dict[str, Any]:
