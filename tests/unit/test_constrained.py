@@ -149,3 +149,50 @@ def test_a_schema_that_cannot_compile_is_refused_before_it_takes_a_slot(engine):
         engine.submit(chat("bad", json_schema={"type": "nonsense"}))
     assert refused.value.param == "response_format"
     assert engine.load()["waiting"] == 0
+
+
+def ended_with(engine, job_id):
+    """The job's terminal event: its type and code."""
+    last = engine.io.of(job_id)[-1]
+    return last["type"], last.get("code")
+
+
+def test_a_row_sampled_without_its_mask_ends_in_an_engine_error(engine, monkeypatch):
+    # The mask is skipped (as if the engine lost it): the first token the random model picks
+    # is not one the grammar allows, so the job fails instead of answering in free text.
+    monkeypatch.setattr(engine.constraints, "mask", lambda rows, matchers, logits: None)
+    forced = chat("f", tools=[WEATHER], tool_choice="get_weather", params={"temperature": 0})
+    free = chat("free", params={"temperature": 0, "max_tokens": 5})
+    run_until_done(engine, [engine.submit(forced), engine.submit(free)])
+    assert ended_with(engine, "f") == ("error", "engine_error")
+    assert engine.io.text("f") == "" and not calls(engine, "f")
+    assert ended_with(engine, "free")[0] == "done"  # the free row beside it is unharmed
+
+
+def test_a_forced_reply_without_its_grammar_ends_in_an_engine_error(engine, monkeypatch):
+    # The grammar is lost altogether (no matcher): the reply's own contract still holds, so
+    # text where only tool calls may be, or a JSON reply that does not parse, is an error.
+    monkeypatch.setattr(engine.constraints, "matcher", lambda grammar, param: None)
+    tools = chat("t", tools=[WEATHER], tool_choice="required", params={"temperature": 0})
+    run_until_done(engine, [engine.submit(tools)])
+    assert ended_with(engine, "t") == ("error", "engine_error")
+    assert engine.io.text("t") == ""
+
+
+def test_a_json_reply_that_does_not_parse_breaks_its_contract():
+    from types import SimpleNamespace
+
+    from workers.engine.output import TokenOutput
+    from workers.engine.sequences import JSON
+
+    def seq():
+        return SimpleNamespace(forced=JSON, reply="", text=SimpleNamespace(stopped=False))
+
+    broken = seq()
+    assert not TokenOutput._breaks_contract(broken, "Sure! Here", None)  # not ended yet
+    assert "does not parse" in TokenOutput._breaks_contract(broken, " it is.", "stop")
+    whole = seq()
+    assert not TokenOutput._breaks_contract(whole, '{"a": ', None)
+    assert not TokenOutput._breaks_contract(whole, "1}", "stop")
+    cut = seq()  # cut by max_tokens: incomplete, not broken
+    assert not TokenOutput._breaks_contract(cut, '{"a": ', "length")

@@ -262,13 +262,7 @@ class GenerationEngine(Admission):
     def _fail(self, jobs: Iterable[Job], error: JobFailed, events: list[dict[str, Any]]) -> None:
         """End ``jobs`` with ``error`` (those whose ``done`` is already out are left alone)."""
         for job in jobs:
-            if job.finished:
-                continue
-            for seq in job.sequences:
-                if seq.finish_reason is None:
-                    seq.finish_reason = "error"  # leaves the batch (or the waiting line)
-            events.append(job.events.error(error.code, error.message, error.param))
-            self.output.ending.append((job, ERROR))
+            self.output.fail(job, error, events)
         with self._lock:  # choices of a failed job that had not joined yet never will
             self._scheduler.drop_finished()
 

@@ -18,7 +18,7 @@ from config.protocol import EventSequence
 from workers.engine.errors import ContextLengthExceeded, InvalidRequest, TooManyTokens
 from workers.engine.io import Ticket
 from workers.engine.sampling import SamplingParams, make_generator
-from workers.engine.sequences import BASE, Job, Sequence
+from workers.engine.sequences import BASE, JSON, TOOL_CALLS, Job, Sequence
 from workers.engine.text import TextStream
 from workers.engine.tools import (
     ToolCallParser,
@@ -58,6 +58,7 @@ def generation_job(job: dict[str, Any], model: Model) -> Job:
     param = "messages" if job.get("messages") is not None else "prompt"
     check_request_tokens(sum(len(p) for p in prompts), job.get("max_request_tokens"), param)
     calls_tools = bool(job.get("tools")) and job.get("tool_choice") != "none"
+    forced = forced_reply(job, grammar, calls_tools)
     state = Job(id=job["id"], ticket=Ticket(), events=EventSequence(job["id"]))
     adapter = model.adapters.get(job.get("model"), BASE)
     for number, prompt in enumerate(prompts):
@@ -81,6 +82,7 @@ def generation_job(job: dict[str, Any], model: Model) -> Job:
                     echo={"text": tokenizer.decode(prompt)} if params.echo else None,
                     adapter=adapter,
                     matcher=matcher,
+                    forced=forced,
                     tools=ToolCallParser(model.tool_format) if calls_tools else None,
                     bulk=job.get("priority") == "bulk",
                 )
@@ -219,6 +221,16 @@ def job_grammar(job: dict[str, Any], tool_format: ToolFormat) -> tuple[str | Non
         raise InvalidRequest(str(exc), exc.param) from None
     param = "tools" if job.get("tools") and job.get("tool_choice") != "none" else "response_format"
     return grammar, param
+
+
+def forced_reply(job: dict[str, Any], grammar: str | None, calls_tools: bool) -> str | None:
+    """What the job's reply must be (:data:`TOOL_CALLS`, :data:`JSON`), or None when it may be
+    free text (no grammar, or ``tool_choice`` auto, which lets the model answer in text)."""
+    if grammar is None:
+        return None
+    if calls_tools:
+        return None if (job.get("tool_choice") or "auto") == "auto" else TOOL_CALLS
+    return JSON
 
 
 def check_logit_bias(bias: tuple[tuple[int, float], ...], vocab_size: int) -> None:

@@ -4,15 +4,17 @@ that carry them."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
 
 import torch
 
-from config.protocol import DONE, TOKEN
+from config.protocol import DONE, ERROR, TOKEN
+from workers.engine.errors import EngineFailed, JobFailed
 from workers.engine.sampling import choose_token, process_logits, token_logprobs
-from workers.engine.sequences import Job, Sequence
+from workers.engine.sequences import JSON, TOOL_CALLS, Job, Sequence
 from workers.engine.text import TokenBytes
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,9 @@ class TokenOutput:
         greedy = logits.argmax(dim=-1).tolist()
         chosen = []
         for i, seq in enumerate(rows):
+            if seq.finish_reason is not None:  # its job failed on an earlier row of this step
+                chosen.append(self.pad_id)
+                continue
             if seq.max_new_tokens <= 0:  # echo with max_tokens 0: the prompt's logprobs only
                 chosen.append(self.pad_id)
                 self.emit(seq, "", "length", events)
@@ -58,10 +63,36 @@ class TokenOutput:
             if seq.params.logprobs is not None:
                 entry = token_logprobs(raw[i], token, seq.params.logprobs, self.describe)
                 seq.unsent_logprobs.append(entry)
-            if seq.matcher is not None and not seq.matcher.consume_token(token):
-                log.error("engine %s: grammar refused token %d", self.name, token)
+            if seq.matcher is not None:
+                # A token its grammar did not allow ends the job with an error, never with text
+                # that breaks the reply's contract: whether its mask was missed, or the matcher
+                # (which must accept what its own mask allowed) disagrees.
+                if logits[i, token] == float("-inf"):
+                    self._broken(seq, f"token {token} was chosen outside its grammar", events)
+                    continue
+                if not seq.matcher.consume_token(token):
+                    self._broken(seq, f"the grammar refused token {token}", events)
+                    continue
             self._record(seq, token, events)
         return torch.tensor(chosen, dtype=torch.long, device=logits.device)
+
+    def fail(self, job: Job, error: JobFailed, events: list[dict[str, Any]]) -> None:
+        """End ``job`` with ``error``: every sequence of it leaves, its one terminal event is
+        this error (nothing, if its ``done`` is already out)."""
+        if job.finished:
+            return
+        for seq in job.sequences:
+            if seq.finish_reason is None:
+                seq.finish_reason = "error"  # leaves the batch (or the waiting line)
+        events.append(job.events.error(error.code, error.message, error.param))
+        self.ending.append((job, ERROR))
+
+    def _broken(self, seq: Sequence, why: str, events: list[dict[str, Any]]) -> None:
+        """The reply of ``seq`` would break its contract (its grammar, or what it is forced to
+        be): its job ends with an engine error instead, and what broke it is not sent."""
+        log.error("engine %s: job %s broke its reply's contract: %s", self.name, seq.job.id, why)
+        message = "The model's reply broke its required format; it was stopped."
+        self.fail(seq.job, EngineFailed(message), events)
 
     def prompt_logprobs(self, seq: Sequence, logits: torch.Tensor) -> list[dict]:
         """Each prompt token's logprob given the tokens before it (the first has none)."""
@@ -124,6 +155,10 @@ class TokenOutput:
                     reason = "tool_calls"  # the reply ends in calls
             if not text and not calls and reason is None:
                 return  # all held back (a tag that may be opening): nothing to say yet
+        broken = self._breaks_contract(seq, text, reason)
+        if broken:
+            self._broken(seq, broken, events)
+            return
         seq.finish_reason = reason
         event = {"index": seq.index, "text": text, "token_ids": seq.unsent, "finish_reason": reason}
         if calls:
@@ -137,6 +172,25 @@ class TokenOutput:
         seq.unsent = []
         if reason is not None and seq.job.finished:
             self._done(seq.job, events)
+
+    @staticmethod
+    def _breaks_contract(seq: Sequence, text: str, reason: str | None) -> str:
+        """Why sending ``text`` (and ending with ``reason``) would break what the reply is
+        forced to be; '' if it would not. The grammar already guarantees it: this is the check
+        that nothing got past the grammar, whatever the cause."""
+        if seq.forced == TOOL_CALLS:
+            if text:
+                return f"text beside forced tool calls: {text[:40]!r}"
+            if reason == "stop" and not seq.tools.calls:
+                return "a forced tool call ended without a call"
+        elif seq.forced == JSON:
+            seq.reply += text
+            if reason == "stop" and not seq.text.stopped:  # a stop string may cut it anywhere
+                try:
+                    json.loads(seq.reply)
+                except ValueError:
+                    return f"a JSON reply that does not parse: {seq.reply[:40]!r}"
+        return ""
 
     def _done(self, job: Job, events: list) -> None:
         timing = {"engine": round(time.monotonic() - (job.started or time.monotonic()), 4)}

@@ -15,6 +15,8 @@ from workers.engine.text import TextStream
 from workers.engine.tools import ToolCallParser
 
 BASE = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
+TOOL_CALLS = "tool_calls"  # Sequence.forced: the reply is tool calls and nothing else
+JSON = "json"  # Sequence.forced: the reply is one JSON value
 
 
 @dataclass
@@ -58,6 +60,11 @@ class Sequence:
     finish_reason: str | None = None
     adapter: str = BASE  # the LoRA adapter its rows run through (BASE: none)
     matcher: Any = None  # llguidance's, when a grammar constrains the reply
+    # What the reply must be, whatever happens to its grammar: TOOL_CALLS (only calls, under a
+    # required or named tool_choice) or JSON (a JSON value, under response_format); checked
+    # as the reply streams and when it ends (see workers.engine.output).
+    forced: str | None = None
+    reply: str = ""  # the text sent so far, kept for a JSON reply's final check
     tools: ToolCallParser | None = None  # splits tool calls from the text, when tools are on
     bulk: bool = False  # low priority: runs in capacity interactive work leaves (see scheduler)
     resumed: list[int] | None = None  # after a preemption: prompt and generated tokens
