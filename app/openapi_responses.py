@@ -3,7 +3,9 @@ endpoint answers (schemathesis checks every response against them)."""
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
+
+from config.registry import CAPABILITIES
 
 
 class ErrorDetail(Schema):
@@ -133,6 +135,10 @@ class Model(Schema):
     owned_by = fields.String(required=True)
     root = fields.String()
     parent = fields.String(allow_none=True)
+    capabilities = fields.List(
+        fields.String(validate=validate.OneOf(CAPABILITIES)),
+        metadata={"description": "What requests the model answers."},
+    )
     permission = fields.List(fields.Dict())
 
 

@@ -22,6 +22,9 @@ from config.grammars import TOOL_FORMATS
 CHAT = "chat"
 EMBEDDING = "embedding"
 KINDS = (CHAT, EMBEDDING)
+# What a model can answer, as /v1/models lists it: a chat model all of it, an embedding model
+# only embeddings.
+CAPABILITIES = ("chat", "completions", "responses", "tools", "embeddings")
 DTYPES = ("float32", "float16", "bfloat16")
 
 
@@ -68,6 +71,12 @@ class ModelSpec:
         """Whether requests of ``kind`` may use this model: a chat model also answers
         embeddings (mean-pooled hidden states, as FastChat's model workers compute them)."""
         return kind == self.kind or (self.kind == CHAT and kind == EMBEDDING)
+
+    @property
+    def capabilities(self) -> list[str]:
+        """What requests the model answers, as ``/v1/models`` lists them (so a client, the
+        playground too, can tell a chat model from an embedding model)."""
+        return list(CAPABILITIES) if self.kind == CHAT else ["embeddings"]
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -13,7 +13,9 @@ from config.registry import ModelSpec
 
 def model_card(name: str, spec: ModelSpec) -> dict:
     """A model as OpenAI lists it, with the root, parent and permission fields FastChat adds:
-    ``root`` is the entry an alias names, ``parent`` the base model of a LoRA adapter."""
+    ``root`` is the entry an alias names, ``parent`` the base model of a LoRA adapter; and
+    ``capabilities``, as Ollama lists them: what requests it answers (``chat``,
+    ``completions``, ``responses``, ``tools``, ``embeddings``)."""
     return {
         "id": name,
         "object": "model",
@@ -21,6 +23,7 @@ def model_card(name: str, spec: ModelSpec) -> dict:
         "owned_by": spec.owned_by,
         "root": spec.name,
         "parent": spec.base,
+        "capabilities": spec.capabilities,
         "permission": [
             {
                 "id": f"modelperm-{name}",

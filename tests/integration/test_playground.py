@@ -96,13 +96,20 @@ def test_a_browser_chats_with_streaming_and_sees_the_workers(
     browser.get(f"{front}/")
     wait = WebDriverWait(browser, 60)
     wait.until(lambda b: TINY in [o.text for o in Select(b.find_element(By.ID, "model")).options])
-    Select(browser.find_element(By.ID, "model")).select_by_value(TINY)
-    max_tokens = browser.find_element(By.ID, "max-tokens")
-    max_tokens.clear()
-    max_tokens.send_keys("40")
+    # The menu offers only models that chat, and one of them is selected: a first message,
+    # sent without touching anything, goes to a model that can answer it.
+    menu = Select(browser.find_element(By.ID, "model"))
+    offered = [o.get_attribute("value") for o in menu.options]
+    chat_models = {
+        m["id"] for m in get(front, "/v1/models")[2]["data"] if "chat" in m["capabilities"]
+    }
+    assert EMBED_MODEL not in offered and set(offered) <= chat_models
+    assert menu.first_selected_option.get_attribute("value") == offered[0]
+    print(f"\nthe playground offers {offered}, and selects {offered[0]}")
     browser.find_element(By.ID, "prompt").send_keys("Tell me about queues.")
     browser.find_element(By.ID, "send").click()
     answer = (By.CSS_SELECTOR, ".message.assistant .text")
+    wait = WebDriverWait(browser, 240)  # 256 tokens (the default), from whichever chat model
     wait.until(lambda b: b.find_element(*answer).text.strip())  # streamed text appears
     wait.until(ready.text_to_be_present_in_element((By.ID, "stats"), "Time to first token"))
     assert "tokens/s" in browser.find_element(By.ID, "stats").text
@@ -120,3 +127,9 @@ def test_a_browser_chats_with_streaming_and_sees_the_workers(
     assert int(workers[TINY]) >= 1 and int(workers[EMBED_MODEL]) >= 1
     if SCREENSHOT:
         browser.save_screenshot(SCREENSHOT)
+
+
+def test_models_say_what_they_can_do(front, tiny_worker, embed_worker):
+    cards = {m["id"]: m for m in get(front, "/v1/models")[2]["data"]}
+    assert "chat" in cards[TINY]["capabilities"] and "tools" in cards[TINY]["capabilities"]
+    assert cards[EMBED_MODEL]["capabilities"] == ["embeddings"]

@@ -31,7 +31,10 @@ async function loadModels() {
     showError(`Models: ${await errorOf(response)}`);
     return;
   }
-  const models = (await response.json()).data;
+  // Only models that can chat: an embedding model would answer a message with an error.
+  const models = (await response.json()).data.filter((model) =>
+    (model.capabilities || ["chat"]).includes("chat"),
+  );
   const select = $("model");
   const chosen = select.value;
   select.innerHTML = "";
@@ -40,8 +43,8 @@ async function loadModels() {
     option.value = option.textContent = model.id;
     select.appendChild(option);
   }
-  if (chosen) select.value = chosen;
-  showError("");
+  if (chosen && models.some((model) => model.id === chosen)) select.value = chosen;
+  showError(models.length ? "" : "No chat model is served right now.");
 }
 
 function addMessage(role, text) {
