@@ -27,6 +27,7 @@ from config.protocol import (
     claim_key,
     detached_key,
     encode,
+    flex_queue,
     origin,
 )
 from config.registry import CHAT, ModelSpec, public_names
@@ -137,6 +138,11 @@ class JobService:
         log.info("job %s: %s for %s (user %s)", job["id"], job["kind"], spec.name, job.get("user"))
         task = EMBED_TASK if job["kind"] == "embedding" else GENERATE_TASK
         try:
+            if job.get("priority") == "bulk" and not job.get("batch"):
+                # Flex: taken by the workers' bulk feeders (workers/bulk.py), into room that
+                # interactive work leaves; not a Celery task holding a worker slot.
+                self.client.lpush(flex_queue(spec.name), encode(job))
+                return
             # kombu's Redis channel allows 10 connections and fails past them ("Too many
             # connections"); publishing takes a millisecond, so excess publishers just wait.
             with self._publishing:

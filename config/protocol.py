@@ -217,6 +217,13 @@ def bulk_queue(model: str) -> str:
     return f"llm:bulk:{model}"
 
 
+def flex_queue(model: str) -> str:
+    """A Redis list of flex-tier requests (``service_tier: flex``) waiting for a model. Workers
+    take them as they take batch lines, only into room interactive work leaves: on the model's
+    Celery queue they would hold worker slots that interactive requests then wait behind."""
+    return f"llm:flex:{model}"
+
+
 def batch_queue(batch_id: str) -> str:
     """A Redis list of a batch's line jobs not taken yet (a worker LMOVEs one into its
     :func:`bulk_processing` list). Deleting it cancels the lines not started."""

@@ -1,6 +1,7 @@
-"""A worker's bulk feeder: takes batch lines from its models' bulk queues, one at a time, only
-while an engine has room that interactive work leaves (``engine.bulk_room()``), so bulk work
-fills idle capacity and never takes a slot an interactive request is waiting for.
+"""A worker's bulk feeder: takes bulk work (flex-tier requests first, then batch lines from its
+models' bulk queues), one at a time, only while an engine has room that interactive work leaves
+(``engine.bulk_room()``), so bulk work fills idle capacity and never takes a slot an interactive
+request is waiting for.
 
 A line taken moves (LMOVE) into the worker's processing list, and leaves it once its result is
 recorded: if the worker dies, the workers' reaper puts its processing list back in the queues;
@@ -18,7 +19,14 @@ from typing import Any
 
 import redis
 
-from config.protocol import batch_progress, batch_queue, bulk_processing, bulk_queue, decode
+from config.protocol import (
+    batch_progress,
+    batch_queue,
+    bulk_processing,
+    bulk_queue,
+    decode,
+    flex_queue,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +73,12 @@ class BulkFeeder:
             room = getattr(engine, "bulk_room", None)
             if room is None or room() <= 0:
                 continue
+            raw = self.client.lmove(flex_queue(name), self.processing, "RIGHT", "LEFT")
+            if raw is not None:  # a flex request, whose client waits: before batch lines
+                took = True
+                threading.Thread(target=self._run, args=(raw,), daemon=True).start()
+                time.sleep(0.01)
+                continue
             # Round robin: the batch at the end of the list moves to its front.
             batch = self.client.lmove(bulk_queue(name), bulk_queue(name), "RIGHT", "LEFT")
             if batch is None:
@@ -90,7 +104,8 @@ class BulkFeeder:
         deadline = time.monotonic() + RETRY_FOR
         while time.monotonic() < deadline:
             try:
-                if outcome != "cancelled" and not self.client.exists(job["result_key"]):
+                lost = job.get("batch") and not self.client.exists(job["result_key"])
+                if outcome != "cancelled" and lost:
                     requeue(self.client, job, raw)  # its result was lost: it runs again
                 self.client.lrem(self.processing, 1, raw)
                 return
@@ -100,8 +115,12 @@ class BulkFeeder:
 
 
 def requeue(client: redis.Redis, job: dict[str, Any], raw: bytes) -> None:
-    """Put a batch line back first in its batch's line, which waits for its model again."""
-    batch = job["batch"]
+    """Put a batch line back first in its batch's line, which waits for its model again (a
+    flex request back first in its model's line: dropped when taken if its client has gone)."""
+    batch = job.get("batch")
+    if not batch:
+        client.rpush(flex_queue(job["model"]), raw)
+        return
     pipe = client.pipeline(transaction=True)
     pipe.rpush(batch_queue(batch), raw)
     pipe.hincrby(batch_progress(batch), "taken", -1)

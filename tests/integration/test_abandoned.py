@@ -13,6 +13,7 @@ import pytest
 
 from config.protocol import cancel_key, claim_key, finished_key
 from tests.integration.conftest import FAULTY, STALL
+from tests.integration.http import get
 
 MESSAGES = [{"role": "user", "content": "Tell me a story."}]
 
@@ -32,6 +33,15 @@ def send_and_leave_open(front: str, path: str, body: dict) -> http.client.HTTPCo
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
     conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
     return conn
+
+
+def running(front: str, model: str) -> int:
+    """Rows the model's engines hold now (running and waiting to join), as their heartbeats
+    tell ``/status``."""
+    status, _, body = get(front, "/status")
+    assert status == 200, body
+    (row,) = [r for r in body["models"] if r["model"] == model]
+    return row["running"] + row["waiting"]
 
 
 def claimed_by(redis_client, worker_id: str, seen: set) -> str | None:
@@ -60,10 +70,13 @@ def test_a_client_that_leaves_a_non_streamed_request_cancels_it(
     request = {"model": FAULTY, "max_tokens": 200, "ignore_eos": True, **body}
     conn = send_and_leave_open(front, path, request)
     job_id = wait_for(lambda: claimed_by(redis_client, faulty_worker.worker_id, seen))
-    time.sleep(0.3)  # generating now
+    rows = body.get("n", 1)
+    wait_for(lambda: running(front, FAULTY) == rows, 10)  # generating now, a row per choice
     conn.close()
     assert wait_for(lambda: redis_client.get(finished_key(job_id)), 10) == "error:cancelled"
     assert redis_client.get(cancel_key(job_id)) == "1"
+    # The engine freed its slots: its next heartbeats count no row (the job had seconds to go).
+    wait_for(lambda: running(front, FAULTY) == 0, 5)
 
 
 def test_an_embedding_abandoned_in_the_queue_is_dropped(front, stall_worker, redis_client):

@@ -7,13 +7,15 @@ import asyncio
 import json
 import os
 import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
 
 from config.localstack import EmbeddedRedis
-from tests.integration.conftest import FAULTY_BG, TINY
-from tests.integration.test_abandoned import wait_for
+from tests.integration.conftest import FAULTY, FAULTY_BG, TINY
+from tests.integration.test_abandoned import running, wait_for
 
 pytestmark = pytest.mark.usefixtures("tiny_worker")
 
@@ -260,6 +262,7 @@ def test_a_batch_survives_a_killed_worker_and_its_front(stack, front, openai_cli
     )
     os.killpg(stack.processes[stack.processes.index(doomed) - 1].pid, signal.SIGKILL)
     wait_for(lambda: openai_client.batches.retrieve(batch.id).request_counts.completed >= 1)
+    wait_for(lambda: running(front, FAULTY_BG) >= 1)  # its engine holds lines now
     os.killpg(doomed.pid, signal.SIGKILL)  # mid-batch, holding lines
     stack.worker([FAULTY_BG], front)
     done = wait_for(
@@ -294,11 +297,34 @@ def test_a_batch_survives_a_redis_restart(stack, tmp_path):
         server.stop()
 
 
-def test_the_flex_tier_is_answered_at_bulk_priority(openai_client):
-    reply = openai_client.chat.completions.create(
-        model=TINY,
-        messages=[{"role": "user", "content": "Hi"}],
-        max_tokens=3,
-        service_tier="flex",
+def test_the_flex_tier_is_answered_at_bulk_priority(front, openai_client, faulty_worker):
+    """Flex requests fill every slot of the slowed faulty model (4 rows, 20 ms a step, 150
+    tokens: 3 s or more each); an interactive request sent after them overtakes them all, as
+    bulk rows give way to it. At equal priority it would wait for a slot, behind all four."""
+    finished: dict[str, float] = {}
+
+    def ask(name: str, tier: str, tokens: int) -> None:
+        reply = openai_client.chat.completions.create(
+            model=FAULTY,
+            messages=[{"role": "user", "content": "Hi"}],
+            max_tokens=tokens,
+            temperature=0,
+            extra_body={"ignore_eos": True},
+            service_tier=tier,
+        )
+        assert reply.usage.completion_tokens == tokens
+        finished[name] = time.monotonic()
+
+    with ThreadPoolExecutor(5) as pool:
+        flex = [pool.submit(ask, f"flex{i}", "flex", 150) for i in range(4)]
+        wait_for(lambda: running(front, FAULTY) == 4, 20)
+        started = time.monotonic()
+        interactive = pool.submit(ask, "interactive", "auto", 5)
+        for future in [*flex, interactive]:
+            future.result()
+    first_flex = min(finished[f"flex{i}"] for i in range(4))
+    print(
+        f"\ninteractive answered in {finished['interactive'] - started:.2f} s; the first flex "
+        f"{first_flex - started:.2f} s after it was sent"
     )
-    assert reply.usage.completion_tokens == 3
+    assert finished["interactive"] < first_flex

@@ -12,9 +12,9 @@ import jsonschema
 import openai
 import pytest
 
+from config.protocol import finished_key
 from tests.integration.conftest import FAULTY, FAULTY_RERUN, TOOLS
-from tests.integration.http import get
-from tests.integration.test_abandoned import wait_for
+from tests.integration.test_abandoned import running, wait_for
 
 pytestmark = pytest.mark.usefixtures("tools_worker")
 
@@ -205,16 +205,22 @@ def test_background_streams_too(openai_client):
     assert poll(openai_client, events[-1].response.id).usage.output_tokens == 4
 
 
-def test_a_background_run_is_cancelled(openai_client, faulty_worker):
+def test_a_background_run_is_cancelled(front, openai_client, faulty_worker, redis_client):
     # The slowed faulty model (20 ms a token), greedy so that it cannot sample its end-of-text
     # early: the run is still going when the polls see it, however busy CI is.
     response = openai_client.responses.create(
         model=FAULTY, input="Write forever.", max_output_tokens=200, background=True, temperature=0
     )
     poll(openai_client, response.id, until=("in_progress",))
+    wait_for(lambda: running(front, FAULTY) == 1, 10)  # its row is in the engine
     cancelled = openai_client.responses.cancel(response.id)
     assert cancelled.status == "cancelled"
     assert poll(openai_client, response.id).status == "cancelled"
+    # The worker stopped it, not only the key the cancel wrote: its engine recorded the run as
+    # cancelled and freed its row, with 200 tokens at 20 ms a step still seconds from done.
+    job_id = json.loads(redis_client.get(f"llm:response:{response.id}"))["job_id"]
+    assert wait_for(lambda: redis_client.get(finished_key(job_id)), 10) == "error:cancelled"
+    wait_for(lambda: running(front, FAULTY) == 0, 5)
     with pytest.raises(openai.BadRequestError):  # only background responses can be cancelled
         foreground = openai_client.responses.create(model=TOOLS, input="x", max_output_tokens=1)
         openai_client.responses.cancel(foreground.id)
@@ -319,4 +325,21 @@ def test_built_in_tools_are_refused(openai_client):
     with pytest.raises(openai.BadRequestError) as error:
         openai_client.responses.create(model=TOOLS, input="x", tools=[{"type": "web_search"}])
     assert "not supported" in error.value.body["message"]
-    assert get  # the raw helper stays importable for ad-hoc checks
+
+
+def test_a_named_tool_choice_is_the_one_called(openai_client):
+    ping = {"type": "function", "name": "ping", "parameters": {"type": "object"}}
+    for temperature in (0.0, 1.0):
+        response = openai_client.responses.create(
+            model=TOOLS,
+            input="What is the weather in Paris?",
+            tools=[ping, WEATHER],
+            tool_choice={"type": "function", "name": "get_weather"},
+            temperature=temperature,
+            max_output_tokens=200,
+        )
+        assert response.status == "completed"
+        (call,) = response.output
+        assert call.type == "function_call" and call.name == "get_weather"
+        jsonschema.validate(json.loads(call.arguments), WEATHER["parameters"])
+        assert response.tool_choice.name == "get_weather"

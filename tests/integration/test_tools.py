@@ -72,10 +72,9 @@ def test_json_object_mode_gives_an_object(openai_client):
         max_tokens=400,
         temperature=0,
     )
-    text = reply.choices[0].message.content
-    assert text.startswith("{")
-    if reply.choices[0].finish_reason == "stop":
-        assert isinstance(json.loads(text), dict)
+    # Greedy, the tiny model closes its object well within the limit: it must parse.
+    assert reply.choices[0].finish_reason == "stop"
+    assert isinstance(json.loads(reply.choices[0].message.content), dict)
 
 
 def test_required_tool_calls_not_streamed(openai_client):

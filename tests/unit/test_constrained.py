@@ -84,10 +84,9 @@ def test_json_object_is_an_object_and_max_tokens_cuts_with_length(engine):
         engine.submit(chat("cut", json_schema=PERSON, params={"max_tokens": 3})),
     ]
     run_until_done(engine, tickets)
-    text = engine.io.text("obj")
-    assert text.startswith("{")
-    if finish(engine, "obj") == "stop":
-        assert isinstance(json.loads(text), dict)
+    # Greedy, the tiny model closes its object well within the limit: it must parse.
+    assert finish(engine, "obj") == "stop"
+    assert isinstance(json.loads(engine.io.text("obj")), dict)
     assert finish(engine, "cut") == "length"
 
 
