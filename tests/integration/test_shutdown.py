@@ -1,12 +1,13 @@
 """Graceful shutdown, caused for real with SIGTERM: a front lets its open streams finish and
-takes no new connection; a worker finishes the sequences it runs and takes no new job."""
+takes no new connection; a worker finishes the sequences it runs and takes no new job, and ends
+those still running with an error once SHUTDOWN_TIMEOUT has passed."""
 
 import json
 import os
 import signal
 import time
 
-from tests.integration.conftest import SMOL_C
+from tests.integration.conftest import FAULTY_DRAIN, SMOL_C
 from tests.integration.http import get, open_stream, post, read_frames
 
 BODY = {
@@ -63,4 +64,22 @@ def test_sigterm_lets_streams_finish_on_the_front_then_on_the_worker(stack, fron
     assert status == 503 and body["error"]["code"] == "model_not_available"
     frames = read_frames(response)
     assert finish_and_usage(frames)[0] == "length"
+    assert worker.wait(60) == 0
+
+
+def test_a_drain_that_runs_out_of_time_ends_the_running_sequences(stack, front):
+    # 200 tokens at 100 ms a step: 20 s of work, against a 1 s drain.
+    worker = stack.worker([FAULTY_DRAIN], front, FAULTY_STEP_DELAY="0.1", SHUTDOWN_TIMEOUT="1")
+    body = {**BODY, "model": FAULTY_DRAIN, "max_tokens": 200}
+    response = open_stream(front, "/v1/chat/completions", body)
+    response.readline(), response.readline()  # the first frame: the sequence is running
+    os.killpg(worker.pid, signal.SIGTERM)
+    started = time.monotonic()
+    frames = read_frames(response)
+    ended = time.monotonic() - started
+    assert frames[-1] == "[DONE]"
+    error = json.loads(frames[-2])["error"]
+    assert error["code"] == "worker_shutdown" and error["type"] == "service_unavailable_error"
+    print(f"\nthe drain ended the stream after {ended:.1f} s (SHUTDOWN_TIMEOUT 1 s)")
+    assert ended < 10  # well before the 20 s the sequence would have run
     assert worker.wait(60) == 0
