@@ -184,14 +184,13 @@ def test_a_json_reply_that_does_not_parse_breaks_its_contract():
     from workers.engine.output import TokenOutput
     from workers.engine.sequences import JSON
 
-    def seq():
-        return SimpleNamespace(forced=JSON, reply="", text=SimpleNamespace(stopped=False))
+    def seq(reply: str):
+        return SimpleNamespace(forced=JSON, reply=reply, text=SimpleNamespace(stopped=False))
 
-    broken = seq()
-    assert not TokenOutput._breaks_contract(broken, "Sure! Here", None)  # not ended yet
-    assert "does not parse" in TokenOutput._breaks_contract(broken, " it is.", "stop")
-    whole = seq()
-    assert not TokenOutput._breaks_contract(whole, '{"a": ', None)
-    assert not TokenOutput._breaks_contract(whole, "1}", "stop")
-    cut = seq()  # cut by max_tokens: incomplete, not broken
-    assert not TokenOutput._breaks_contract(cut, '{"a": ', "length")
+    def check(reply: str, reason: str | None) -> str:
+        return TokenOutput._breaks_contract(seq(reply), "", reason)
+
+    assert not check("Sure! Here", None)  # not ended yet
+    assert "does not parse" in check("Sure! Here it is.", "stop")
+    assert not check('{"a": 1}', "stop")
+    assert not check('{"a": ', "length")  # cut by max_tokens: incomplete, not broken

@@ -155,6 +155,8 @@ class TokenOutput:
                     reason = "tool_calls"  # the reply ends in calls
             if not text and not calls and reason is None:
                 return  # all held back (a tag that may be opening): nothing to say yet
+        if seq.forced == JSON:
+            seq.reply += text
         broken = self._breaks_contract(seq, text, reason)
         if broken:
             self._broken(seq, broken, events)
@@ -176,7 +178,8 @@ class TokenOutput:
     @staticmethod
     def _breaks_contract(seq: Sequence, text: str, reason: str | None) -> str:
         """Why sending ``text`` (and ending with ``reason``) would break what the reply is
-        forced to be; '' if it would not. The grammar already guarantees it: this is the check
+        forced to be (a JSON reply's text so far, with ``text``, is in ``seq.reply``); '' if it
+        would not. The grammar already guarantees it: this is the check
         that nothing got past the grammar, whatever the cause."""
         if seq.forced == TOOL_CALLS:
             if text:
@@ -184,7 +187,6 @@ class TokenOutput:
             if reason == "stop" and not seq.tools.calls:
                 return "a forced tool call ended without a call"
         elif seq.forced == JSON:
-            seq.reply += text
             if reason == "stop" and not seq.text.stopped:  # a stop string may cut it anywhere
                 try:
                     json.loads(seq.reply)
