@@ -109,7 +109,7 @@ def test_a_browser_chats_with_streaming_and_sees_the_workers(
     browser.find_element(By.ID, "prompt").send_keys("Tell me about queues.")
     browser.find_element(By.ID, "send").click()
     answer = (By.CSS_SELECTOR, ".message.assistant .text")
-    wait = WebDriverWait(browser, 240)  # 256 tokens (the default), from whichever chat model
+    wait = WebDriverWait(browser, 240)  # no max_tokens (the default): up to its context
     wait.until(lambda b: b.find_element(*answer).text.strip())  # streamed text appears
     wait.until(ready.text_to_be_present_in_element((By.ID, "stats"), "Time to first token"))
     assert "tokens/s" in browser.find_element(By.ID, "stats").text

@@ -90,10 +90,12 @@ async function send(text) {
     model: $("model").value,
     messages: history,
     temperature: Number($("temperature").value),
-    max_tokens: Number($("max-tokens").value),
     stream: true,
     stream_options: { include_usage: true },
   };
+  // Empty: as many as the model's context leaves (OpenAI's default), so that a first message
+  // fits whatever model is chosen.
+  if ($("max-tokens").value) body.max_tokens = Number($("max-tokens").value);
   controller = new AbortController();
   $("send").disabled = true;
   $("stop").disabled = false;
