@@ -84,8 +84,33 @@ def test_device_and_dtype_settings(monkeypatch):
     settings = Settings.from_env()
     assert (settings.device, settings.dtype) == ("cpu", "bfloat16")
     assert pick_dtype(settings.dtype, pick_device(settings.device)) == torch.bfloat16
-    assert pick_dtype("auto", torch.device("cpu")) == torch.float32
+    assert pick_dtype("float32", torch.device("cpu")) == torch.float32
     assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     monkeypatch.setenv("DTYPE", "fp8")
     with pytest.raises(ValueError):
         Settings.from_env()
+
+
+@pytest.mark.parametrize(
+    ("flags", "native"),
+    [
+        ("fpu sse avx2 avx512f avx512_bf16 amx_tile", True),
+        ("fpu sse avx2 amx_bf16 amx_tile amx_int8", True),
+        ("fpu sse avx2 fma f16c avx512f", False),  # AVX-512 without its BF16 instructions
+        ("fpu sse avx2 fma f16c", False),
+    ],
+)
+def test_auto_picks_bfloat16_only_on_a_cpu_that_computes_it(monkeypatch, tmp_path, flags, native):
+    import torch
+
+    from workers import loading
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n")
+    assert loading.cpu_has_bf16(str(cpuinfo)) is native
+    assert loading.cpu_has_bf16(str(tmp_path / "missing")) is False
+    monkeypatch.setattr(loading, "cpu_has_bf16", lambda: native)
+    expected = torch.bfloat16 if native else torch.float32
+    assert loading.pick_dtype("auto", torch.device("cpu")) == expected
+    assert loading.pick_dtype(None, torch.device("cpu")) == expected
+    assert loading.pick_dtype("float32", torch.device("cpu")) == torch.float32
