@@ -70,11 +70,13 @@ def main() -> None:
     shared, identical, agree, positions, diffs = [], 0, 0, 0, []
     started = time.monotonic()
     for i in range(args.prompts):
-        text = tokenizer.apply_chat_template(messages(i), add_generation_prompt=True, tokenize=False)
+        chat = messages(i)
+        text = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
         prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
         reference = greedy(full, prompt, args.tokens)
         answer = greedy(half, prompt, args.tokens)
-        same = next((j for j, (a, b) in enumerate(zip(reference, answer)) if a != b), None)
+        pairs = enumerate(zip(reference, answer, strict=True))
+        same = next((j for j, (a, b) in pairs if a != b), None)
         shared.append(args.tokens if same is None else same)
         identical += same is None
         ref_logprobs, _ = forced(full, prompt, reference)
