@@ -340,8 +340,11 @@ def model_status(jobs: JobService) -> list[dict]:
     pipe = jobs.client.pipeline(transaction=False)
     for name in names:
         pipe.llen(name)
+        pipe.llen(flex_queue(name))
+    lengths = pipe.execute()  # each model's Celery queue, then its flex list
+    queued_of = [celery + flex for celery, flex in zip(lengths[::2], lengths[1::2], strict=True)]
     rows = []
-    for name, queued in zip(names, pipe.execute(), strict=True):
+    for name, queued in zip(names, queued_of, strict=True):
         statuses = workers.get(name, [])
         loads = [s.get("load", {}).get(name, {}) for s in statuses]
         rows.append(

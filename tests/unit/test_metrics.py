@@ -32,7 +32,8 @@ class Client:
         return [by_key.get(k) for k in keys]
 
     def pipeline(self, transaction=False):
-        return SimpleNamespace(llen=lambda name: None, execute=lambda: [self.depth, 0])
+        # Per model (m, then z): its Celery queue's length, then its flex list's.
+        return SimpleNamespace(llen=lambda name: None, execute=lambda: [self.depth, 0, 0, 0])
 
 
 def make(statuses=(), depth=0):
