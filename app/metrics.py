@@ -19,7 +19,7 @@ from flask import Blueprint, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-from app.jobs import model_status
+from app.model_status import model_status
 from config.protocol import DONE, TOKEN
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import redis
 from flask import Blueprint, current_app, jsonify, send_from_directory
 
-from app.jobs import model_status
+from app.model_status import model_status
 
 bp = Blueprint("playground", __name__)
 
