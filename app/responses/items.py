@@ -66,7 +66,9 @@ def text_part(text: str) -> dict[str, Any]:
 
 
 def message_item(response_id: str, text: str, status: str = "completed") -> dict[str, Any]:
-    content = [text_part(text)] if status == "completed" else []
+    """The reply's message; ``in_progress`` (opened, nothing yet), ``completed``, or
+    ``incomplete`` (cut by ``max_output_tokens``, with the text it has)."""
+    content = [text_part(text)] if status != "in_progress" else []
     return {
         "id": message_id(response_id),
         "type": "message",
@@ -85,19 +87,27 @@ def call_item(
         "status": status,
         "call_id": call["id"],
         "name": call["name"],
-        "arguments": call["arguments"] if status == "completed" else "",
+        "arguments": call["arguments"] if status != "in_progress" else "",
     }
 
 
 def output_items(response_id: str, result: JobResult | None) -> list[dict[str, Any]]:
-    """A result's output: the message (if the model wrote text), then its function calls."""
+    """A result's output: the message (if the model wrote text), then its function calls; in a
+    reply cut by ``max_output_tokens``, the last of them is ``incomplete`` (a call's arguments
+    then as far as they got, not valid JSON)."""
     if not result or not result.get("choices"):
         return []
     choice = result["choices"][0]
     items = [message_item(response_id, choice["text"])] if choice["text"] else []
-    for index, call in enumerate(choice["tool_calls"]):
+    calls = choice["tool_calls"]
+    for index, call in enumerate(calls):
         call = {**call, "arguments": call["arguments"] or "{}"}
         items.append(call_item(response_id, index, call))
+    if items and choice.get("finish_reason") == "length":
+        last = items[-1]
+        if last["type"] == "function_call":
+            last["arguments"] = calls[-1]["arguments"]
+        last["status"] = "incomplete"
     return items
 
 

@@ -74,10 +74,12 @@ class ResponseEvents:
 
     def closing(self, response: dict[str, Any]) -> list[str]:
         """Close what is open, then the final event for the response's status."""
-        frames = self._close_message()
+        # Cut by max_output_tokens: the item the reply ended in is incomplete.
+        last = self._outputs - 1 if response["status"] == "incomplete" else None
+        frames = self._close_message(last)
         for index, call in sorted(self._calls.items()):
             if call["open"]:
-                frames += self._close_call(index, call)
+                frames += self._close_call(index, call, last)
         kind = {"completed": "completed", "incomplete": "incomplete"}.get(response["status"])
         return frames + [self.frame(f"response.{kind or 'failed'}", response=response)]
 
@@ -104,11 +106,12 @@ class ResponseEvents:
             ),
         ]
 
-    def _close_message(self) -> list[str]:
+    def _close_message(self, incomplete_index: int | None = None) -> list[str]:
         if self._text is None:
             return []
         text, self._text = self._text, None
         item_id, index = message_id(self.response_id), self._text_index
+        status = "incomplete" if index == incomplete_index else "completed"
         return [
             self.frame(
                 "response.output_text.done",
@@ -128,7 +131,7 @@ class ResponseEvents:
             self.frame(
                 "response.output_item.done",
                 output_index=index,
-                item=message_item(self.response_id, text),
+                item=message_item(self.response_id, text, status),
             ),
         ]
 
@@ -147,10 +150,15 @@ class ResponseEvents:
             self.frame("response.output_item.added", output_index=call["output_index"], item=item)
         ]
 
-    def _close_call(self, index: int, call: dict[str, Any]) -> list[str]:
+    def _close_call(
+        self, index: int, call: dict[str, Any], incomplete_index: int | None = None
+    ) -> list[str]:
         call["open"] = False
-        arguments = call["arguments"] or "{}"
-        item = call_item(self.response_id, index, {**call, "arguments": arguments})
+        if call["output_index"] == incomplete_index:
+            arguments, status = call["arguments"], "incomplete"
+        else:
+            arguments, status = call["arguments"] or "{}", "completed"
+        item = call_item(self.response_id, index, {**call, "arguments": arguments}, status)
         return [
             self.frame(
                 "response.function_call_arguments.done",

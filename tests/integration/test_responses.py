@@ -343,3 +343,31 @@ def test_a_named_tool_choice_is_the_one_called(openai_client):
         assert call.type == "function_call" and call.name == "get_weather"
         jsonschema.validate(json.loads(call.arguments), WEATHER["parameters"])
         assert response.tool_choice.name == "get_weather"
+
+
+def test_a_call_cut_by_max_output_tokens_is_an_incomplete_item(openai_client):
+    # A string longer than 60 tokens can hold: the reply ends inside it.
+    city = {"type": "string", "minLength": 500}
+    parameters = {"type": "object", "properties": {"city": city}, "required": ["city"]}
+    free = {**WEATHER, "parameters": parameters}
+    args = {
+        "model": TOOLS,
+        "input": "Weather?",
+        "tools": [free],
+        "tool_choice": {"type": "function", "name": "get_weather"},
+        "max_output_tokens": 60,
+        "temperature": 0,
+    }
+    response = openai_client.responses.create(**args)
+    assert response.status == "incomplete"
+    (call,) = response.output
+    assert call.type == "function_call" and call.status == "incomplete"
+    assert call.arguments.startswith("{") and call.arguments != "{}"  # as far as it got
+    with pytest.raises(ValueError):
+        json.loads(call.arguments)
+    events = list(openai_client.responses.create(**args, stream=True))
+    done = [e for e in events if e.type == "response.output_item.done"]
+    assert [e.item.status for e in done] == ["incomplete"]
+    assert done[0].item.arguments == call.arguments  # greedy: the same reply
+    assert events[-1].type == "response.incomplete"
+    assert events[-1].response.output[0].status == "incomplete"
