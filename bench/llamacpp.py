@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 from bench import clients, serving
 from bench.serving import median_round
-from config.localstack import free_port, stop_process
+from config.localstack import free_port, spawn, stop_process
 
 MODEL = "smollm2-135m-instruct"
 CONTEXT_PER_SLOT = 512  # tokens per parallel slot: a prompt and 128 new tokens fit
@@ -63,7 +62,7 @@ def start_llama_server(binary: str, gguf: Path, slots: int, port: int, extra: li
     ]
     log = serving.ROOT / ".run" / "llama-server.log"
     log.parent.mkdir(exist_ok=True)
-    process = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    process = spawn(args, dict(os.environ), log)  # a session of its own: stop_process ends it
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while not _healthy(base):
