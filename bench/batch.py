@@ -19,16 +19,14 @@ p50 beside the batch at most 1.5 times its value alone.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import threading
 import time
-from urllib.parse import urlparse
 
-from bench.clients import _one
+from bench.clients import _one, call
 from bench.metrics import RequestTiming, percentile
 from bench.prompts import messages
-from bench.serving import start_stack, stop_stack
+from bench.stack import start_stack, stop_stack
 
 
 def body(i: int, model: str, max_tokens: int) -> dict:
@@ -39,17 +37,6 @@ def body(i: int, model: str, max_tokens: int) -> dict:
         "temperature": 0.7,
         "ignore_eos": True,
     }
-
-
-def call(base: str, method: str, path: str, payload=None, raw: bytes | None = None, headers=None):
-    url = urlparse(base)
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=600)
-    data = raw if raw is not None else (json.dumps(payload).encode() if payload else None)
-    conn.request(method, path, data, headers or {"Content-Type": "application/json"})
-    response = conn.getresponse()
-    content = response.read()
-    conn.close()
-    return json.loads(content) if content[:1] in (b"{", b"[") else content
 
 
 def upload(base: str, content: bytes) -> str:

@@ -67,6 +67,18 @@ def _one(base: str, body: dict, timing: RequestTiming, api_key: str) -> None:
         conn.close()
 
 
+def call(base: str, method: str, path: str, payload=None, raw: bytes | None = None, headers=None):
+    """One plain request; its JSON body (or its raw bytes when it is not JSON)."""
+    url = urlparse(base)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=600)
+    data = raw if raw is not None else (json.dumps(payload).encode() if payload else None)
+    conn.request(method, path, data, headers or {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    content = response.read()
+    conn.close()
+    return json.loads(content) if content[:1] in (b"{", b"[") else content
+
+
 def chat_body(model: str, messages: list[dict], max_tokens: int, temperature: float) -> dict:
     """A streaming chat request that generates exactly ``max_tokens`` tokens (``ignore_eos``)."""
     return {

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from bench.serving import start_stack, stop_stack
+from bench.stack import start_stack, stop_stack
 
 WORDS = "queue worker token stream model redis front batch engine client request reply".split()
 

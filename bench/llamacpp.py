@@ -27,7 +27,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench import clients, serving
+from bench import clients, stack
 from bench.serving import median_round
 from config.localstack import free_port, spawn, stop_process
 
@@ -60,7 +60,7 @@ def start_llama_server(binary: str, gguf: Path, slots: int, port: int, extra: li
         str(os.cpu_count() or 2),
         *extra,
     ]
-    log = serving.ROOT / ".run" / "llama-server.log"
+    log = stack.ROOT / ".run" / "llama-server.log"
     log.parent.mkdir(exist_ok=True)
     process = spawn(args, dict(os.environ), log)  # a session of its own: stop_process ends it
     base = f"http://127.0.0.1:{port}"
@@ -113,11 +113,11 @@ def main() -> None:
     finally:
         stop_process(process)
     port = free_port()
-    redis_server, processes = serving.start_stack(MODEL, port, name="llamacpp")
+    redis_server, processes = stack.start_stack(MODEL, port, name="llamacpp")
     try:
         ours = measure(f"http://127.0.0.1:{port}", MODEL, args)
     finally:
-        serving.stop_stack(redis_server, processes)
+        stack.stop_stack(redis_server, processes)
 
     print(f"{MODEL}, {args.max_tokens} sampled tokens per client, median of {args.rounds} runs")
     print(

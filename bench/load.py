@@ -19,7 +19,7 @@ import redis
 from bench.clients import _one
 from bench.metrics import RequestTiming
 from bench.prompts import messages
-from bench.serving import start_stack, stop_stack
+from bench.stack import start_stack, stop_stack
 
 
 def main() -> None:

@@ -23,33 +23,9 @@ from pathlib import Path
 
 from bench import clients, engine_alone
 from bench.chart import draw
+from bench.stack import ROOT, start_stack, stop_stack
 
-ROOT = Path(__file__).resolve().parent.parent
 COLUMNS = ("tokens_per_s", "ttft_p50_s", "ttft_p95_s", "itl_p50_ms", "itl_p95_ms", "errors")
-
-
-def start_stack(model: str, port: int, name: str = "bench", **env_changes: str):
-    """Redis, one worker for ``model`` and the front, as ``manage.py up`` starts them; their
-    files go to .run/<name>-*."""
-    from config.localstack import EmbeddedRedis, start_front, start_worker, wait_for_models
-
-    redis_server = EmbeddedRedis(ROOT / ".run" / f"{name}-redis")
-    env = {**os.environ, "REDIS_URL": redis_server.start(), **env_changes}
-    logs = ROOT / ".run"
-    processes = [
-        start_worker([model], env, log=logs / f"{name}-worker.log"),
-        start_front("127.0.0.1", port, env, logs / f"{name}-front.log", ["--quiet"]),
-    ]
-    wait_for_models(f"http://127.0.0.1:{port}", [model], 600, processes)
-    return redis_server, processes
-
-
-def stop_stack(redis_server, processes) -> None:
-    from config.localstack import stop_process
-
-    for process in reversed(processes):
-        stop_process(process)
-    redis_server.stop()
 
 
 # The story is longer than max_tokens allows: constrained replies run to max_tokens as the free

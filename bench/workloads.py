@@ -20,9 +20,9 @@ import threading
 import time
 import uuid
 
-from bench.clients import chat_body, run_bodies
+from bench.clients import call, chat_body, run_bodies
 from bench.metrics import RequestTiming, percentile
-from bench.serving import start_stack, stop_stack
+from bench.stack import start_stack, stop_stack
 
 WORDS = (
     "the queue holds every job until a worker takes it and the worker streams tokens back "
@@ -43,8 +43,6 @@ def text_of(words: int, seed: str) -> str:
 
 def tokens_per_word(base: str, model: str) -> float:
     """Measured through the API: prompt tokens of a 1,000-word text, per word."""
-    from bench.batch import call
-
     body = {
         "model": model,
         "messages": [{"role": "user", "content": text_of(1000, uuid.uuid4().hex)}],
