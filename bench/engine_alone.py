@@ -25,6 +25,7 @@ class TimingIO:
                 timing = self.timings[event["job"]]
                 if event["type"] == "token":
                     timing.chunk_times.append(now)
+                    timing.chunk_tokens.append(len(event["token_ids"]))
                     timing.tokens += len(event["token_ids"])
                 elif event["type"] == "error":
                     timing.error = event["error"]["message"]

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 class RequestTiming:
     start: float
     chunk_times: list[float] = field(default_factory=list)
+    chunk_tokens: list[int] = field(default_factory=list)  # tokens per chunk, where known
     tokens: int = 0
     error: str | None = None
 

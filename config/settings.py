@@ -52,6 +52,7 @@ class Settings:
     model_cache_dir: str = field(default_factory=lambda: default_cache_dir())
     device: str = "auto"
     dtype: str = "auto"
+    int4_weights: bool = True  # 4-bit copies of a GGUF's 4-bit weights (see workers/int4.py)
     # Per-request caps (checked before anything is queued) and the engine's watchdog.
     max_json_depth: int = 64
     max_request_choices: int = 512
@@ -95,6 +96,7 @@ class Settings:
             model_cache_dir=os.environ.get("MODEL_CACHE_DIR") or default_cache_dir(),
             device=os.environ.get("DEVICE", cls.device),
             dtype=_dtype(os.environ.get("DTYPE", cls.dtype)),
+            int4_weights=_switch("INT4_WEIGHTS", cls.int4_weights),
             max_json_depth=int(os.environ.get("MAX_JSON_DEPTH", cls.max_json_depth)),
             max_request_choices=int(os.environ.get("MAX_REQUEST_CHOICES", cls.max_request_choices)),
             max_request_tokens=int(os.environ.get("MAX_REQUEST_TOKENS", cls.max_request_tokens)),
@@ -141,6 +143,13 @@ def _share(value: str | float) -> float:
     if not 0 <= share <= 1:
         raise ValueError(f"BULK_SHARE must be between 0 and 1, not {value!r}")
     return share
+
+
+def _switch(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "auto" if default else "off").strip().lower()
+    if value not in ("auto", "off"):
+        raise ValueError(f"{name} must be auto or off, not {value!r}")
+    return value != "off"
 
 
 def _dtype(value: str) -> str:

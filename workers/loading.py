@@ -6,8 +6,11 @@ import hashlib
 import logging
 import os
 import shutil
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 
@@ -15,8 +18,11 @@ from config.registry import CHAT, ModelSpec, resolve_source
 from config.settings import Settings
 from workers.engine import GenerationEngine, JobIO
 from workers.engine.embedding import EmbeddingEngine
+from workers.int4 import describe as describe_int4
+from workers.int4 import int4_layers, pack_int4
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def pick_device(setting: str = "auto") -> torch.device:
@@ -63,15 +69,47 @@ def load_engines(
     Each model gets its own engine, except LoRA adapters: the adapters of one base (and the base,
     if asked for too) share one engine over one copy of the base weights.
     """
+    return in_passing_thread(_load_engines, specs, registry, io, settings)
+
+
+def in_passing_thread(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)``, run on a thread of its own that ends when it returns.
+
+    Why: torch's CPU kernels run on OpenMP, whose thread pools belong to the threads that start
+    parallel work. While two such threads live (the loader, the engine's loop), GNU OpenMP finds
+    more of its threads than CPUs and stops its workers spinning between kernels: every one of
+    the step's hundreds of small kernels then waits for a sleeping thread to wake, and a decode
+    step of SmolLM2 took 29 ms instead of 18. Loading on a thread that ends leaves the engine's
+    loop the only one (with one engine per worker, as the README advises).
+    """
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = function(*args)
+        except BaseException as exc:  # noqa: BLE001 - raised again on the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="loading")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def _load_engines(
+    specs: list[ModelSpec], registry: dict[str, ModelSpec], io: JobIO, settings: Settings
+) -> dict[str, GenerationEngine | EmbeddingEngine]:
     engines: dict[str, GenerationEngine | EmbeddingEngine] = {}
     groups: dict[str, list[ModelSpec]] = {}
     for spec in specs:
         if spec.base is not None:
             groups.setdefault(spec.base, []).append(spec)
         elif spec.name not in groups:
-            engines[spec.name] = load_engine(spec, io, settings)
+            engines[spec.name] = _load_engine(spec, io, settings)
     for base_name, adapters in groups.items():
-        engine = load_engine(registry[base_name], io, settings, adapters)
+        engine = _load_engine(registry[base_name], io, settings, adapters)
         for spec in adapters:
             engines[spec.name] = engine
         if any(spec.name == base_name for spec in specs):
@@ -83,7 +121,13 @@ def load_engine(
     spec: ModelSpec, io: JobIO, settings: Settings, adapters: list[ModelSpec] = ()
 ) -> GenerationEngine | EmbeddingEngine:
     """Load ``spec``'s weights (with ``adapters`` on them) and wrap them in the engine of its
-    kind (not started)."""
+    kind (not started), on a passing thread (see :func:`in_passing_thread`)."""
+    return in_passing_thread(_load_engine, spec, io, settings, adapters)
+
+
+def _load_engine(
+    spec: ModelSpec, io: JobIO, settings: Settings, adapters: list[ModelSpec] = ()
+) -> GenerationEngine | EmbeddingEngine:
     device = pick_device(settings.device)
     dtype = pick_dtype(spec.dtype or settings.dtype, device)
     source = resolve_source(spec)
@@ -93,7 +137,7 @@ def load_engine(
     started = time.monotonic()
     if spec.kind == CHAT:
         model, tokenizer = _load_causal_lm(
-            spec, source, device, dtype, Path(settings.model_cache_dir)
+            spec, source, device, dtype, Path(settings.model_cache_dir), settings.int4_weights
         )
         names = {}
         if adapters:
@@ -116,6 +160,8 @@ def load_engine(
         model = _load_sentence_model(source, device, dtype)
         engine = EmbeddingEngine(model, io, settings.embedding_batch_size, spec.name)
     engine.info = {"device": str(device), "dtype": str(dtype).removeprefix("torch.")}
+    if spec.kind == CHAT:
+        engine.info["int4_layers"] = int4_layers(model)
     log.info("model %s ready in %.1f s", spec.name, time.monotonic() - started)
     return engine
 
@@ -139,7 +185,12 @@ def _add_adapters(model, adapters: list[ModelSpec]):
 
 
 def _load_causal_lm(
-    spec: ModelSpec, source: str, device: torch.device, dtype: torch.dtype, cache_root: Path
+    spec: ModelSpec,
+    source: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    cache_root: Path,
+    int4_weights: bool = True,
 ):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -151,7 +202,15 @@ def _load_causal_lm(
         source = str(converted)
     remote = {"trust_remote_code": True} if spec.trust_remote_code else {}
     tokenizer = AutoTokenizer.from_pretrained(source, **remote)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **remote)
+    # A GGUF's 4-bit weights, run in bfloat16 on the CPU, keep a 4-bit copy (found on the
+    # float32 weights, before bfloat16 rounds them off their grid; see workers/int4.py).
+    int4 = int4_weights and spec.gguf_file and dtype == torch.bfloat16 and device.type == "cpu"
+    load_as = torch.float32 if int4 else dtype
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=load_as, **remote)
+    if int4:
+        pack_int4(model)
+        model = model.to(dtype)
+        log.info("model %s: %s", spec.name, describe_int4(model))
     return model.to(device).eval(), tokenizer
 
 

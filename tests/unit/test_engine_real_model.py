@@ -1,4 +1,5 @@
-"""The batched engine on the real default model (fp32, CPU) against one-at-a-time runs.
+"""The batched engine on the real default model (fp32, CPU) against one-at-a-time runs; and the
+model as it runs by default on a CPU with bfloat16 units (bfloat16 with 4-bit weights).
 
 Batching changes the shapes of the matrix products, so logits can differ in the last bits. A
 greedy divergence is accepted only where the solo run's top two logits at that step are within
@@ -36,6 +37,7 @@ REQUESTS = [  # (id, user message, max_tokens, step at which it joins)
 @pytest.fixture(scope="module")
 def engine(model_cache_dir, monkeypatch_module):
     monkeypatch_module.setenv("MODEL_CACHE_DIR", str(model_cache_dir))
+    monkeypatch_module.setenv("DTYPE", "float32")  # batching's rounding, not bfloat16's, is tested
     settings = Settings.from_env()
     spec = load_registry()["smollm2-135m-instruct"]
     return load_engine(spec, MemoryIO(), settings)
@@ -96,3 +98,25 @@ def test_mixed_batch_matches_solo_runs_except_at_ties(engine):
         k = next(i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b)
         gap = top_two_gap(engine, chat_job(job_id, text, n), want[:k])
         assert gap < TIE, f"{job_id}: diverged at token {k} where the top-2 gap is {gap:.2e}"
+
+
+def test_bfloat16_with_4_bit_weights_answers_as_float32_does(engine, monkeypatch):
+    """bfloat16 with the GGUF's weights as 4-bit copies (the default on a CPU with bfloat16
+    units): every linear layer of the model gets its copy, and greedy answers keep their facts
+    (whole answers drift from float32's after a while; bench.dtype_accuracy measures how far)."""
+    monkeypatch.setenv("DTYPE", "bfloat16")
+    settings = Settings.from_env()
+    fast = load_engine(load_registry()["smollm2-135m-instruct"], MemoryIO(), settings)
+    assert fast.info == {"device": "cpu", "dtype": "bfloat16", "int4_layers": 210}
+    assert engine.info["int4_layers"] == 0  # float32: dense weights only
+    for job_id, question, fact in [
+        ("capital", "What is the capital of France?", "Paris"),
+        ("sky", "What color is the sky on a clear day?", "blue"),
+    ]:
+        for model in (engine, fast):
+            run_until_done(model, [model.submit(chat_job(job_id, question, 24))])
+            text = fast.tokenizer.decode(token_ids(model.io, job_id))
+            assert fact in text, (model.info["dtype"], text)
+    monkeypatch.setenv("INT4_WEIGHTS", "off")
+    dense = load_engine(load_registry()["smollm2-135m-instruct"], MemoryIO(), Settings.from_env())
+    assert dense.info["int4_layers"] == 0

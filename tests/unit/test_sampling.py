@@ -1,6 +1,6 @@
 import torch
 
-from workers.engine.sampling import SamplingParams, choose_token, make_generator
+from workers.engine.sampling import SamplingParams, choose_token, choose_tokens, make_generator
 
 LOGITS = torch.tensor([0.1, 3.0, 2.9, -1.0, 0.5])
 
@@ -54,3 +54,40 @@ def test_a_vanishing_temperature_is_greedy():
     """Found by schemathesis: 1e-45 as a temperature overflowed the logits into NaN."""
     params = SamplingParams(temperature=1.4e-45)
     assert params.greedy and choose_token(LOGITS, params, None) == 1
+
+
+def test_a_batch_draws_each_row_from_its_own_distribution():
+    """Rows sampled together (one uniform each, see choose_tokens) keep each row's own
+    distribution: the frequencies of 4,000 draws match the softmax at each row's temperature,
+    a greedy row beside them stays greedy, and a token of probability 0 is never drawn."""
+    torch.manual_seed(1)
+    logits = torch.tensor(
+        [[0.0, 1.0, 2.0, float("-inf")], [2.0, 0.0, -1.0, 0.5], [0.0, 1.0, 2.0, 3.0]]
+    )
+    params = [
+        SamplingParams(temperature=1.0),
+        SamplingParams(temperature=0.5),
+        SamplingParams(temperature=0),
+    ]
+    draws = torch.tensor([choose_tokens(logits, params, [None] * 3) for _ in range(4000)])
+    for row in range(2):
+        expected = torch.softmax(logits[row] / params[row].temperature, dim=-1)
+        seen = torch.bincount(draws[:, row], minlength=4).float() / len(draws)
+        assert (seen - expected).abs().max() < 0.03, (row, seen, expected)
+    assert (draws[:, 0] != 3).all()
+    assert (draws[:, 2] == 3).all()
+
+
+def test_a_seeded_row_draws_the_same_whatever_its_batch():
+    logits = torch.randn(3, 500)
+    params = [SamplingParams(temperature=1.0)] * 3
+
+    def alone() -> list[int]:
+        generator = make_generator(11)
+        return [choose_tokens(logits[1:2], params[:1], [generator])[0] for _ in range(10)]
+
+    def batched() -> list[int]:
+        generator = make_generator(11)
+        return [choose_tokens(logits, params, [None, generator, None])[1] for _ in range(10)]
+
+    assert alone() == batched()

@@ -175,13 +175,16 @@ class EmbeddingEngine:
         return not self._stopping
 
     def _encode(self, jobs: list[_Job]) -> np.ndarray:
-        return self.model.encode(
+        vectors = self.model.encode(
             [text for job in jobs for text in job.inputs],
             batch_size=self.batch_size,
-            normalize_embeddings=True,  # unit length, like OpenAI's embeddings
             convert_to_numpy=True,
             show_progress_bar=False,
-        )
+        ).astype(np.float32)
+        # Unit length, like OpenAI's embeddings: in float32, whatever the model ran in (a
+        # bfloat16 model's own normalization leaves lengths 1e-3 off).
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.maximum(norms, 1e-12)
 
 
 def embedding_done(

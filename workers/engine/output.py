@@ -13,7 +13,7 @@ import torch
 
 from config.protocol import DONE, ERROR, TOKEN
 from workers.engine.errors import EngineFailed, JobFailed
-from workers.engine.sampling import choose_token, process_logits, token_logprobs
+from workers.engine.sampling import choose_tokens, process_logits, token_logprobs
 from workers.engine.sequences import JSON, TOOL_CALLS, Job, Sequence
 from workers.engine.text import TokenBytes
 
@@ -45,10 +45,18 @@ class TokenOutput:
         copy: logprobs report the model's own)."""
         raw = logits
         constrained = [i for i, s in enumerate(rows) if s.matcher is not None]
+        adjusted = [i for i, s in enumerate(rows) if s.params.adjusts_logits]
+        if constrained or adjusted:  # a copy (in float32, penalties are fine-grained)
+            logits = logits.to(torch.float32, copy=True)
         if constrained:
-            logits = logits.clone()
             self.constraints.mask(constrained, [rows[i].matcher for i in constrained], logits)
-        greedy = logits.argmax(dim=-1).tolist()
+        for i in adjusted:
+            seq = rows[i]
+            seen = (
+                set(seq.prompt) | set(seq.counts) if seq.params.repetition_penalty != 1 else set()
+            )
+            logits[i] = process_logits(logits[i], seq.params, seq.counts, seen)
+        tokens = choose_tokens(logits, [s.params for s in rows], [s.generator for s in rows])
         chosen = []
         for i, seq in enumerate(rows):
             if seq.finish_reason is not None:  # its job failed on an earlier row of this step
@@ -58,7 +66,7 @@ class TokenOutput:
                 chosen.append(self.pad_id)
                 self.emit(seq, "", "length", events)
                 continue
-            token = self._choose(seq, logits[i], greedy[i])
+            token = tokens[i]
             chosen.append(token)
             if seq.params.logprobs is not None:
                 entry = token_logprobs(raw[i], token, seq.params.logprobs, self.describe)
@@ -111,14 +119,6 @@ class TokenOutput:
             "token": self.tokenizer.decode([token]),
             "bytes": self.token_bytes(token),
         }
-
-    def _choose(self, seq: Sequence, logits: torch.Tensor, greedy: int) -> int:
-        params = seq.params
-        if params.adjusts_logits:
-            seen = set(seq.prompt) | set(seq.counts) if params.repetition_penalty != 1 else set()
-            logits = process_logits(logits, params, seq.counts, seen)
-            greedy = int(torch.argmax(logits))
-        return greedy if params.greedy else choose_token(logits, params, seq.generator)
 
     def _record(self, seq: Sequence, token: int, events: list[dict[str, Any]]) -> None:
         seq.generated.append(token)

@@ -1,7 +1,7 @@
 """Per-sequence sampling parameters, logits processing and next-token choice.
 
 Each sequence keeps its own parameters; the batch shares one forward pass and each row of its
-logits goes through :func:`process_logits` (penalties, logit_bias), then :func:`choose_token`
+logits goes through :func:`process_logits` (penalties, logit_bias), then :func:`choose_tokens`
 (temperature, top-k, top-p, the sequence's own RNG). :func:`token_logprobs` reports the model's
 own log-probabilities (before any processing, as vLLM does) with the top alternatives.
 """
@@ -106,9 +106,44 @@ def choose_token(
     logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None
 ) -> int:
     """Pick the next token from one row of logits (shape ``[vocab]``)."""
-    if params.greedy:
-        return int(torch.argmax(logits))
-    logits = logits.float() / params.temperature
+    return choose_tokens(logits[None], [params], [generator])[0]
+
+
+def choose_tokens(
+    logits: torch.Tensor,
+    params: list[SamplingParams],
+    generators: list[torch.Generator | None],
+) -> list[int]:
+    """Each row's next token from a batch of logits (``[rows, vocab]``): a greedy row's most
+    likely token; any other row's drawn from its distribution (temperature, then top-k and
+    top-p), by inverse transform sampling: one uniform number per row, from the row's own
+    generator when it has one, located in the row's cumulative distribution.
+
+    One draw per row, not ``torch.multinomial``'s, which draws an exponential number per
+    vocabulary entry (a millisecond a row for a 49k vocabulary, a fifth of a 32-row step)."""
+    chosen = logits.argmax(dim=-1)
+    sampled = [i for i, p in enumerate(params) if not p.greedy]
+    if not sampled:
+        return chosen.tolist()
+    device = logits.device
+    index = torch.tensor(sampled, device=device)
+    temperatures = torch.tensor([params[i].temperature for i in sampled], device=device)
+    rows = logits.index_select(0, index).float() / temperatures[:, None]
+    for j, i in enumerate(sampled):
+        if params[i].top_k > 0 or params[i].top_p < 1.0:
+            rows[j] = _truncate(rows[j], params[i])
+    cdf = torch.softmax(rows, dim=-1).cumsum_(dim=-1)
+    # Uniform numbers on the CPU (a sequence's generator lives there), scaled to each row's
+    # total (1, to rounding); the first entry whose cumulative mass exceeds it has mass > 0.
+    uniform = torch.stack([torch.rand((), generator=generators[i]) for i in sampled])
+    targets = uniform.to(device)[:, None] * cdf[:, -1:]
+    drawn = torch.searchsorted(cdf, targets, right=True)[:, 0].clamp_(max=logits.shape[-1] - 1)
+    chosen[index] = drawn
+    return chosen.tolist()
+
+
+def _truncate(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """One row of (temperature-scaled) logits with what top-k and top-p cut set to -inf."""
     if params.top_k > 0 and params.top_k < logits.shape[-1]:
         kth = torch.topk(logits, params.top_k).values[-1]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -119,9 +154,7 @@ def choose_token(
         drop = (probs.cumsum(-1) - probs) >= params.top_p
         drop[0] = False  # exactly: the cumulative sum's rounding can leave it a hair above 0
         logits = logits.scatter(0, order, sorted_logits.masked_fill(drop, float("-inf")))
-    probs = torch.softmax(logits, dim=-1)
-    # Sample on the CPU with the sequence's own generator (generators are per device).
-    return int(torch.multinomial(probs.cpu(), 1, generator=generator))
+    return logits
 
 
 def token_logprobs(logits: torch.Tensor, token: int, top: int, describe) -> dict[str, Any]:
