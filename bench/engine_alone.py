@@ -28,7 +28,7 @@ class TimingIO:
                     timing.chunk_tokens.append(len(event["token_ids"]))
                     timing.tokens += len(event["token_ids"])
                 elif event["type"] == "error":
-                    timing.error = event["error"]["message"]
+                    timing.error = event["message"]
                 if event["type"] != "token":
                     self.ended.add(event["job"])
         return set()

@@ -25,6 +25,7 @@ import torch
 from bench import engine_alone
 from bench.metrics import RequestTiming
 from bench.prompts import messages
+from workers.loading import in_passing_thread
 
 
 def decode_rate(engine, concurrency: int, max_tokens: int) -> dict:
@@ -103,7 +104,9 @@ def main() -> None:
             print(dtype, n, rows[-1][2], flush=True)
         for n in args.profile:
             print(f"\n{dtype}, {n} rows: top operations of the decode steps")
-            print(profile_steps(engine, n, 16))
+            # On a thread that ends: see workers.loading.in_passing_thread (a profile on this
+            # thread would leave it an OpenMP pool that slows every engine after it).
+            print(in_passing_thread(profile_steps, engine, n, 16))
         engine.stop()
         del engine
 

@@ -16,7 +16,7 @@ test suite, about 10 minutes on 2 cores):
 
 On a CPU with AMX its repacking of weights crashed in this project's VMs: ``--no-repack`` (the
 default here) turns it off. Prints a table of tokens/s and time to first token per N for both,
-and ours over theirs.
+and ours over theirs, and the peak resident memory of llama-server and of our worker.
 """
 
 from __future__ import annotations
@@ -110,12 +110,14 @@ def main() -> None:
     )  # fmt: skip
     try:
         theirs = measure(base, MODEL, args)
+        their_rss = stack.peak_rss_mib(process.pid)
     finally:
         stop_process(process)
     port = free_port()
     redis_server, processes = stack.start_stack(MODEL, port, name="llamacpp")
     try:
         ours = measure(f"http://127.0.0.1:{port}", MODEL, args)
+        our_rss = stack.peak_rss_mib(processes[0].pid)  # the worker
     finally:
         stack.stop_stack(redis_server, processes)
 
@@ -131,6 +133,7 @@ def main() -> None:
             f"{n:>4} {a['tokens_per_s']:>16} {a['ttft_p50_s']:>11} {b['tokens_per_s']:>11} "
             f"{b['ttft_p50_s']:>11} {ratio:>16.2f}x {a['errors'] + b['errors']:>7}"
         )
+    print(f"peak RSS (MiB): llama-server {their_rss}, our worker {our_rss}")
 
 
 if __name__ == "__main__":

@@ -31,3 +31,15 @@ def stop_stack(redis_server, processes) -> None:
     for process in reversed(processes):
         stop_process(process)
     redis_server.stop()
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """A running process's peak resident memory (VmHWM), in MiB; None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None

@@ -70,6 +70,7 @@ class Settings:
     files_dir: str | None = None
     bulk_share: float = 0.25  # of a model's batch slots bulk work keeps while interactive waits
     prefix_cache_mb: int = 1024  # per chat model: the keys and values of prompt prefixes kept
+    prompt_lookup_tokens: int = 4  # draft size of prompt-lookup speculative decoding (0: off)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -115,6 +116,9 @@ class Settings:
             files_dir=os.environ.get("FILES_DIR") or None,
             bulk_share=_share(os.environ.get("BULK_SHARE", cls.bulk_share)),
             prefix_cache_mb=int(os.environ.get("PREFIX_CACHE_MB", cls.prefix_cache_mb)),
+            prompt_lookup_tokens=int(
+                os.environ.get("PROMPT_LOOKUP_TOKENS", cls.prompt_lookup_tokens)
+            ),
         )
 
 

@@ -155,6 +155,7 @@ def _load_engine(
             tool_prompt=spec.tool_prompt,
             bulk_share=settings.bulk_share,
             prefix_cache_bytes=settings.prefix_cache_mb * 1024 * 1024,
+            lookup_tokens=settings.prompt_lookup_tokens,
         )
     else:
         model = _load_sentence_model(source, device, dtype)

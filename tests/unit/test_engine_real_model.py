@@ -120,3 +120,33 @@ def test_bfloat16_with_4_bit_weights_answers_as_float32_does(engine, monkeypatch
     monkeypatch.setenv("INT4_WEIGHTS", "off")
     dense = load_engine(load_registry()["smollm2-135m-instruct"], MemoryIO(), Settings.from_env())
     assert dense.info["int4_layers"] == 0
+
+
+CODE = '''def fibonacci(n):
+    """Return the n-th Fibonacci number."""
+    if n < 2:
+        return n
+    a, b = 0, 1
+    for _ in range(n - 1):
+        a, b = b, a + b
+    return b
+'''
+
+
+def test_prompt_lookup_speculation_gives_the_same_greedy_reply_in_fewer_passes(engine):
+    """A reply that copies its prompt (float32: no rounding apart from batching's): with
+    drafts from the prompt the greedy reply is token for token the one without, and most of
+    its tokens come from accepted drafts."""
+    job = chat_job("copy", "Show this code again, with comments:\n\n" + CODE, 96)
+    replies, passes = {}, {}
+    for lookup in (0, 4):
+        speculating = GenerationEngine(
+            engine.model, engine.tokenizer, MemoryIO(), lookup_tokens=lookup
+        )
+        run_until_done(speculating, [speculating.submit(job)])
+        replies[lookup] = token_ids(speculating.io, "copy")
+        passes[lookup] = len(replies[lookup]) - speculating.accepted
+        assert speculating.accepted <= speculating.drafted
+    assert replies[4] == replies[0]
+    assert "def fibonacci(n):" in engine.tokenizer.decode(replies[0])  # it copies its prompt
+    assert passes[4] < 0.7 * passes[0], passes

@@ -47,6 +47,13 @@ class BatchState:
             "past_key_values": self.cache,
         }
 
+    def drop_last(self, columns: int) -> None:
+        """Forget the last ``columns`` columns of every row (draft tokens a verifying pass wrote
+        and the model did not accept; see workers.engine.speculation). Growing layers only."""
+        self.mask = self.mask[:, : self.mask.shape[1] - columns]
+        for layer in _filled(self.cache):
+            layer.drop_last_columns(columns)
+
     def select(self, rows: list[int]) -> None:
         """Keep ``rows`` in that order; a row listed twice is copied (n choices of one prompt)."""
         index = torch.tensor(rows, dtype=torch.long, device=self.mask.device)

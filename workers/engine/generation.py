@@ -26,6 +26,7 @@ import torch
 from config.grammars import TOOL_FORMATS
 from config.protocol import CANCELLED, DONE, ERROR, WORKER_SHUTDOWN
 from workers.engine.admission import Admission
+from workers.engine.batch import BatchState
 from workers.engine.constraints import load_constraints
 from workers.engine.embedding import take_batch
 from workers.engine.errors import EngineFailed, JobFailed
@@ -40,6 +41,7 @@ from workers.engine.prefix import PrefixCache
 from workers.engine.running import RunningRows, pass_cost
 from workers.engine.scheduler import Scheduler
 from workers.engine.sequences import Job, Sequence
+from workers.engine.speculation import accept, draft_for, verify
 from workers.engine.tools import template_renders_tools
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ class GenerationEngine(Admission):
         tool_prompt: str = "auto",
         bulk_share: float = 0.25,
         prefix_cache_bytes: int = 0,
+        lookup_tokens: int = 0,
     ) -> None:
         self.model = model
         self.adapters = adapters or {}
@@ -77,6 +80,8 @@ class GenerationEngine(Admission):
         self.io = io
         self.max_batch_size = max_batch_size
         self.prefill_tokens = prefill_tokens
+        self.lookup_tokens = lookup_tokens  # draft size of prompt-lookup speculation (0: off)
+        self.drafted = self.accepted = 0  # draft tokens proposed, and taken
         self.embedding_batch_size = embedding_batch_size
         self.name = name
         self.device = next(model.parameters()).device
@@ -250,6 +255,10 @@ class GenerationEngine(Admission):
         for group in self._running.groups:
             rows = group.rows
             try:
+                draft = draft_for(rows, self.lookup_tokens if self.parts else 0)
+                if draft:
+                    self._speculate(group.batch, rows[0], draft, events)
+                    continue
                 inputs = group.batch.decode_inputs() | self._adapter_names(rows)
                 out = self.model(**inputs, use_cache=True)
                 group.batch.last_tokens = self.output.advance(rows, out.logits[:, -1, :], events)
@@ -258,6 +267,21 @@ class GenerationEngine(Admission):
                 failure = EngineFailed("The model failed while generating this response.")
                 self._fail({id(s.job): s.job for s in rows}.values(), failure, events)
         self._budget.decoded(time.perf_counter() - started)
+
+    def _speculate(
+        self, batch: BatchState, seq: Sequence, draft: list[int], events: list[dict[str, Any]]
+    ) -> None:
+        """Decode a one-row group with a draft (see :mod:`workers.engine.speculation`): one pass
+        checks it, the row takes what the model agrees with and one token more, and the cache
+        forgets the draft tokens it did not take."""
+        logits = verify(self.model, batch, draft, self._adapter_names([seq]))
+        tokens = accept(logits, draft, seq.params, seq.generator)
+        self.output.accept(seq, tokens, events)
+        batch.drop_last(len(draft) + 1 - len(tokens))
+        batch.last_tokens = batch.last_tokens.new_tensor(tokens[-1:])
+        seq.drafter.taken(len(tokens) - 1)
+        self.drafted += len(draft)
+        self.accepted += len(tokens) - 1
 
     def _fail(self, jobs: Iterable[Job], error: JobFailed, events: list[dict[str, Any]]) -> None:
         """End ``jobs`` with ``error`` (those whose ``done`` is already out are left alone)."""

@@ -122,6 +122,11 @@ class GrowingLayer(DynamicLayer):
         self.length -= count
         self._view()
 
+    def drop_last_columns(self, count: int) -> None:
+        """Forget the last ``count`` columns (they are overwritten by the next ones): no copy."""
+        self.length -= count
+        self._view()
+
     def get_seq_length(self) -> int:
         return self.length if self.is_initialized else 0
 

@@ -84,6 +84,14 @@ class TokenOutput:
             self._record(seq, token, events)
         return torch.tensor(chosen, dtype=torch.long, device=logits.device)
 
+    def accept(self, seq: Sequence, tokens: list[int], events: list[dict[str, Any]]) -> None:
+        """Record ``tokens``, chosen already (a verified draft and the model's next token), in
+        order, until the sequence ends (an end of sequence, a stop string, its max_tokens)."""
+        for token in tokens:
+            if seq.finish_reason is not None:
+                return
+            self._record(seq, token, events)
+
     def fail(self, job: Job, error: JobFailed, events: list[dict[str, Any]]) -> None:
         """End ``job`` with ``error``: every sequence of it leaves, its one terminal event is
         this error (nothing, if its ``done`` is already out)."""

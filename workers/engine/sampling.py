@@ -131,7 +131,7 @@ def choose_tokens(
     rows = logits.index_select(0, index).float() / temperatures[:, None]
     for j, i in enumerate(sampled):
         if params[i].top_k > 0 or params[i].top_p < 1.0:
-            rows[j] = _truncate(rows[j], params[i])
+            rows[j] = truncate(rows[j], params[i])
     cdf = torch.softmax(rows, dim=-1).cumsum_(dim=-1)
     # Uniform numbers on the CPU (a sequence's generator lives there), scaled to each row's
     # total (1, to rounding); the first entry whose cumulative mass exceeds it has mass > 0.
@@ -142,7 +142,7 @@ def choose_tokens(
     return chosen.tolist()
 
 
-def _truncate(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+def truncate(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     """One row of (temperature-scaled) logits with what top-k and top-p cut set to -inf."""
     if params.top_k > 0 and params.top_k < logits.shape[-1]:
         kth = torch.topk(logits, params.top_k).values[-1]

@@ -11,6 +11,7 @@ from config.protocol import EventSequence
 from workers.engine.batch import BatchState
 from workers.engine.io import Ticket
 from workers.engine.sampling import SamplingParams
+from workers.engine.speculation import Drafter
 from workers.engine.text import TextStream
 from workers.engine.tools import ToolCallParser
 
@@ -75,6 +76,7 @@ class Sequence:
     cached: int = 0  # tokens of its prompt found in the prefix cache
     kept: int = 0  # tokens of its prompt its own prefill has put in the prefix cache
     looked_up: bool = False  # the prefix cache was asked for it (once per prefill)
+    drafter: Drafter | None = None  # its n-grams, once it has been drafted for (speculation)
 
     def context(self) -> list[int]:
         """The tokens its next prefill reads: the prompt, or, after a preemption, the prompt
