@@ -54,7 +54,7 @@ def _one(base: str, body: dict, timing: RequestTiming, api_key: str) -> None:
             choice = chunk["choices"][0]
             if choice["delta"].get("content"):
                 timing.chunk_times.append(time.perf_counter())
-            finish = choice["finish_reason"] or finish
+            finish = choice.get("finish_reason") or finish  # transformers serve may leave it out
         # Free replies run to max_tokens (ignore_eos); a constrained one may end, complete.
         expected = ("length", "stop") if "response_format" in body else ("length",)
         if finish not in expected:

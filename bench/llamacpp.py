@@ -22,12 +22,16 @@ and ours over theirs, and the peak resident memory of llama-server and of our wo
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import sys
 import time
 import urllib.request
 from pathlib import Path
 
 from bench import clients, stack
+from bench.metrics import summarize
+from bench.prompts import messages
 from bench.serving import median_round
 from config.localstack import free_port, spawn, stop_process
 
@@ -73,6 +77,36 @@ def start_llama_server(binary: str, gguf: Path, slots: int, port: int, extra: li
     return process, base
 
 
+def start_transformers_serve(folder: Path, port: int):
+    """``transformers serve --continuous-batching`` on the transformers copy of the same GGUF
+    (the folder our worker loads), in bfloat16 (needs ``pip install 'transformers[serving]'``)."""
+    args = [
+        str(Path(sys.executable).with_name("transformers")), "serve", "--continuous-batching",
+        "--dtype", "bfloat16", "--host", "127.0.0.1", "--port", str(port), str(folder),
+    ]  # fmt: skip
+    log = stack.ROOT / ".run" / "transformers-serve.log"
+    log.parent.mkdir(exist_ok=True)
+    process = spawn(args, dict(os.environ), log)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while not _healthy(base):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_process(process)
+            raise SystemExit(f"transformers serve did not start; see {log}")
+        time.sleep(0.5)
+    return process, base
+
+
+def converted_folder(model: str) -> Path:
+    from config.registry import load_registry, resolve_source
+    from config.settings import Settings
+    from workers.loading import converted_gguf_dir
+
+    settings = Settings.from_env()
+    spec = load_registry(settings.models_file)[model]
+    return converted_gguf_dir(resolve_source(spec), spec.gguf_file, Path(settings.model_cache_dir))
+
+
 def _healthy(base: str) -> bool:
     try:
         with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
@@ -81,17 +115,26 @@ def _healthy(base: str) -> bool:
         return False
 
 
-def measure(base: str, model: str, args) -> dict[int, dict]:
-    clients.run(base, model, 2, 8, args.temperature)  # warm-up
+def measure(base: str, model: str, args, run=clients.run) -> dict[int, dict]:
+    run(base, model, 2, 8, args.temperature)  # warm-up
     return {
         n: median_round(
-            [
-                clients.run(base, model, n, args.max_tokens, args.temperature)
-                for _ in range(args.rounds)
-            ]
+            [run(base, model, n, args.max_tokens, args.temperature) for _ in range(args.rounds)]
         )
         for n in args.concurrency
     }
+
+
+def run_transformers(base: str, model: str, n: int, max_tokens: int, temperature: float) -> dict:
+    """clients.run for ``transformers serve``, which refuses ``ignore_eos``: its own
+    ``generation_config`` makes each reply exactly ``max_tokens`` long instead."""
+    config = {"do_sample": True, "min_new_tokens": max_tokens, "max_new_tokens": max_tokens}
+    bodies = []
+    for i in range(n):
+        body = clients.chat_body(model, messages(i), max_tokens, temperature)
+        del body["ignore_eos"]
+        bodies.append(body | {"generation_config": json.dumps(config)})
+    return summarize(clients.run_bodies(base, bodies), n)
 
 
 def main() -> None:
@@ -102,6 +145,12 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--server-args", default="--no-repack", help="more llama-server arguments")
+    parser.add_argument(
+        "--transformers-serve",
+        action="store_true",
+        help="also run `transformers serve --continuous-batching` (after our stack, which "
+        "makes the transformers copy of the GGUF it reads)",
+    )
     args = parser.parse_args()
 
     process, base = start_llama_server(
@@ -121,6 +170,15 @@ def main() -> None:
     finally:
         stack.stop_stack(redis_server, processes)
 
+    hf: dict[int, dict] = {}
+    if args.transformers_serve:
+        folder = converted_folder(MODEL)
+        process, base = start_transformers_serve(folder, free_port())
+        try:
+            hf = measure(base, str(folder), args, run_transformers)  # it names it by its path
+        finally:
+            stop_process(process)
+
     print(f"{MODEL}, {args.max_tokens} sampled tokens per client, median of {args.rounds} runs")
     print(
         f"{'N':>4} {'llama.cpp tok/s':>16} {'TTFT p50 s':>11} {'ours tok/s':>11} "
@@ -132,6 +190,13 @@ def main() -> None:
         print(
             f"{n:>4} {a['tokens_per_s']:>16} {a['ttft_p50_s']:>11} {b['tokens_per_s']:>11} "
             f"{b['ttft_p50_s']:>11} {ratio:>16.2f}x {a['errors'] + b['errors']:>7}"
+        )
+    for n, row in hf.items():
+        ratio = ours[n]["tokens_per_s"] / row["tokens_per_s"] if row["tokens_per_s"] else 0
+        print(
+            f"{n:>4} transformers serve --continuous-batching (bfloat16): {row['tokens_per_s']} "
+            f"tok/s, TTFT p50 {row['ttft_p50_s']} s, errors {row['errors']}; ours / it "
+            f"{ratio:.2f}x"
         )
     print(f"peak RSS (MiB): llama-server {their_rss}, our worker {our_rss}")
 
