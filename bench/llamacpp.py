@@ -64,17 +64,7 @@ def start_llama_server(binary: str, gguf: Path, slots: int, port: int, extra: li
         str(os.cpu_count() or 2),
         *extra,
     ]
-    log = stack.ROOT / ".run" / "llama-server.log"
-    log.parent.mkdir(exist_ok=True)
-    process = spawn(args, dict(os.environ), log)  # a session of its own: stop_process ends it
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while not _healthy(base):
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop_process(process)
-            raise SystemExit(f"llama-server did not start; see {log}")
-        time.sleep(0.2)
-    return process, base
+    return _serve(args, port, "llama-server", 120)
 
 
 def start_transformers_serve(folder: Path, port: int):
@@ -84,16 +74,21 @@ def start_transformers_serve(folder: Path, port: int):
         str(Path(sys.executable).with_name("transformers")), "serve", "--continuous-batching",
         "--dtype", "bfloat16", "--host", "127.0.0.1", "--port", str(port), str(folder),
     ]  # fmt: skip
-    log = stack.ROOT / ".run" / "transformers-serve.log"
+    return _serve(args, port, "transformers-serve", 300)
+
+
+def _serve(args: list[str], port: int, name: str, timeout: float):
+    """Start a server (a session of its own: stop_process ends it); wait until it is healthy."""
+    log = stack.ROOT / ".run" / f"{name}.log"
     log.parent.mkdir(exist_ok=True)
     process = spawn(args, dict(os.environ), log)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + timeout
     while not _healthy(base):
         if process.poll() is not None or time.monotonic() > deadline:
             stop_process(process)
-            raise SystemExit(f"transformers serve did not start; see {log}")
-        time.sleep(0.5)
+            raise SystemExit(f"{name} did not start; see {log}")
+        time.sleep(0.2)
     return process, base
 
 

@@ -3,8 +3,9 @@ that keeps greedy output and sampled distributions as they are."""
 
 import torch
 
+from workers.engine.drafts import MAX_WAIT, Drafter
 from workers.engine.sampling import SamplingParams, make_generator
-from workers.engine.speculation import MAX_WAIT, Drafter, accept
+from workers.engine.speculation import accept
 
 
 def test_a_draft_is_what_followed_the_latest_occurrence_of_the_last_tokens():

@@ -24,24 +24,22 @@ from typing import Any
 import torch
 
 from config.grammars import TOOL_FORMATS
-from config.protocol import CANCELLED, DONE, ERROR, WORKER_SHUTDOWN
+from config.protocol import CANCELLED, ERROR, WORKER_SHUTDOWN
 from workers.engine.admission import Admission
-from workers.engine.batch import BatchState
 from workers.engine.constraints import load_constraints
 from workers.engine.embedding import take_batch
 from workers.engine.errors import EngineFailed, JobFailed
 from workers.engine.intake import context_length, eos_ids, generation_job
 from workers.engine.io import JobIO, Ticket, exchange_patiently
-from workers.engine.isolation import run_isolated
 from workers.engine.kvcache import growing, new_cache
 from workers.engine.output import TokenOutput
-from workers.engine.pooling import EmbeddingJob, embed, embedding_job
+from workers.engine.pooling import EmbeddingJob, embed_isolated, embedding_job
 from workers.engine.prefill import PrefillBudget
 from workers.engine.prefix import PrefixCache
 from workers.engine.running import RunningRows, pass_cost
 from workers.engine.scheduler import Scheduler
 from workers.engine.sequences import Job, Sequence
-from workers.engine.speculation import accept, draft_for, verify
+from workers.engine.speculation import draft_for, speculate
 from workers.engine.tools import template_renders_tools
 
 log = logging.getLogger(__name__)
@@ -224,7 +222,10 @@ class GenerationEngine(Admission):
         events: list[dict[str, Any]] = []
         self._embedding_now = self._take_embeddings()
         if self._embedding_now:
-            self._embed(self._embedding_now, events)
+            embed_isolated(
+                self.model, self._embedding_now, self.pad_id, self.embedding_batch_size,
+                bool(self.adapters), self.output.ending, events, self.name,
+            )  # fmt: skip
         else:
             joining = self._admit()
             # The running rows advance first; then the admitted prompts are prefilled (within
@@ -242,7 +243,7 @@ class GenerationEngine(Admission):
         self._embedding_now = []
         if cancelled:
             self._cancel(cancelled)
-        self._retire()
+        self._running.retire()
 
     def _still_waiting(self) -> bool:
         """While events wait for Redis, the step is not stuck: its clock starts again."""
@@ -257,7 +258,11 @@ class GenerationEngine(Admission):
             try:
                 draft = draft_for(rows, self.lookup_tokens if self.parts else 0)
                 if draft:
-                    self._speculate(group.batch, rows[0], draft, events)
+                    extra = self._adapter_names(rows)
+                    taken = speculate(
+                        self.model, self.output, group.batch, rows[0], draft, extra, events
+                    )
+                    self.drafted, self.accepted = self.drafted + len(draft), self.accepted + taken
                     continue
                 inputs = group.batch.decode_inputs() | self._adapter_names(rows)
                 out = self.model(**inputs, use_cache=True)
@@ -267,21 +272,6 @@ class GenerationEngine(Admission):
                 failure = EngineFailed("The model failed while generating this response.")
                 self._fail({id(s.job): s.job for s in rows}.values(), failure, events)
         self._budget.decoded(time.perf_counter() - started)
-
-    def _speculate(
-        self, batch: BatchState, seq: Sequence, draft: list[int], events: list[dict[str, Any]]
-    ) -> None:
-        """Decode a one-row group with a draft (see :mod:`workers.engine.speculation`): one pass
-        checks it, the row takes what the model agrees with and one token more, and the cache
-        forgets the draft tokens it did not take."""
-        logits = verify(self.model, batch, draft, self._adapter_names([seq]))
-        tokens = accept(logits, draft, seq.params, seq.generator)
-        self.output.accept(seq, tokens, events)
-        batch.drop_last(len(draft) + 1 - len(tokens))
-        batch.last_tokens = batch.last_tokens.new_tensor(tokens[-1:])
-        seq.drafter.taken(len(tokens) - 1)
-        self.drafted += len(draft)
-        self.accepted += len(tokens) - 1
 
     def _fail(self, jobs: Iterable[Job], error: JobFailed, events: list[dict[str, Any]]) -> None:
         """End ``jobs`` with ``error`` (those whose ``done`` is already out are left alone)."""
@@ -301,24 +291,6 @@ class GenerationEngine(Admission):
             return []
         with self._lock:
             return take_batch(self._embeddings, self.embedding_batch_size)
-
-    def _embed(self, jobs: list[EmbeddingJob], events: list[dict[str, Any]]) -> None:
-        """Embed every input of ``jobs`` in shared forward passes; each job ends this step."""
-        size, adapters, started = self.embedding_batch_size, bool(self.adapters), time.monotonic()
-
-        def run(group: list[EmbeddingJob]) -> list[dict[str, Any]]:
-            return embed(self.model, group, self.pad_id, size, adapters, started)
-
-        for group, done, error in run_isolated(jobs, run):
-            if error is None:
-                events.extend(done)
-                self.output.ending.extend((job, DONE) for job in group)
-                continue
-            log.error("engine %s: embedding failed", self.name, exc_info=error)
-            failure = EngineFailed("The model failed while embedding this input.")
-            for job in group:
-                events.append(job.events.error(failure.code, failure.message, failure.param))
-                self.output.ending.append((job, ERROR))
 
     def _job_ids(self) -> list[str]:
         with self._lock:
@@ -341,9 +313,6 @@ class GenerationEngine(Admission):
             log.info("engine %s: cancelled %s", self.name, ", ".join(sorted(jobs)))
         for job in jobs.values():
             job.ticket.finish(CANCELLED)
-
-    def _retire(self) -> None:
-        self._running.retire()
 
     def _fail_all(self, code: str, message: str) -> None:
         """End every job the engine holds with one error (a shutdown, or a failure outside the

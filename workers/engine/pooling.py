@@ -4,18 +4,24 @@ chat model, so a chat model's engine answers embedding jobs too, in steps of the
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from config.protocol import EventSequence
+from config.protocol import DONE, ERROR, EventSequence
 from workers.engine.batch import prefill_inputs
 from workers.engine.embedding import embedding_done
+from workers.engine.errors import EngineFailed
 from workers.engine.intake import Model, check_context, check_request_tokens, tokenize
 from workers.engine.io import Ticket
+from workers.engine.isolation import run_isolated
 from workers.engine.sequences import BASE
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -95,3 +101,33 @@ def embedding_job(job: dict[str, Any], model: Model) -> EmbeddingJob:
         inputs=inputs,
         adapter=model.adapters.get(job.get("model"), BASE),
     )
+
+
+def embed_isolated(
+    model: Any,
+    jobs: list[EmbeddingJob],
+    pad_id: int,
+    batch_size: int,
+    adapters: bool,
+    ending: list[tuple[Any, str]],
+    events: list[dict[str, Any]],
+    name: str,
+) -> None:
+    """Embed every input of ``jobs`` in shared forward passes; each job ends this step (its
+    terminal event in ``events``, itself in ``ending``), and one whose inputs fail the model
+    fails alone (see :mod:`workers.engine.isolation`)."""
+    started = time.monotonic()
+
+    def run(group: list[EmbeddingJob]) -> list[dict[str, Any]]:
+        return embed(model, group, pad_id, batch_size, adapters, started)
+
+    for group, done, error in run_isolated(jobs, run):
+        if error is None:
+            events.extend(done)
+            ending.extend((job, DONE) for job in group)
+            continue
+        log.error("engine %s: embedding failed", name, exc_info=error)
+        failure = EngineFailed("The model failed while embedding this input.")
+        for job in group:
+            events.append(job.events.error(failure.code, failure.message, failure.param))
+            ending.append((job, ERROR))

@@ -9,9 +9,9 @@ import torch
 
 from config.protocol import EventSequence
 from workers.engine.batch import BatchState
+from workers.engine.drafts import Drafter
 from workers.engine.io import Ticket
 from workers.engine.sampling import SamplingParams
-from workers.engine.speculation import Drafter
 from workers.engine.text import TextStream
 from workers.engine.tools import ToolCallParser
 

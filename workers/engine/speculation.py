@@ -1,14 +1,14 @@
 """Prompt-lookup speculative decoding: drafts taken from the text itself, checked in one pass.
 
 A reply that copies its context (an edit of code, a JSON object echoing its input, an answer
-quoting a document) repeats runs of tokens it has already seen. :class:`Drafter` finds the most
-recent earlier occurrence of the last few tokens (an n-gram, longest first) in the prompt and
-the reply so far, and proposes the tokens that followed it. One forward pass over the last
-token and the draft gives the model's distribution at every draft position; :func:`accept`
-keeps the draft's longest prefix the model agrees with, then adds one token of its own, so a
-pass yields 1 to ``len(draft) + 1`` tokens. A pass of a few rows costs about what a pass of one
-costs on a CPU (it is bound by reading the weights), so a draft that is right pays, and one
-that is wrong costs a little.
+quoting a document) repeats runs of tokens it has already seen. A row's :class:`Drafter`
+(:mod:`workers.engine.drafts`) finds the most recent earlier occurrence of its last few tokens
+in the prompt and the reply so far, and proposes the tokens that followed it. One forward pass
+over the last token and the draft gives the model's distribution at every draft position;
+:func:`accept` keeps the draft's longest prefix the model agrees with, then adds one token of
+its own, so a pass yields 1 to ``len(draft) + 1`` tokens. A pass of a few rows costs about what
+a pass of one costs on a CPU (it is bound by reading the weights), so a draft that is right
+pays, and one that is wrong costs a little.
 
 Output is unchanged: greedy rows accept a draft token only where it is the argmax; sampled rows
 accept draft token ``d`` with probability ``p(d)`` and, on rejection, draw from ``p`` without
@@ -18,66 +18,15 @@ accept draft token ``d`` with probability ``p(d)`` and, on rejection, draw from 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from workers.engine.batch import BatchState
+from workers.engine.drafts import Drafter
+from workers.engine.output import TokenOutput
 from workers.engine.sampling import SamplingParams, truncate
-
-if TYPE_CHECKING:
-    from workers.engine.sequences import Sequence
-
-NGRAMS = (3, 2)  # lengths of the suffix looked up, longest first
-MAX_WAIT = 8  # steps without drafts, at most, after drafts that failed in a row
-
-
-class Drafter:
-    """Where each n-gram of a sequence's tokens last occurred (the token after it), kept up to
-    date token by token: a lookup is a dictionary read, not a search of a long prompt.
-
-    A draft the model rejects whole cost a pass of several tokens for one: after such a pass
-    the drafter waits 1 step before drafting again, then 2, 4, ... up to ``MAX_WAIT`` while
-    drafts keep failing (free text, sampled, rarely repeats its context), and drafts every
-    step again once one is taken in part."""
-
-    def __init__(self, tokens: list[int]) -> None:
-        self.tokens: list[int] = []
-        self.after: dict[tuple[int, ...], int] = {}  # n-gram -> index of the token after it
-        self.wait = 0  # steps to let pass before the next draft
-        self.backoff = 0
-        self.extend(tokens)
-
-    def taken(self, accepted: int) -> None:
-        """How many tokens of the last draft the model took."""
-        if accepted:
-            self.backoff = 0
-        else:
-            self.backoff = min(MAX_WAIT, max(1, 2 * self.backoff))
-            self.wait = self.backoff
-
-    def extend(self, tokens: list[int]) -> None:
-        for token in tokens:
-            self.tokens.append(token)
-            end = len(self.tokens)
-            # Index the n-grams that end just before this token: each is now followed by it.
-            for n in NGRAMS:
-                if end - 1 >= n:
-                    self.after[tuple(self.tokens[end - 1 - n : end - 1])] = end - 1
-
-    def draft(self, size: int) -> list[int]:
-        """Up to ``size`` tokens that followed the latest earlier occurrence of the sequence's
-        last n tokens; [] if none occurred before (or while waiting after failed drafts)."""
-        if self.wait:
-            self.wait -= 1
-            return []
-        for n in NGRAMS:
-            if len(self.tokens) <= n:
-                continue
-            start = self.after.get(tuple(self.tokens[-n:]))
-            if start is not None:
-                return self.tokens[start : start + size]
-        return []
+from workers.engine.sequences import Sequence
 
 
 def accept(
@@ -153,3 +102,23 @@ def verify(model: Any, batch: BatchState, draft: list[int], extra: dict[str, Any
         **extra,
     )
     return out.logits[0]
+
+
+def speculate(
+    model: Any,
+    output: TokenOutput,
+    batch: BatchState,
+    seq: Sequence,
+    draft: list[int],
+    extra: dict[str, Any],
+    events: list[dict[str, Any]],
+) -> int:
+    """Decode a one-row group with a draft: one pass checks it, the row takes what the model
+    agrees with and one token more, and the cache forgets the draft tokens it did not take.
+    Returns how many draft tokens were taken."""
+    tokens = accept(verify(model, batch, draft, extra), draft, seq.params, seq.generator)
+    output.accept(seq, tokens, events)
+    batch.drop_last(len(draft) + 1 - len(tokens))
+    batch.last_tokens = batch.last_tokens.new_tensor(tokens[-1:])
+    seq.drafter.taken(len(tokens) - 1)
+    return len(tokens) - 1
