@@ -2,13 +2,15 @@
 
 Each step (1) admits waiting sequences, up to a token budget, (2) advances every running row by
 one token, in one decode pass per group of rows of like lengths (see
-:mod:`workers.engine.running`), (3) prefills the admitted ones (a long prompt a chunk per step, see
-:mod:`workers.engine.prefill`; a prompt's start from the prefix cache when it has been seen, see
-:mod:`workers.engine.prefix`) and joins the finished ones to the batch with their first token,
-(4) hands the step's events and the ids of in-flight jobs to the :class:`JobIO` in one call,
-learning which were cancelled, and (5) drops the rows that finished or were cancelled. New work
-joins between steps; nothing waits for a batch to drain, and no stream waits for a whole long
-prefill. Embedding jobs for the model (see :mod:`workers.engine.pooling`) take a step of their own.
+:mod:`workers.engine.running`; a row alone in its group may take several, from a draft its pass
+checks, see :mod:`workers.engine.speculation`), (3) prefills the admitted ones (a long prompt a
+chunk per step, see :mod:`workers.engine.prefill`; a prompt's start from the prefix cache when
+it has been seen, see :mod:`workers.engine.prefix`) and joins the finished ones to the batch
+with their first token, (4) hands the step's events and the ids of in-flight jobs to the
+:class:`JobIO` in one call, learning which were cancelled, and (5) drops the rows that finished
+or were cancelled. New work joins between steps; nothing waits for a batch to drain, and no
+stream waits for a whole long prefill. Embedding jobs for the model (see
+:mod:`workers.engine.pooling`) take a step of their own.
 """
 
 from __future__ import annotations
