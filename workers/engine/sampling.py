@@ -121,14 +121,18 @@ def choose_tokens(
 
     One draw per row, not ``torch.multinomial``'s, which draws an exponential number per
     vocabulary entry (a millisecond a row for a 49k vocabulary, a fifth of a 32-row step)."""
-    chosen = logits.argmax(dim=-1)
     sampled = [i for i, p in enumerate(params) if not p.greedy]
     if not sampled:
-        return chosen.tolist()
+        return logits.argmax(dim=-1).tolist()
     device = logits.device
+    chosen = torch.zeros(len(params), dtype=torch.long, device=device)
+    greedy = [i for i, p in enumerate(params) if p.greedy]
+    if greedy:  # only their rows: an argmax over a 32-row bfloat16 batch alone took 3 ms
+        index = torch.tensor(greedy, device=device)
+        chosen[index] = logits.index_select(0, index).argmax(dim=-1)
     index = torch.tensor(sampled, device=device)
     temperatures = torch.tensor([params[i].temperature for i in sampled], device=device)
-    rows = logits.index_select(0, index).float() / temperatures[:, None]
+    rows = logits.index_select(0, index).float().div_(temperatures[:, None])
     for j, i in enumerate(sampled):
         if params[i].top_k > 0 or params[i].top_p < 1.0:
             rows[j] = truncate(rows[j], params[i])
