@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from app.api import bp
-from app.api.generation import Choice, Reply, serve_generation
 from app.chat_schemas import EditSchema
+from app.serving.generation import Choice, Reply, serve_generation
 
 SYSTEM = (
     "You edit text. Apply the user's instruction to the text they give and reply with the edited "

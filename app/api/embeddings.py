@@ -1,76 +1,19 @@
-"""POST /v1/embeddings: unit-length vectors, as floats or base64 (little-endian float32)."""
+"""POST /v1/embeddings, and FastChat's per-engine path (see :mod:`app.serving.embeddings`)."""
 
 from __future__ import annotations
 
-import base64
-import sys
-from array import array
-from typing import Any
-
-from flask import current_app, jsonify
-
 from app.api import bp
 from app.body import read_json
-from app.caps import check_inputs, check_token_ids
-from app.disconnect import client_gone_check
-from app.limits import record_usage
-from app.schemas import EmbeddingSchema, load_request
-from config.registry import EMBEDDING, ModelSpec
-
-SCHEMA = EmbeddingSchema()
-
-
-def _floats(encoded: str) -> list[float]:
-    values = array("f", base64.b64decode(encoded))
-    if sys.byteorder == "big":
-        values.byteswap()  # the wire format is little-endian, as the openai SDK expects
-    return values.tolist()
+from app.serving.embeddings import serve_embeddings
 
 
 @bp.post("/embeddings")
 def embeddings():
-    return _embeddings(read_json())
+    return serve_embeddings(read_json())
 
 
 @bp.post("/engines/<path:model>/embeddings")
 def engine_embeddings(model: str):
     """The legacy per-engine path, as FastChat also serves it: the model comes from the URL."""
     body = read_json()
-    return _embeddings({**body, "model": model} if isinstance(body, dict) else body)
-
-
-def _embeddings(body):
-    data, spec, job = prepare(body)
-    jobs = current_app.extensions["jobs"]
-    done = jobs.collect(spec, job, client_gone_check())[-1]
-    record_usage(done["usage"])
-    return jsonify(render(data, done["data"], done["usage"]))
-
-
-def prepare(body: Any, live: bool = True) -> tuple[dict, ModelSpec, dict]:
-    """A request body checked and turned into its job (see ``generation.prepare``)."""
-    data = load_request(SCHEMA, body)
-    check_inputs(len(data["input"]))
-    limit = check_token_ids(data["input"], "input")
-    spec = current_app.extensions["jobs"].resolve(data["model"], EMBEDDING, live)
-    job = {
-        "kind": "embedding",
-        "inputs": data["input"],
-        "user": data.get("user"),
-        "max_request_tokens": limit,
-    }
-    return data, spec, job
-
-
-def render(data: dict, vectors: list[str], usage: dict) -> dict:
-    """The response body: the job's vectors (base64) as the request's encoding_format asks."""
-    as_base64 = data["encoding_format"] == "base64"
-    return {
-        "object": "list",
-        "data": [
-            {"object": "embedding", "index": i, "embedding": v if as_base64 else _floats(v)}
-            for i, v in enumerate(vectors)
-        ],
-        "model": data["model"],
-        "usage": usage,
-    }
+    return serve_embeddings({**body, "model": model} if isinstance(body, dict) else body)

@@ -15,6 +15,7 @@ from app.responses import service as responses
 from app.responses.items import response_object, status_of, to_messages, with_ids
 from app.responses.schema import ResponseCreateSchema
 from app.schemas import load_request
+from app.serving import chat, completions, embeddings, generation
 from config.registry import CHAT
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
@@ -82,7 +83,6 @@ def prepare_line(endpoint: str, body: dict, owner: str) -> dict[str, Any]:
     """A line's job and what rendering its result needs: ``{"job", "data", "model"}`` (the
     model's registry name) and, by endpoint, ``choices`` or ``record``. Raises
     :class:`APIError` as the endpoint would answer the request."""
-    chat, completions, embeddings, generation = _endpoints()
     if endpoint == "/v1/embeddings":
         data, spec, job = embeddings.prepare(body, live=False)
         return {"job": job, "data": data, "model": spec.name}
@@ -105,7 +105,6 @@ def prepare_line(endpoint: str, body: dict, owner: str) -> dict[str, Any]:
 
 def render_line(endpoint: str, line: dict[str, Any], job_id: str, result: dict) -> dict:
     """The response body the endpoint would have answered for a line's result."""
-    chat, completions, embeddings, generation = _endpoints()
     if endpoint == "/v1/embeddings":
         return embeddings.render(line["data"], result["data"], result["usage"])
     if endpoint == "/v1/responses":
@@ -113,11 +112,3 @@ def render_line(endpoint: str, line: dict[str, Any], job_id: str, result: dict) 
     fmt = chat.FORMAT if endpoint == "/v1/chat/completions" else completions.FORMAT
     reply = generation.Reply(fmt.prefix, job_id, line["data"]["model"])
     return generation.render(fmt, reply, line["data"], line["choices"], result)
-
-
-def _endpoints():
-    """The endpoint modules, imported when first needed: they import this package's routes
-    through the API blueprint, which imports this module."""
-    from app.api import chat, completions, embeddings, generation
-
-    return chat, completions, embeddings, generation

@@ -18,7 +18,8 @@ def heavy_modules_loaded(setup: str, names: tuple[str, ...]) -> list[str]:
 def test_the_front_never_imports_torch_or_transformers():
     setup = (
         "from app import create_app; create_app({'REDIS_URL': 'redis://127.0.0.1:1'});"
-        "import app.api.chat, app.api.completions, app.api.embeddings, app.api.models"
+        "import app.api.chat, app.api.completions, app.api.embeddings, app.api.models,"
+        " app.serving.generation"
     )
     assert heavy_modules_loaded(setup, ("torch", "transformers")) == []
 

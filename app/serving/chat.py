@@ -1,0 +1,157 @@
+"""Chat completions, request to job and result to response: tools (and the legacy functions) and
+structured outputs, streamed or whole (the route: :mod:`app.api.chat`)."""
+
+from __future__ import annotations
+
+from app.chat_schemas import ChatCompletionSchema
+from app.errors import APIError
+from app.serving.generation import Choice, Reply, chat_logprobs
+from config.grammars import TOOL_FORMATS, GrammarError, request_grammar
+from config.registry import ModelSpec
+
+
+class ChatFormat:
+    schema = ChatCompletionSchema()
+    chunk_object = "chat.completion.chunk"
+    prefix = "chatcmpl"
+
+    def job_fields(self, data: dict) -> dict:
+        fields = {"kind": "chat", "messages": data["messages"]}
+        if data["tools"]:
+            fields |= {
+                "tools": data["tools"],
+                "tool_choice": data["tool_choice"],
+                "parallel_tool_calls": data["parallel_tool_calls"],
+            }
+        if data["json_schema"] is not None:
+            fields["json_schema"] = data["json_schema"]
+        return fields
+
+    def check(self, fields: dict, spec: ModelSpec) -> None:
+        """A schema that cannot be compiled is a 400 before anything is queued."""
+        try:
+            request_grammar(
+                fields.get("json_schema"),
+                fields.get("tools"),
+                fields.get("tool_choice", "none"),
+                fields.get("parallel_tool_calls", True),
+                TOOL_FORMATS[spec.tool_format],
+            )
+        except GrammarError as exc:
+            raise APIError(400, str(exc), param=exc.param) from None
+
+    def _chunk(self, reply: Reply, choice: dict) -> dict:
+        return {
+            "id": reply.id,
+            "object": self.chunk_object,
+            "created": reply.created,
+            "model": reply.model,
+            "system_fingerprint": None,
+            "choices": [choice],
+        }
+
+    def start_chunks(self, reply: Reply, choices: int) -> list[dict]:
+        # As OpenAI does: the first chunk of each choice carries the role and empty content.
+        delta = {"role": "assistant", "content": ""}
+        return [
+            self._chunk(
+                reply, {"index": i, "delta": delta, "logprobs": None, "finish_reason": None}
+            )
+            for i in range(choices)
+        ]
+
+    def event_chunks(self, reply: Reply, data: dict, event: dict) -> list[dict]:
+        chunks = []
+        logprobs = event.get("logprobs")
+        delta = {"content": event["text"]} if event["text"] else {}
+        if event.get("tool_calls"):
+            delta |= _call_deltas(event["tool_calls"], data["legacy_functions"])
+        if delta or logprobs:
+            choice = {
+                "index": event["index"],
+                "delta": delta,
+                "finish_reason": None,
+                "logprobs": chat_logprobs(logprobs) if logprobs else None,
+            }
+            chunks.append(self._chunk(reply, choice))
+        if event["finish_reason"]:
+            choice = {
+                "index": event["index"],
+                "delta": {},
+                "logprobs": None,
+                "finish_reason": _finish_reason(event["finish_reason"], data),
+            }
+            chunks.append(self._chunk(reply, choice))
+        return chunks
+
+    def response(self, reply: Reply, data: dict, choices: list[Choice], usage: dict) -> dict:
+        wants_logprobs = bool(data.get("logprobs"))
+        return {
+            "id": reply.id,
+            "object": "chat.completion",
+            "created": reply.created,
+            "model": reply.model,
+            "system_fingerprint": None,
+            "choices": [
+                {
+                    "index": c.index,
+                    "message": _message(c, data["legacy_functions"]),
+                    "logprobs": chat_logprobs(c.logprobs) if wants_logprobs else None,
+                    "finish_reason": _finish_reason(c.finish_reason, data),
+                }
+                for c in choices
+            ],
+            "usage": usage,
+        }
+
+
+def _message(choice: Choice, legacy: bool) -> dict:
+    """The assistant's message: its text, and its calls in OpenAI's shape (content is null when
+    the reply is only calls, as OpenAI sends it)."""
+    message = {"role": "assistant", "content": choice.text, "refusal": None}
+    if not choice.tool_calls:
+        return message
+    if not choice.text:
+        message["content"] = None
+    calls = [
+        {"id": c["id"], "type": "function", "function": _function(c)} for c in choice.tool_calls
+    ]
+    if legacy:
+        message["function_call"] = calls[0]["function"]
+    else:
+        message["tool_calls"] = calls
+    return message
+
+
+def _function(call: dict) -> dict:
+    return {"name": call["name"], "arguments": call["arguments"] or "{}"}
+
+
+def _call_deltas(deltas: list[dict], legacy: bool) -> dict:
+    """Engine tool-call deltas in OpenAI's delta shape: a call's first carries its index, id,
+    type and name (and empty arguments); later ones carry argument fragments."""
+    out = []
+    for d in deltas:
+        if "name" in d:
+            function = {"name": d["name"], "arguments": d.get("arguments", "")}
+            out.append(
+                {"index": d["index"], "id": d["id"], "type": "function", "function": function}
+            )
+        else:
+            out.append({"index": d["index"], "function": {"arguments": d["arguments"]}})
+    if legacy:  # the older shape: one call, as delta.function_call
+        merged: dict = {}
+        for call in out:
+            for key, value in call["function"].items():
+                merged[key] = merged.get(key, "") + value
+        return {"function_call": merged}
+    return {"tool_calls": out}
+
+
+def _finish_reason(reason: str | None, data: dict) -> str | None:
+    if reason == "tool_calls" and data["legacy_functions"]:
+        return "function_call"
+    return reason
+
+
+FORMAT = ChatFormat()
