@@ -114,16 +114,19 @@ def test_a_browser_chats_with_streaming_and_sees_the_workers(
     wait.until(ready.text_to_be_present_in_element((By.ID, "stats"), "Time to first token"))
     assert "tokens/s" in browser.find_element(By.ID, "stats").text
     assert browser.find_element(By.ID, "error").text == ""
-    rows = (By.CSS_SELECTOR, "#status-rows tr")
-    wait.until(
-        lambda b: (
-            {TINY, EMBED_MODEL} <= {r.get_attribute("data-model") for r in b.find_elements(*rows)}
+
+    # The status table is redrawn every few seconds, so it is read in one script, never row by
+    # row (a row found before a redraw is stale after it).
+    def status_table(b) -> dict:
+        return b.execute_script(
+            "const t = {};"
+            "for (const r of document.querySelectorAll('#status-rows tr[data-model]'))"
+            "  t[r.dataset.model] = r.querySelectorAll('td')[1].textContent;"
+            "return t;"
         )
-    )
-    workers = {
-        r.get_attribute("data-model"): r.find_elements(By.TAG_NAME, "td")[1].text
-        for r in browser.find_elements(*rows)
-    }
+
+    wait.until(lambda b: {TINY, EMBED_MODEL} <= set(status_table(b)))
+    workers = status_table(browser)
     assert int(workers[TINY]) >= 1 and int(workers[EMBED_MODEL]) >= 1
     if SCREENSHOT:
         browser.save_screenshot(SCREENSHOT)
