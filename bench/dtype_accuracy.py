@@ -5,7 +5,8 @@
 For each prompt, float32 answers greedily; then (1) bfloat16 answers greedily too, and the table
 says how many tokens the two share before they first differ, and (2) bfloat16 reads float32's
 answer token by token (teacher forcing), and the table says how often its most likely next token
-is float32's, and how far its log-probability of float32's token is from float32's own.
+is float32's, and how far its log-probability of float32's token is from float32's own (the
+answer read one token a pass, as decode steps read it).
 
 bfloat16 keeps 8 bits of mantissa: answers of a greedy small model drift apart after a while
 (a near-tie flips), while each step's choice agrees almost always. That per-step agreement, not
@@ -51,10 +52,18 @@ def greedy(model, prompt: list[int], tokens: int) -> list[int]:
 
 @torch.inference_mode()
 def forced(model, prompt: list[int], answer: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The model's log-probabilities of ``answer``'s tokens, and its own top choice at each."""
-    ids = torch.tensor([prompt + answer])
-    logits = model(ids).logits[0, len(prompt) - 1 : -1].float()
-    logprobs = torch.log_softmax(logits, dim=-1)
+    """The model's log-probabilities of ``answer``'s tokens, and its own top choice at each:
+    the prompt in one pass, then the answer one token a pass, as the engine's decode steps run
+    (through the worker's attention, see workers/engine/attention.py)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    out = model(torch.tensor([prompt]), past_key_values=cache, use_cache=True)
+    steps = [out.logits[0, -1]]
+    for token in answer[:-1]:
+        out = model(torch.tensor([[token]]), past_key_values=cache, use_cache=True)
+        steps.append(out.logits[0, -1])
+    logprobs = torch.log_softmax(torch.stack(steps).float(), dim=-1)
     return logprobs.gather(1, torch.tensor(answer)[:, None])[:, 0], logprobs.argmax(-1)
 
 

@@ -17,6 +17,7 @@ import torch
 from config.registry import CHAT, ModelSpec, resolve_source
 from config.settings import Settings
 from workers.engine import GenerationEngine, JobIO
+from workers.engine.attention import use_few_query_attention
 from workers.engine.embedding import EmbeddingEngine
 from workers.int4 import describe as describe_int4
 from workers.int4 import int4_layers, pack_int4
@@ -212,7 +213,10 @@ def _load_causal_lm(
         pack_int4(model)
         model = model.to(dtype)
         log.info("model %s: %s", spec.name, describe_int4(model))
-    return model.to(device).eval(), tokenizer
+    model = model.to(device).eval()
+    if use_few_query_attention(model):
+        log.info("model %s: decode steps attend with two matrix products", spec.name)
+    return model, tokenizer
 
 
 def converted_gguf_dir(source: str, gguf_file: str, cache_root: Path) -> Path:

@@ -1,0 +1,103 @@
+"""Attention for a few new tokens against a long cache, on the CPU: two matrix products.
+
+A decode step (one token a row) or a speculative check (a few) attends from a handful of queries
+to every cached key. torch's ``scaled_dot_product_attention`` runs that on the CPU through its
+flash kernel, which is built for long queries: for one query per row it is 2x to 9x slower than
+``softmax(q k^T) v`` as two batched products (one bfloat16 layer of SmolLM2 at 8 rows and 2,000
+cached tokens: 8.5 ms against 0.9 ms; ``bench/engine_speed.py`` shows what it does to a step).
+Thirty layers of that was most of a long context's step.
+
+So a chat model on the CPU runs with :data:`NAME` as its attention implementation: calls with at
+most :data:`FEW_QUERIES` queries take the two products, the rest (prefill chunks) go to
+transformers' own SDPA function, and so does anything this path does not cover (a soft cap, a
+position bias, attention sinks, another device). The masks are SDPA's (boolean, or None where
+only causality applies). Scores are the model dtype's products, taken to float32 for the softmax
+(what transformers' eager attention does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+NAME = "few_query_sdpa"
+FEW_QUERIES = 16  # decode steps (1) and speculative checks (1 + the draft)
+COPY_BYTES = 8 * 2**20  # keys up to this size are copied to contiguous memory first (faster)
+
+
+def few_query_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """transformers' attention-function signature: ``query`` ``[rows, heads, q, dim]``, ``key``
+    and ``value`` ``[rows, kv heads, length, dim]``; returns ``[rows, q, heads, dim]``."""
+    queries = query.shape[2]
+    if (
+        queries > FEW_QUERIES
+        or query.device.type != "cpu"
+        or dropout
+        or kwargs.get("softcap") is not None
+        or kwargs.get("position_bias") is not None
+        or getattr(module, "sinks", None) is not None
+    ):
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs
+        )
+    rows, heads, _, dim = query.shape
+    kv_heads, length = key.shape[1], key.shape[2]
+    group = heads // kv_heads  # query heads sharing one key head, consecutive ones
+    if not key.is_contiguous() and key.numel() * key.element_size() <= COPY_BYTES:
+        key, value = key.contiguous(), value.contiguous()
+    grouped = query.reshape(rows, kv_heads, group * queries, dim)
+    scores = torch.matmul(grouped, key.transpose(-1, -2)).float()
+    scores.mul_(scaling if scaling is not None else dim**-0.5)
+    scores = scores.view(rows, kv_heads, group, queries, length)
+    allowed = _allowed(attention_mask, queries, length, query.device)
+    if allowed is not None:
+        # the float's least value, not -inf: a query that may see nothing (a padding position
+        # of a batched prefill) must come out finite, or its NaN would reach the cache
+        scores.masked_fill_(~allowed, torch.finfo(scores.dtype).min)
+    probs = torch.softmax(scores, dim=-1).to(value.dtype)
+    out = torch.matmul(probs.view(rows, kv_heads, group * queries, length), value)
+    return out.view(rows, heads, queries, dim).transpose(1, 2).contiguous(), None
+
+
+def _allowed(
+    mask: torch.Tensor | None, queries: int, length: int, device: torch.device
+) -> torch.Tensor | None:
+    """Which keys each query may see, broadcastable to ``[rows, kv heads, group, q, length]``:
+    SDPA's boolean mask ``[rows, 1, q, length]``, or causality alone where it left none (the
+    last ``q`` keys are the queries' own)."""
+    if mask is not None:
+        if mask.dtype != torch.bool:  # an additive mask: -inf (or the dtype's min) hides
+            mask = mask > torch.finfo(mask.dtype).min / 2
+        return mask[:, :, None]
+    if queries == 1:
+        return None
+    return torch.ones(queries, length, dtype=torch.bool, device=device).tril(length - queries)
+
+
+AttentionInterface.register(NAME, few_query_attention)
+AttentionMaskInterface.register(NAME, sdpa_mask)
+
+
+def use_few_query_attention(model: nn.Module) -> bool:
+    """Switch ``model`` (on the CPU, running SDPA) to :data:`NAME`; whether it was switched."""
+    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+        return False
+    if next(model.parameters()).device.type != "cpu":
+        return False
+    model.set_attn_implementation(NAME)
+    return model.config._attn_implementation == NAME
