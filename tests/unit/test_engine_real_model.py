@@ -107,7 +107,11 @@ def test_bfloat16_with_4_bit_weights_answers_as_float32_does(engine, monkeypatch
     monkeypatch.setenv("DTYPE", "bfloat16")
     settings = Settings.from_env()
     fast = load_engine(load_registry()["smollm2-135m-instruct"], MemoryIO(), settings)
-    assert fast.info == {"device": "cpu", "dtype": "bfloat16", "int4_layers": 210}
+    assert fast.info == {
+        "device": "cpu",
+        "dtype": "bfloat16",
+        "int4_layers": 211,
+    }  # 210 4-bit, the 8-bit head
     assert engine.info["int4_layers"] == 0  # float32: dense weights only
     for job_id, question, fact in [
         ("capital", "What is the capital of France?", "Paris"),

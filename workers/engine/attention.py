@@ -55,7 +55,22 @@ def few_query_attention(
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs
         )
-    rows, heads, _, dim = query.shape
+    allowed = _allowed(attention_mask, queries, key.shape[2], query.device)
+    return attend(query, key, value, allowed, scaling).transpose(1, 2).contiguous(), None
+
+
+def attend(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    allowed: torch.Tensor | None,
+    scaling: float | None = None,
+) -> torch.Tensor:
+    """``softmax(q k^T) v`` as two batched products, the query heads grouped by the key head
+    they share: ``query`` ``[rows, heads, q, dim]``, ``key`` and ``value`` ``[rows, kv heads,
+    length, dim]``, ``allowed`` broadcastable to ``[rows, kv heads, group, q, length]`` (None:
+    everything). Returns ``[rows, heads, q, dim]``."""
+    rows, heads, queries, dim = query.shape
     kv_heads, length = key.shape[1], key.shape[2]
     group = heads // kv_heads  # query heads sharing one key head, consecutive ones
     if not key.is_contiguous() and key.numel() * key.element_size() <= COPY_BYTES:
@@ -64,14 +79,13 @@ def few_query_attention(
     scores = torch.matmul(grouped, key.transpose(-1, -2)).float()
     scores.mul_(scaling if scaling is not None else dim**-0.5)
     scores = scores.view(rows, kv_heads, group, queries, length)
-    allowed = _allowed(attention_mask, queries, length, query.device)
     if allowed is not None:
         # the float's least value, not -inf: a query that may see nothing (a padding position
         # of a batched prefill) must come out finite, or its NaN would reach the cache
         scores.masked_fill_(~allowed, torch.finfo(scores.dtype).min)
     probs = torch.softmax(scores, dim=-1).to(value.dtype)
     out = torch.matmul(probs.view(rows, kv_heads, group * queries, length), value)
-    return out.view(rows, heads, queries, dim).transpose(1, 2).contiguous(), None
+    return out.view(rows, heads, queries, dim)
 
 
 def _allowed(

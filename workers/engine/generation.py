@@ -29,6 +29,7 @@ from config.grammars import TOOL_FORMATS
 from config.protocol import CANCELLED, ERROR, WORKER_SHUTDOWN
 from workers.engine.admission import Admission
 from workers.engine.constraints import load_constraints
+from workers.engine.decoder import decoder_for
 from workers.engine.embedding import take_batch
 from workers.engine.errors import EngineFailed, JobFailed
 from workers.engine.intake import context_length, eos_ids, generation_job
@@ -75,6 +76,8 @@ class GenerationEngine(Admission):
         lookup_tokens: int = 0,
     ) -> None:
         self.model = model
+        # decode steps run a leaner forward where one computes the same (a Llama on the CPU)
+        self.decode_forward = decoder_for(model) or model
         self.adapters = adapters or {}
         self.tokenizer = tokenizer
         self.io = io
@@ -262,12 +265,12 @@ class GenerationEngine(Admission):
                 if draft:
                     extra = self._adapter_names(rows)
                     taken = speculate(
-                        self.model, self.output, group.batch, rows[0], draft, extra, events
+                        self.decode_forward, self.output, group.batch, rows[0], draft, extra, events
                     )
                     self.drafted, self.accepted = self.drafted + len(draft), self.accepted + taken
                     continue
                 inputs = group.batch.decode_inputs() | self._adapter_names(rows)
-                out = self.model(**inputs, use_cache=True)
+                out = self.decode_forward(**inputs, use_cache=True)
                 group.batch.last_tokens = self.output.advance(rows, out.logits[:, -1, :], events)
             except Exception:  # noqa: BLE001 - the cache may be half-updated: end the group's rows
                 log.exception("engine %s: a decode step failed; failing its rows", self.name)
