@@ -6,7 +6,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from workers.engine.attention import NAME, few_query_attention, use_few_query_attention
+from workers.engine import attention
+from workers.engine.attention import NAME, attend, few_query_attention, use_few_query_attention
+
+
+@pytest.fixture
+def products_in_float32(monkeypatch):
+    """The two-product path in float32 too (it runs in half precision only), so that it can be
+    held to SDPA exactly."""
+    monkeypatch.setattr(attention, "few_query_dtype", lambda dtype: True)
 
 
 class Layer(torch.nn.Module):
@@ -33,13 +41,13 @@ def inputs(rows: int, queries: int, length: int, padding: list[int]):
 
 
 @pytest.mark.parametrize("queries", [1, 5])
-def test_a_padded_batch_matches_sdpa(queries):
+def test_a_padded_batch_matches_sdpa(queries, products_in_float32):
     query, key, value, mask = inputs(4, queries, 40, padding=[0, 7, 0, 39 - queries])
     got, _ = few_query_attention(Layer(), query, key, value, mask)
     torch.testing.assert_close(got, reference(query, key, value, mask))
 
 
-def test_without_a_mask_the_new_tokens_attend_causally():
+def test_without_a_mask_the_new_tokens_attend_causally(products_in_float32):
     # transformers leaves the mask out where causality alone applies: one new token, or as
     # many new tokens as keys; the new tokens are the last keys
     query, key, value, mask = inputs(1, 5, 5, padding=[0])
@@ -50,7 +58,7 @@ def test_without_a_mask_the_new_tokens_attend_causally():
     torch.testing.assert_close(got, reference(query, key, value, None))
 
 
-def test_long_queries_and_bfloat16_stay_close_to_sdpa():
+def test_long_queries_and_bfloat16_stay_close_to_sdpa(products_in_float32):
     query, key, value, mask = inputs(2, 24, 40, padding=[0, 3])  # a prefill chunk: SDPA's own
     got, _ = few_query_attention(Layer(), query, key, value, mask)
     torch.testing.assert_close(got, reference(query, key, value, mask))
@@ -60,6 +68,16 @@ def test_long_queries_and_bfloat16_stay_close_to_sdpa():
     expected = reference(query, key, value, mask)
     assert got.dtype == torch.bfloat16
     assert (got.float() - expected).abs().max() < 0.05
+
+
+def test_half_precision_takes_the_products_and_float32_keeps_sdpa():
+    query, key, value, mask = inputs(3, 1, 50, padding=[0, 20, 10])
+    got, _ = few_query_attention(Layer(), query, key, value, mask)
+    torch.testing.assert_close(got, reference(query, key, value, mask))  # SDPA, its own way
+    half = [t.to(torch.bfloat16) for t in (query, key, value)]
+    got, _ = few_query_attention(Layer(), *half, mask)
+    expected = attend(*half, mask[:, :, None]).transpose(1, 2)
+    torch.testing.assert_close(got, expected, atol=0, rtol=0)
 
 
 def test_a_cpu_sdpa_model_is_switched_and_others_are_left_alone():

@@ -8,7 +8,7 @@ forward does the same arithmetic, in the same dtype, with less around it:
   up projections (their 4-bit copies, see ``workers/int4.py``, put end to end), where the step
   has few enough rows to read the 4-bit weights; the layers' own modules otherwise;
 - torch's fused ``rms_norm``; the rotary angles once a pass, not once a layer;
-- the attention of :mod:`workers.engine.attention`, with the mask built once a pass;
+- the decode attention of :mod:`workers.engine.attention`, with the mask built once a pass;
 - the model's head over the positions asked for only.
 
 It takes what a decode step and a speculative check pass transformers' forward (ids, the 2D
@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-from workers.engine.attention import attend
+from workers.engine.attention import decode_attention
 from workers.int4 import GROUP, MAX_ROWS, Int4Linear
 
 TILE = 64  # output rows torch's CPU 4-bit packing interleaves together
@@ -119,7 +119,7 @@ class LlamaDecoder:
             v = v.view(rows, queries, self.kv_heads, self.head_dim).transpose(1, 2)
             q, k = apply_rotary_pos_emb(q, k, cos, sin)
             keys, values = past_key_values.update(k, v, index)
-            out = attend(q, keys, values, allowed, attention.scaling)
+            out = decode_attention(q, keys, values, allowed, attention.scaling)
             x = x + attention.o_proj(out.transpose(1, 2).reshape(flat, -1))
             h = _rms_norm(x, layer.post_attention_layernorm, self.eps)
             fused = self.gate_up[index]
