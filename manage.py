@@ -105,7 +105,8 @@ def cmd_runserver(args: argparse.Namespace) -> None:
 def cmd_up(args: argparse.Namespace) -> None:
     import signal
 
-    from config.localstack import (
+    from config.registry import DEFAULT_MODELS
+    from devtools.localstack import (
         EmbeddedRedis,
         redis_answers,
         start_front,
@@ -113,8 +114,7 @@ def cmd_up(args: argparse.Namespace) -> None:
         stop_process,
         wait_for_models,
     )
-    from config.registry import DEFAULT_MODELS
-    from config.startup import Progress, follow
+    from devtools.startup import Progress, follow
 
     # Ctrl-C and SIGTERM both stop the stack (even when started with SIGINT ignored, as by `&`).
     signal.signal(signal.SIGINT, signal.default_int_handler)

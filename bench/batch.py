@@ -167,7 +167,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m-instruct")
     args = parser.parse_args()
 
-    from config.localstack import free_port
+    from devtools.localstack import free_port
 
     port = free_port()
     print(f"starting Redis, a {args.model} worker and a front ...", flush=True)

@@ -37,7 +37,7 @@ import redis
 
 from bench.clients import sse_chunks
 from bench.prompts import messages
-from config.localstack import (
+from devtools.localstack import (
     EmbeddedRedis,
     free_port,
     start_front,

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import redis
 
-from config.localstack import EmbeddedRedis, start_worker, stop_process
 from config.protocol import WORKERS_SET, decode, heartbeat_key
+from devtools.localstack import EmbeddedRedis, start_worker, stop_process
 
 
 def time_to_ready(model: str, env: dict, client: redis.Redis, log: Path) -> float:

@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=30)
     args = parser.parse_args()
-    from config.localstack import free_port
+    from devtools.localstack import free_port
 
     port = free_port()
     print(f"starting Redis, a {args.model} worker and a front ...", flush=True)

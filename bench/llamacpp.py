@@ -33,7 +33,7 @@ from bench import clients, stack
 from bench.metrics import summarize
 from bench.prompts import messages
 from bench.serving import median_round
-from config.localstack import free_port, spawn, stop_process
+from devtools.localstack import free_port, spawn, stop_process
 
 MODEL = "smollm2-135m-instruct"
 CONTEXT_PER_SLOT = 512  # tokens per parallel slot: a prompt and 128 new tokens fit

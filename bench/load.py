@@ -36,7 +36,7 @@ def main() -> None:
     if args.url:
         base, redis_url = args.url, args.redis
     else:
-        from config.localstack import free_port
+        from devtools.localstack import free_port
 
         port = free_port()
         print(f"starting Redis, a {args.model} worker and one front ...", flush=True)

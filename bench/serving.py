@@ -117,7 +117,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.workload != "standard":
         from bench import workloads
-        from config.localstack import free_port
+        from devtools.localstack import free_port
 
         shared = args.workload == "shared-prefix"
         run = workloads.shared_prefix if shared else workloads.long_prompts
@@ -145,7 +145,7 @@ def main() -> None:
         stack = None
         base = args.url
         if base is None:
-            from config.localstack import free_port
+            from devtools.localstack import free_port
 
             port = free_port()
             print(f"starting Redis, a {args.model} worker and the API ...", flush=True)

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def start_stack(model: str, port: int, name: str = "bench", **env_changes: str):
     """Redis, one worker for ``model`` and the front, as ``manage.py up`` starts them; their
     files go to .run/<name>-*."""
-    from config.localstack import EmbeddedRedis, start_front, start_worker, wait_for_models
+    from devtools.localstack import EmbeddedRedis, start_front, start_worker, wait_for_models
 
     redis_server = EmbeddedRedis(ROOT / ".run" / f"{name}-redis")
     env = {**os.environ, "REDIS_URL": redis_server.start(), **env_changes}
@@ -26,7 +26,7 @@ def start_stack(model: str, port: int, name: str = "bench", **env_changes: str):
 
 
 def stop_stack(redis_server, processes) -> None:
-    from config.localstack import stop_process
+    from devtools.localstack import stop_process
 
     for process in reversed(processes):
         stop_process(process)

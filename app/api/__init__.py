@@ -1,16 +1,6 @@
-"""The OpenAI API blueprint: one module per endpoint family, all under /v1."""
+"""The OpenAI API: one route module per endpoint family, registered on :data:`bp`."""
 
-from flask import Blueprint
-
-from app.auth import require_api_key
-from app.limits import add_rate_limit_headers, enforce_rate_limit
-
-bp = Blueprint("api", __name__, url_prefix="/v1")
-bp.before_request(require_api_key)
-bp.before_request(enforce_rate_limit)
-bp.after_request(add_rate_limit_headers)
-
-from app.api import (  # noqa: E402,F401  (routes)
+from app.api import (  # noqa: F401  (the routes register themselves on the blueprint)
     batches,
     chat,
     completions,
@@ -20,3 +10,6 @@ from app.api import (  # noqa: E402,F401  (routes)
     models,
     responses,
 )
+from app.api.blueprint import bp
+
+__all__ = ["bp"]

@@ -8,7 +8,7 @@ from typing import Any
 from flask import jsonify, request
 from marshmallow import fields, validate
 
-from app.api import bp
+from app.api.blueprint import bp
 from app.batches import service
 from app.batches.lines import ENDPOINTS
 from app.body import read_json

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.api import bp
+from app.api.blueprint import bp
 from app.serving.chat import FORMAT
 from app.serving.generation import serve_generation
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.api import bp
+from app.api.blueprint import bp
 from app.chat_schemas import EditSchema
 from app.serving.generation import Choice, Reply, serve_generation
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.api import bp
+from app.api.blueprint import bp
 from app.body import read_json
 from app.serving.embeddings import serve_embeddings
 

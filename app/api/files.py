@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Response, current_app, jsonify, request
 
-from app.api import bp
+from app.api.blueprint import bp
 from app.errors import APIError
 from app.files import PURPOSES
 from app.owners import request_owner

@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 from flask import current_app, jsonify
 
-from app.api import bp
+from app.api.blueprint import bp
 from app.errors import APIError
 from app.jobs import queue_unavailable
 from config.registry import ModelSpec

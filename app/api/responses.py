@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import jsonify, request
 
-from app.api import bp
+from app.api.blueprint import bp
 from app.body import read_json
 from app.errors import APIError
 from app.owners import request_owner

@@ -20,8 +20,8 @@ import openai
 import pytest
 import yaml
 
-from config.localstack import free_port, wait_for_models
 from config.registry import DEFAULT_MODELS
+from devtools.localstack import free_port, wait_for_models
 from tests.containers import podman
 
 pytestmark = pytest.mark.skipif(

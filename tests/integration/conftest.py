@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from config.localstack import (
+from devtools.localstack import (
     EmbeddedRedis,
     free_port,
     start_front,

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import openai
 import pytest
 
-from config.localstack import EmbeddedRedis
+from devtools.localstack import EmbeddedRedis
 from tests.integration.conftest import FAULTY, FAULTY_BG, TINY
 from tests.integration.test_abandoned import running, wait_for
 

@@ -62,7 +62,7 @@ def test_minilm_puts_similar_sentences_closer(embed_worker, openai_client):
 
 def test_second_start_loads_the_converted_copy(stack, chat_worker, model_cache_dir):
     """The first worker converted the GGUF file into the cache; the next start only loads it."""
-    from config.localstack import start_worker, stop_process
+    from devtools.localstack import start_worker, stop_process
 
     assert any((model_cache_dir / "gguf").iterdir())
     log = stack.workdir / "second-chat-worker.log"

@@ -11,7 +11,6 @@ import time
 import pytest
 import redis
 
-from config.localstack import EmbeddedRedis
 from config.protocol import (
     DETACHED_SET,
     bulk_processing,
@@ -21,6 +20,7 @@ from config.protocol import (
     encode,
     flex_queue,
 )
+from devtools.localstack import EmbeddedRedis
 from workers.reaper import MAX_ATTEMPTS, Reaper
 
 

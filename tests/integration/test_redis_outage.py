@@ -5,7 +5,7 @@ worker was running jobs as Redis went away."""
 import threading
 import time
 
-from config.localstack import EmbeddedRedis, wait_for_models
+from devtools.localstack import EmbeddedRedis, wait_for_models
 from tests.integration.conftest import TINY
 from tests.integration.http import get, post
 

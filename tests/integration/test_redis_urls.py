@@ -18,8 +18,8 @@ import openai
 import pytest
 import redis
 
-from config.localstack import free_port, redis_server_binary, spawn, stop_process
 from config.redisconn import connect
+from devtools.localstack import free_port, redis_server_binary, spawn, stop_process
 from tests.integration.conftest import TINY
 
 PASSWORD = "s3cret-pass"

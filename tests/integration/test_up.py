@@ -14,8 +14,8 @@ import threading
 import time
 import urllib.request
 
-from config.localstack import ROOT, EmbeddedRedis, free_port, stop_process
 from config.registry import DEFAULT_MODELS
+from devtools.localstack import ROOT, EmbeddedRedis, free_port, stop_process
 from tests.integration.http import get
 
 

@@ -20,7 +20,7 @@ SPINNER = "|/-\\"
 
 class Progress:
     """What ``up`` shows while it waits for the models (an ``on_poll`` for
-    :func:`~config.localstack.wait_for_models`): a line per model once it is ready (seconds
+    :func:`~devtools.localstack.wait_for_models`): a line per model once it is ready (seconds
     since the start), and on a terminal one updating line of what is still loading."""
 
     def __init__(self, models: list[str], out: TextIO = sys.stdout) -> None:
