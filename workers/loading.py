@@ -25,6 +25,13 @@ from workers.int4 import int4_layers, pack_int4
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# oneDNN keeps every matrix-product kernel it builds, one per shape, up to 1,024 of them. The
+# decode attention's products change shape every step (one more cached token), so a worker's
+# cache filled with kernels used for one step only: 360 MB more resident memory after a serving
+# benchmark. A step needs a few dozen shapes (its layers share them); 64 keeps those. Set here,
+# before any model runs a product (oneDNN reads it once); the environment may set another value.
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
+
 
 def pick_device(setting: str = "auto") -> torch.device:
     """``auto``: the first visible GPU if there is one (pin a worker to a GPU with
