@@ -40,25 +40,11 @@ class ChatFormat:
         except GrammarError as exc:
             raise APIError(400, str(exc), param=exc.param) from None
 
-    def _chunk(self, reply: Reply, choice: dict) -> dict:
-        return {
-            "id": reply.id,
-            "object": self.chunk_object,
-            "created": reply.created,
-            "model": reply.model,
-            "system_fingerprint": None,
-            "choices": [choice],
-        }
-
     def start_chunks(self, reply: Reply, choices: int) -> list[dict]:
         # As OpenAI does: the first chunk of each choice carries the role and empty content.
         delta = {"role": "assistant", "content": ""}
-        return [
-            self._chunk(
-                reply, {"index": i, "delta": delta, "logprobs": None, "finish_reason": None}
-            )
-            for i in range(choices)
-        ]
+        first = {"delta": delta, "logprobs": None, "finish_reason": None}
+        return [reply.chunk(self.chunk_object, {"index": i, **first}) for i in range(choices)]
 
     def event_chunks(self, reply: Reply, data: dict, event: dict) -> list[dict]:
         chunks = []
@@ -73,7 +59,7 @@ class ChatFormat:
                 "finish_reason": None,
                 "logprobs": chat_logprobs(logprobs) if logprobs else None,
             }
-            chunks.append(self._chunk(reply, choice))
+            chunks.append(reply.chunk(self.chunk_object, choice))
         if event["finish_reason"]:
             choice = {
                 "index": event["index"],
@@ -81,7 +67,7 @@ class ChatFormat:
                 "logprobs": None,
                 "finish_reason": _finish_reason(event["finish_reason"], data),
             }
-            chunks.append(self._chunk(reply, choice))
+            chunks.append(reply.chunk(self.chunk_object, choice))
         return chunks
 
     def response(self, reply: Reply, data: dict, choices: list[Choice], usage: dict) -> dict:

@@ -15,16 +15,6 @@ class CompletionFormat:
     def job_fields(self, data: dict) -> dict:
         return {"kind": "completion", "prompts": data["prompt"]}
 
-    def _chunk(self, reply: Reply, choice: dict) -> dict:
-        return {
-            "id": reply.id,
-            "object": self.chunk_object,
-            "created": reply.created,
-            "model": reply.model,
-            "system_fingerprint": None,
-            "choices": [choice],
-        }
-
     def check(self, fields: dict, spec) -> None:
         """Nothing to compile: no grammar reaches this endpoint."""
 
@@ -46,7 +36,7 @@ class CompletionFormat:
             "logprobs": logprobs,
             "finish_reason": event["finish_reason"],
         }
-        return [self._chunk(reply, choice)]
+        return [reply.chunk(self.chunk_object, choice)]
 
     def response(self, reply: Reply, data: dict, choices: list[Choice], usage: dict) -> dict:
         def one(c: Choice) -> dict:

@@ -35,6 +35,18 @@ class Reply:
         self.model = model
         self.offsets: dict[int, int] = {}  # per choice, characters streamed so far
 
+    def chunk(self, object_name: str, choice: dict | None) -> dict:
+        """One streamed chunk of this response, carrying ``choice`` (None: no choice, as the
+        last chunk of ``stream_options.include_usage`` has)."""
+        return {
+            "id": self.id,
+            "object": object_name,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": [choice] if choice is not None else [],
+        }
+
 
 @dataclass
 class Choice:
@@ -122,15 +134,7 @@ def _with_usage(chunk: dict, include: bool) -> dict:
 
 
 def _usage_chunk(reply: Reply, fmt: Format, usage: dict) -> dict:
-    return {
-        "id": reply.id,
-        "object": fmt.chunk_object,
-        "created": reply.created,
-        "model": reply.model,
-        "system_fingerprint": None,
-        "choices": [],
-        "usage": usage,
-    }
+    return reply.chunk(fmt.chunk_object, None) | {"usage": usage}
 
 
 def _assemble(fmt: Format, reply: Reply, data: dict, count: int, events: Iterator[dict]) -> dict:

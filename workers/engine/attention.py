@@ -1,15 +1,15 @@
-"""Attention for a few new tokens against a long cache, on the CPU: two matrix products.
+"""Decode attention on the CPU: one new token a row against a long cache, as two matrix products.
 
-A decode step (one token a row) or a speculative check (a few) attends from a handful of queries
-to every cached key. torch's ``scaled_dot_product_attention`` runs that on the CPU through its
-flash kernel, which is built for long queries: for one query per row it is 2x to 9x slower than
+A decode step attends from one query a row to every cached key. torch's
+``scaled_dot_product_attention`` runs that on the CPU through its flash kernel, which in
+bfloat16 is built for long queries: for one query a row it is 2x to 9x slower than
 ``softmax(q k^T) v`` as two batched products (one bfloat16 layer of SmolLM2 at 8 rows and 2,000
 cached tokens: 8.5 ms against 0.9 ms; ``bench/engine_speed.py`` shows what it does to a step).
 Thirty layers of that was most of a long context's step.
 
 So a chat model on the CPU runs with :data:`NAME` as its attention implementation: calls in half
-precision with at most :data:`FEW_QUERIES` queries take the two products (in float32 SDPA's
-kernel is as fast or faster), the rest (prefill chunks) go to
+precision with one query a row (:data:`FEW_QUERIES`: decode steps) take the two products (in
+float32 SDPA's kernel is as fast or faster), the rest (prefill chunks, speculative checks) go to
 transformers' own SDPA function, and so does anything this path does not cover (a soft cap, a
 position bias, attention sinks, another device). The masks are SDPA's (boolean, or None where
 only causality applies). Scores are the model dtype's products, taken to float32 for the softmax
@@ -28,10 +28,12 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 NAME = "few_query_sdpa"
-# Decode steps (1) and speculative checks (1 + the draft): past a few queries SDPA's kernel
-# catches up, and a prefill chunk of 16 over 5,000 cached tokens is faster in it (1.9 ms a layer
-# against 4.1).
-FEW_QUERIES = 8
+# Decode steps: one query a row, where SDPA's kernel is slowest. From two queries on it is
+# within 2x of the products either way (a prefill chunk of 16 over 5,000 cached tokens is 2x
+# faster in it), and it keeps its scores in float32, where the products round them to the
+# model's dtype first: a few new tokens after a cached prefix, or a speculative check, are
+# closer to a whole prefill in it.
+FEW_QUERIES = 1
 COPY_BYTES = 8 * 2**20  # keys up to this size are copied to contiguous memory first (faster)
 
 
@@ -61,7 +63,7 @@ def few_query_attention(
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs
         )
-    allowed = _allowed(attention_mask, queries, key.shape[2], query.device)
+    allowed = _allowed(attention_mask)
     return attend(query, key, value, allowed, scaling).transpose(1, 2).contiguous(), None
 
 
@@ -80,7 +82,7 @@ def decode_attention(
     scaling: float | None = None,
 ) -> torch.Tensor:
     """:func:`attend` where it is the faster, SDPA otherwise; same arguments and result."""
-    if few_query_dtype(query.dtype):
+    if few_query_dtype(query.dtype) and query.shape[2] <= FEW_QUERIES:
         return attend(query, key, value, allowed, scaling)
     mask = allowed[:, :, 0] if allowed is not None else None  # [rows, 1, q, length]
     return F.scaled_dot_product_attention(
@@ -117,19 +119,14 @@ def attend(
     return out.view(rows, heads, queries, dim)
 
 
-def _allowed(
-    mask: torch.Tensor | None, queries: int, length: int, device: torch.device
-) -> torch.Tensor | None:
-    """Which keys each query may see, broadcastable to ``[rows, kv heads, group, q, length]``:
-    SDPA's boolean mask ``[rows, 1, q, length]``, or causality alone where it left none (the
-    last ``q`` keys are the queries' own)."""
-    if mask is not None:
-        if mask.dtype != torch.bool:  # an additive mask: -inf (or the dtype's min) hides
-            mask = mask > torch.finfo(mask.dtype).min / 2
-        return mask[:, :, None]
-    if queries == 1:
+def _allowed(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Which keys each query may see, broadcastable to ``[rows, kv heads, group, q, length]``,
+    from SDPA's mask ``[rows, 1, q, length]`` (None: every key, as for one token unpadded)."""
+    if mask is None:
         return None
-    return torch.ones(queries, length, dtype=torch.bool, device=device).tril(length - queries)
+    if mask.dtype != torch.bool:  # an additive mask: -inf (or the dtype's min) hides
+        mask = mask > torch.finfo(mask.dtype).min / 2
+    return mask[:, :, None]
 
 
 AttentionInterface.register(NAME, few_query_attention)
