@@ -39,6 +39,9 @@ TOLERANCE = 1e-5  # of a block's range: float32 rounding, not a coarser grid
 class Int4Linear(nn.Linear):
     """An ``nn.Linear`` whose calls with few rows read 4-bit weights (see the module's text)."""
 
+    int4_weight: torch.Tensor  # buffers, registered in __init__
+    int4_scales: torch.Tensor
+
     def __init__(self, linear: nn.Linear, packed: torch.Tensor, scales: torch.Tensor) -> None:
         nn.Module.__init__(self)
         self.in_features, self.out_features = linear.in_features, linear.out_features
@@ -61,6 +64,11 @@ class Int4Linear(nn.Linear):
 
 class Int8Linear(nn.Linear):
     """An ``nn.Linear`` whose calls with few rows read its 8-bit weights as two 4-bit planes."""
+
+    high_weight: torch.Tensor  # buffers, registered in __init__
+    high_scales: torch.Tensor
+    low_weight: torch.Tensor
+    low_scales: torch.Tensor
 
     def __init__(self, linear: nn.Linear, planes: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         nn.Module.__init__(self)

@@ -133,11 +133,12 @@ AttentionInterface.register(NAME, few_query_attention)
 AttentionMaskInterface.register(NAME, sdpa_mask)
 
 
-def use_few_query_attention(model: nn.Module) -> bool:
-    """Switch ``model`` (on the CPU, running SDPA) to :data:`NAME`; whether it was switched."""
+def use_few_query_attention(model: Any) -> bool:
+    """Switch ``model`` (a transformers model on the CPU, running SDPA) to :data:`NAME`;
+    whether it was switched."""
     if getattr(model.config, "_attn_implementation", None) != "sdpa":
         return False
     if next(model.parameters()).device.type != "cpu":
         return False
     model.set_attn_implementation(NAME)
-    return model.config._attn_implementation == NAME
+    return bool(model.config._attn_implementation == NAME)

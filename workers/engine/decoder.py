@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
@@ -60,20 +59,20 @@ class Fused:
         return list(out.split(self.sizes, dim=-1))
 
 
-def _joined(layers: list[nn.Module]) -> Fused | None:
+def _joined(layers: list[Any]) -> Fused | None:
     """The layers as one :class:`Fused`, where their 4-bit copies can be put end to end: torch
     packs output rows in tiles of :data:`TILE`, so every layer but the last must fill its tiles."""
     if not all(type(layer) is Int4Linear and layer.bias is None for layer in layers):
         return None
     if any(layer.out_features % TILE for layer in layers[:-1]):
         return None
-    return Fused(layers)  # type: ignore[arg-type]
+    return Fused(layers)
 
 
 class LlamaDecoder:
     """The decode forward (see the module's text) of one ``LlamaForCausalLM``."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: Any) -> None:  # a transformers LlamaForCausalLM
         config = model.config
         self.model = model
         self.embed = model.model.embed_tokens
@@ -87,10 +86,10 @@ class LlamaDecoder:
         self.qkv = [_joined([a.q_proj, a.k_proj, a.v_proj]) for a in self._attentions()]
         self.gate_up = [_joined([m.gate_proj, m.up_proj]) for m in self._mlps()]
 
-    def _attentions(self) -> list[nn.Module]:
+    def _attentions(self) -> list[Any]:
         return [layer.self_attn for layer in self.layers]
 
-    def _mlps(self) -> list[nn.Module]:
+    def _mlps(self) -> list[Any]:
         return [layer.mlp for layer in self.layers]
 
     def __call__(
@@ -129,7 +128,7 @@ class LlamaDecoder:
         return DecodeOutput(self.head(x).view(rows, queries, -1))
 
 
-def _rms_norm(x: torch.Tensor, norm: nn.Module, eps: float) -> torch.Tensor:
+def _rms_norm(x: torch.Tensor, norm: Any, eps: float) -> torch.Tensor:
     return F.rms_norm(x, (x.shape[-1],), norm.weight, eps)
 
 
@@ -144,7 +143,7 @@ def _allowed(mask: torch.Tensor, queries: int) -> torch.Tensor | None:
     return seen[:, None, None, None, :] & causal.tril(length - queries)
 
 
-def decoder_for(model: nn.Module) -> LlamaDecoder | None:
+def decoder_for(model: Any) -> LlamaDecoder | None:
     """A :class:`LlamaDecoder` for ``model`` where it computes what transformers' forward does;
     None otherwise (the engine then uses the model's own forward)."""
     config = getattr(model, "config", None)
