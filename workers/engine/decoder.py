@@ -74,7 +74,6 @@ class LlamaDecoder:
 
     def __init__(self, model: Any) -> None:  # a transformers LlamaForCausalLM
         config = model.config
-        self.model = model
         self.embed = model.model.embed_tokens
         self.rotary = model.model.rotary_emb
         self.norm = model.model.norm
@@ -83,14 +82,9 @@ class LlamaDecoder:
         self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
         self.layers = model.model.layers
-        self.qkv = [_joined([a.q_proj, a.k_proj, a.v_proj]) for a in self._attentions()]
-        self.gate_up = [_joined([m.gate_proj, m.up_proj]) for m in self._mlps()]
-
-    def _attentions(self) -> list[Any]:
-        return [layer.self_attn for layer in self.layers]
-
-    def _mlps(self) -> list[Any]:
-        return [layer.mlp for layer in self.layers]
+        attentions, mlps = [la.self_attn for la in self.layers], [la.mlp for la in self.layers]
+        self.qkv = [_joined([a.q_proj, a.k_proj, a.v_proj]) for a in attentions]
+        self.gate_up = [_joined([m.gate_proj, m.up_proj]) for m in mlps]
 
     def __call__(
         self,
