@@ -13,6 +13,7 @@ worker's parser rely on its exact markup, which the grammar guarantees:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -68,7 +69,7 @@ def json_grammar(schema: dict[str, Any] | None) -> str:
 
 
 def tool_grammar(
-    tools: list[dict[str, Any]],
+    tools: Sequence[Mapping[str, Any]],
     choice: str,
     parallel: bool,
     fmt: ToolFormat,
@@ -125,7 +126,7 @@ def check(grammar: str) -> str:
 
 def request_grammar(
     json_schema: dict[str, Any] | None,
-    tools: list[dict[str, Any]] | None,
+    tools: Sequence[Mapping[str, Any]] | None,
     tool_choice: str,
     parallel: bool,
     fmt: ToolFormat,
@@ -136,7 +137,7 @@ def request_grammar(
         grammar = tool_grammar(tools, tool_choice, parallel, fmt, json_schema)
         param = "tools"
     elif json_schema is not None:
-        grammar, param = json_grammar(json_schema), "response_format"
+        grammar, param = json_grammar(json_schema), "json_schema"
     else:
         return None
     problem = check(grammar)

@@ -1,43 +1,61 @@
-"""The message contract between the front and the workers: job payloads, events, Redis names.
+"""The message contract between the front and the workers: jobs, events and worker status.
 
-Both sides import this module; it imports neither Flask nor torch. Everything on the wire is JSON:
-the shapes below are ``TypedDict``s, so both sides name the same fields.
+Both sides import this module; it imports neither Flask nor torch. Everything on the wire is JSON,
+so the shapes are ``TypedDict``s: mypy checks every place that builds or reads one, and crossing
+the wire costs no conversion (token events are the hot path). A message enters typed at one of
+three boundaries, each through one function here: a job from Celery or a Redis list
+(:func:`job_from_wire`), an event from pub/sub (:func:`event_from_wire`), a heartbeat
+(:func:`status_from_wire`). The Redis names they travel under are in :mod:`config.keys`.
 
-A job (:class:`Job`) is enqueued by the front on its model's queue. A job the front submits again
-(its worker died) is a new attempt with its own ``id`` and the first attempt's id as ``origin``: at
-most one attempt of an origin runs to its end.
+A job (:class:`Job`) is made by one constructor per kind (:func:`chat_job`,
+:func:`completion_job`, :func:`embedding_job`) and enqueued on its model's queue. A job the
+front submits again (its worker died) is :func:`next_attempt`: a new id, and the first attempt's
+id as ``origin``; at most one attempt of an origin runs to its end.
 
-Events, published on :func:`events_channel`, each carry the job id and a sequence number ``seq``
-starting at 0: any number of :class:`TokenEvent`, then exactly one terminal event,
-:class:`DoneEvent` or :class:`ErrorEvent`.
+Events, published for a job, each carry its id and a sequence number ``seq`` starting at 0
+(:class:`EventSequence` numbers them): any number of :class:`TokenEvent`, then exactly one
+terminal event, :class:`DoneEvent` or :class:`ErrorEvent`.
 
-Errors on the wire are domain errors (a ``code`` from :data:`ERROR_CODES`, a message, and the job
-field at fault): the workers know nothing of HTTP. The front maps each code to an HTTP status and
-an OpenAI error body, in one place (``app/errors.py``).
+Errors on the wire are domain errors: a ``code`` from :data:`ERROR_CODES`, a message, and the
+``field`` of the job at fault (``messages``, ``prompts``, ``params.max_tokens``...). The workers
+know nothing of HTTP or of the request's parameter names: the front maps each code to an HTTP
+status and each field to the parameter of the endpoint that asked (``app/errors.py``).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, NotRequired, TypedDict
+import time
+import uuid
+from typing import Any, Literal, NotRequired, TypedDict, Unpack, cast
 
 import orjson
 
-TOKEN = "token"
-DONE = "done"
-ERROR = "error"
+# -- event types, finish reasons, outcomes ------------------------------------------------------
+
+TOKEN: Literal["token"] = "token"
+DONE: Literal["done"] = "done"
+ERROR: Literal["error"] = "error"
 TERMINAL = frozenset({DONE, ERROR})
+
+# How a choice ended (TokenEvent.finish_reason), as OpenAI names it.
+STOP: Literal["stop"] = "stop"  # the model ended it, or a stop sequence did
+LENGTH: Literal["length"] = "length"  # max_tokens, or the context, ran out
+TOOL_CALLS: Literal["tool_calls"] = "tool_calls"  # the reply ends in tool calls
+FinishReason = Literal["stop", "length", "tool_calls"]
+
+# How a worker's run of a job ended (what the Celery task returns): DONE, ERROR, CANCELLED,
+# or DUPLICATE (a copy of a job whose request was already answered, dropped).
+DUPLICATE: Literal["duplicate"] = "duplicate"
 
 GENERATE_TASK = "llm.generate"
 EMBED_TASK = "llm.embed"
-
-WORKERS_SET = "llm:workers"
 
 # Domain error codes a worker may send (the front maps each to a status, see app/errors.py).
 INVALID_REQUEST = "invalid_request"  # the request's content cannot be run (a bad prompt, ...)
 CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"  # prompt (+ max_tokens) over the context
 TOO_MANY_TOKENS = "max_tokens_per_request"  # prompt tokens over MAX_REQUEST_TOKENS
-CANCELLED = "cancelled"  # the front cancelled it (its client went away)
+CANCELLED: Literal["cancelled"] = "cancelled"  # the front cancelled it (its client went away)
 ENGINE_ERROR = "engine_error"  # a step of the model's engine failed
 WORKER_ERROR = "worker_error"  # the worker failed outside the engine
 WORKER_SHUTDOWN = "worker_shutdown"  # the worker stopped before finishing it
@@ -52,6 +70,19 @@ ERROR_CODES = frozenset(
         WORKER_SHUTDOWN,
     }
 )
+
+# -- jobs ---------------------------------------------------------------------------------------
+
+CHAT: Literal["chat"] = "chat"
+COMPLETION: Literal["completion"] = "completion"
+EMBEDDING: Literal["embedding"] = "embedding"
+JobKind = Literal["chat", "completion", "embedding"]
+
+INTERACTIVE: Literal["interactive"] = "interactive"
+BULK: Literal["bulk"] = "bulk"  # runs in the capacity interactive work leaves
+
+Message = dict[str, Any]  # an OpenAI chat message, as the request gave it (checked by the front)
+Prompt = str | list[int]  # text, or token ids
 
 
 class Params(TypedDict, total=False):
@@ -81,39 +112,125 @@ class Tool(TypedDict):
     parameters: dict[str, Any]
 
 
-class Job(TypedDict):
+class JobOptions(TypedDict, total=False):
+    """What a job may carry beside its kind's content."""
+
+    user: str | None
+    max_request_tokens: int | None  # prompt tokens the whole job may hold
+    # A detached job (a background response, a batch line): nobody waits on its events. The
+    # worker records its result (config.results.JobResult) under this key, once, and a lost
+    # attempt is run again by the workers themselves (see workers/reaper.py).
+    result_key: str
+    result_ttl: int  # seconds the result is kept
+    # A hash whose field ``completed`` or ``failed`` the worker increments when it records the
+    # result (the progress of a batch), in the same step, once.
+    progress_key: str
+    # BULK: runs in the capacity interactive work leaves (batch lines, the flex tier). A batch
+    # line waits in its batch's queue (config.keys.batch_queue), not on Celery.
+    priority: Literal["interactive", "bulk"]
+    batch: str  # the batch a bulk line belongs to
+    # Constrained decoding (chat): the reply's JSON Schema (``{}``: any object), and the tools
+    # the model may call, with ``tool_choice`` "none", "auto", "required" or a tool's name.
+    json_schema: dict[str, Any] | None
+    tools: list[Tool]
+    tool_choice: str
+    parallel_tool_calls: bool
+
+
+class Job(JobOptions):
     """One request's work. By kind: ``messages`` (chat), ``prompts`` (completion: one sequence
     per prompt and per ``n``) or ``inputs`` (embedding: texts or token-id lists)."""
 
     id: str
     model: str
-    kind: Literal["chat", "completion", "embedding"]
-    created: float  # the front's time.time() when it enqueued the job
+    kind: JobKind
+    created: float  # the front's time.time() when it made the job
     origin: NotRequired[str]  # the first attempt's id, for a retried job
-    user: NotRequired[str | None]
     params: NotRequired[Params]
-    messages: NotRequired[list[dict[str, Any]]]
-    prompts: NotRequired[list[str | list[int]]]
-    inputs: NotRequired[list[str | list[int]]]
-    max_request_tokens: NotRequired[int]  # prompt tokens the whole job may hold
-    # Constrained decoding (chat): the reply's JSON Schema (``{}``: any object), and the tools
-    # the model may call, with ``tool_choice`` "none", "auto", "required" or a tool's name.
-    # A detached job (a background response, a batch line): nobody waits on its events. The
-    # worker records its result (config.results.JobResult) under this key, once, and a lost
-    # attempt is run again by the workers themselves (see workers/reaper.py).
-    result_key: NotRequired[str]
-    result_ttl: NotRequired[int]  # seconds the result is kept
-    # A hash whose field ``completed`` or ``failed`` the worker increments when it records the
-    # result (the progress of a batch), in the same step, once.
-    progress_key: NotRequired[str]
-    # "bulk": runs in the capacity interactive work leaves (batch lines, the flex tier). A batch
-    # line waits in its :func:`batch_queue`, not on Celery.
-    priority: NotRequired[Literal["interactive", "bulk"]]
-    batch: NotRequired[str]  # the batch a bulk line belongs to
-    json_schema: NotRequired[dict[str, Any] | None]
-    tools: NotRequired[list[Tool]]
-    tool_choice: NotRequired[str]
-    parallel_tool_calls: NotRequired[bool]
+    messages: NotRequired[list[Message]]
+    prompts: NotRequired[list[Prompt]]
+    inputs: NotRequired[list[Prompt]]
+
+
+def _job(kind: JobKind, model: str, options: JobOptions) -> Job:
+    head = {"id": uuid.uuid4().hex, "model": model, "kind": kind, "created": time.time()}
+    return cast(Job, head | options)  # mypy cannot add a TypedDict's keys to another's
+
+
+def chat_job(
+    model: str, messages: list[Message], params: Params, **options: Unpack[JobOptions]
+) -> Job:
+    """A chat job: one conversation, ``params["n"]`` replies."""
+    job = _job(CHAT, model, options)
+    job["messages"], job["params"] = messages, params
+    return job
+
+
+def completion_job(
+    model: str, prompts: list[Prompt], params: Params, **options: Unpack[JobOptions]
+) -> Job:
+    """A completion job: ``params["n"]`` continuations of each prompt."""
+    job = _job(COMPLETION, model, options)
+    job["prompts"], job["params"] = prompts, params
+    return job
+
+
+def embedding_job(model: str, inputs: list[Prompt], **options: Unpack[JobOptions]) -> Job:
+    """An embedding job: one vector per input."""
+    job = _job(EMBEDDING, model, options)
+    job["inputs"] = inputs
+    return job
+
+
+def origin(job: Job) -> str:
+    """The id of the request a job serves: a retried job is a new attempt with its own id."""
+    return job.get("origin") or job["id"]
+
+
+def next_attempt(job: Job) -> Job:
+    """The job run again (its worker died): a new id, the same origin."""
+    return {**job, "id": uuid.uuid4().hex, "origin": origin(job), "created": time.time()}
+
+
+class DetachedRecord(TypedDict):
+    """A detached job's latest attempt (under ``config.keys.detached_key``), so that the workers
+    can run it again when its worker dies."""
+
+    job: Job
+    attempts: int
+
+
+def detached_from_wire(raw: str | bytes) -> DetachedRecord:
+    record = decode(raw)
+    job_from_wire(record.get("job"))
+    if not isinstance(record.get("attempts"), int):
+        raise MalformedMessage(f"not a detached job's record: {record!r:.200}")
+    return cast(DetachedRecord, record)
+
+
+class MalformedMessage(ValueError):
+    """What came off the wire is not a message of the contract."""
+
+
+_CONTENT = {CHAT: "messages", COMPLETION: "prompts", EMBEDDING: "inputs"}  # what each kind runs
+
+
+def job_from_wire(message: object) -> Job:
+    """A job as Celery or a Redis list hands it over (decoded JSON), checked for the fields
+    every job has and its kind's content; :class:`MalformedMessage` if it is not one."""
+    if not (
+        isinstance(message, dict)
+        and isinstance(message.get("id"), str)
+        and isinstance(message.get("model"), str)
+        and message.get("kind") in _CONTENT
+        and isinstance(message.get(_CONTENT[message["kind"]]), list)
+        and isinstance(message.get("params", {}), dict)
+    ):
+        raise MalformedMessage(f"not a job: {message!r:.200}")
+    return cast(Job, message)
+
+
+# -- events -------------------------------------------------------------------------------------
 
 
 class ToolCallDelta(TypedDict):
@@ -126,7 +243,46 @@ class ToolCallDelta(TypedDict):
     arguments: str
 
 
-class TokenEvent(TypedDict):
+class TokenInfo(TypedDict):
+    """A token as logprobs show it: its id, its text and its raw bytes."""
+
+    id: int
+    token: str
+    bytes: list[int]
+
+
+class TopLogprob(TokenInfo):
+    logprob: float
+
+
+class TokenLogprob(TokenInfo):
+    """One token of a reply (or of an echoed prompt) with its logprob (None for a prompt's first
+    token) and its ``top`` alternatives."""
+
+    logprob: float | None
+    top: list[TopLogprob]
+
+
+class Echo(TypedDict):
+    """The prompt, sent with a choice's first event when the job asked for ``echo``."""
+
+    text: str
+    logprobs: NotRequired[list[TokenLogprob]]
+
+
+class TokenFields(TypedDict):
+    """What a :class:`TokenEvent` carries beside its envelope."""
+
+    index: int
+    text: str
+    token_ids: list[int]
+    finish_reason: FinishReason | None
+    logprobs: NotRequired[list[TokenLogprob]]
+    echo: NotRequired[Echo]
+    tool_calls: NotRequired[list[ToolCallDelta]]
+
+
+class TokenEvent(TokenFields):
     """New text of one choice: ``text`` (delta, content only), its ``token_ids``,
     ``finish_reason`` on the choice's last event (``tool_calls`` when the reply ends in calls);
     ``logprobs`` when asked; ``echo`` (the prompt) on its first; ``tool_calls`` deltas."""
@@ -134,13 +290,17 @@ class TokenEvent(TypedDict):
     job: str
     seq: int
     type: Literal["token"]
-    index: int
-    text: str
-    token_ids: list[int]
-    finish_reason: str | None
-    logprobs: NotRequired[list[dict[str, Any]]]
-    echo: NotRequired[dict[str, Any]]
-    tool_calls: NotRequired[list[ToolCallDelta]]
+
+
+class PromptDetails(TypedDict):
+    cached_tokens: int  # prompt tokens read from the prefix cache
+
+
+class Usage(TypedDict):
+    prompt_tokens: int
+    total_tokens: int
+    completion_tokens: NotRequired[int]  # generation only
+    prompt_tokens_details: NotRequired[PromptDetails]  # generation only
 
 
 class Timing(TypedDict):
@@ -156,127 +316,29 @@ class DoneEvent(TypedDict):
     job: str
     seq: int
     type: Literal["done"]
-    # prompt_tokens, completion_tokens, total_tokens; for generation, also prompt_tokens_details
-    # ({"cached_tokens": prompt tokens read from the prefix cache}).
-    usage: dict[str, Any]
+    usage: Usage
     timing: NotRequired[Timing]
     data: NotRequired[list[str]]
 
 
 class ErrorEvent(TypedDict):
-    """The job failed: a domain error code (:data:`ERROR_CODES`), a message for the client, and
-    ``param``, the request parameter at fault (None when the worker itself failed)."""
+    """The job failed: a domain error code (:data:`ERROR_CODES`), a message for the client, the
+    ``field`` of the job at fault (a path: ``messages``, ``prompts``, ``params.max_tokens``; None
+    when the worker itself failed) and ``details`` (numbers the message states, by name).
+
+    A message may name the field as ``{param}``: the front writes the endpoint's name for it
+    there (``messages`` for chat, ``input`` for responses)."""
 
     job: str
     seq: int
     type: Literal["error"]
     code: str
     message: str
-    param: str | None
+    field: str | None
+    details: dict[str, Any]
 
 
 Event = TokenEvent | DoneEvent | ErrorEvent
-
-
-def events_channel(job_id: str) -> str:
-    """Pub/sub channel on which a job's events are published."""
-    return f"llm:events:{job_id}"
-
-
-def cancel_key(job_id: str) -> str:
-    """Key the front sets when the client went away; the engine checks it every step."""
-    return f"llm:cancel:{job_id}"
-
-
-def finished_key(job_id: str) -> str:
-    """Key a worker sets once a job has run to the end, so a redelivered copy is dropped."""
-    return f"llm:finished:{job_id}"
-
-
-def claim_key(job_id: str) -> str:
-    """Key naming the worker that runs a job, so the front can tell when that worker is gone."""
-    return f"llm:claim:{job_id}"
-
-
-def origin(job: Job | dict[str, Any]) -> str:
-    """The id of the request a job serves: a retried job is a new attempt with its own id."""
-    return job.get("origin") or job["id"]
-
-
-DETACHED_SET = "llm:detached"  # sorted set of detached jobs' origins, by time enqueued
-
-
-def detached_key(origin_id: str) -> str:
-    """A detached job's latest attempt, so that it can be run again: ``{"job", "attempts"}``."""
-    return f"llm:detached:{origin_id}"
-
-
-def bulk_queue(model: str) -> str:
-    """A Redis list of the batches that have lines waiting for a model; workers go round it,
-    taking lines from each batch's :func:`batch_queue` when their engine has room for them."""
-    return f"llm:bulk:{model}"
-
-
-def flex_queue(model: str) -> str:
-    """A Redis list of flex-tier requests (``service_tier: flex``) waiting for a model. Workers
-    take them as they take batch lines, only into room interactive work leaves: on the model's
-    Celery queue they would hold worker slots that interactive requests then wait behind."""
-    return f"llm:flex:{model}"
-
-
-def batch_queue(batch_id: str) -> str:
-    """A Redis list of a batch's line jobs not taken yet (a worker LMOVEs one into its
-    :func:`bulk_processing` list). Deleting it cancels the lines not started."""
-    return f"llm:batch:{batch_id}:queue"
-
-
-def batch_progress(batch_id: str) -> str:
-    """A hash of a batch's line counts: ``taken`` by workers, ``completed``, ``failed``."""
-    return f"llm:batch:{batch_id}:progress"
-
-
-def bulk_processing(worker_id: str) -> str:
-    """The bulk jobs a worker has taken and not finished: put back if the worker dies."""
-    return f"llm:bulk-processing:{worker_id}"
-
-
-def heartbeat_key(worker_id: str) -> str:
-    """Key (with a TTL) that says a worker is alive; its value is :func:`encode` of its
-    :class:`WorkerStatus`."""
-    return f"llm:worker:{worker_id}"
-
-
-class WorkerStatus(TypedDict):
-    """What a worker's heartbeat says. ``load``: per model, ``running`` and ``waiting``
-    sequences (and ``step_seconds``, how long the step under way has run). ``stalled``: the models
-    whose engine has not finished a step for ENGINE_STALL_TIMEOUT; such a worker is not live, and
-    it exits."""
-
-    id: str
-    models: list[str]
-    draining: bool
-    stalled: list[str]
-    load: dict[str, dict[str, Any]]
-    ts: float
-
-
-def encode(message: Any) -> str:
-    """Compact JSON, as ``json.dumps(message, separators=(",", ":"))`` writes it, by orjson
-    (several times faster, floats most of all); what orjson cannot write (an integer past 64
-    bits) by the json module."""
-    try:
-        return orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS).decode()
-    except TypeError:  # orjson.JSONEncodeError is one
-        return json.dumps(message, separators=(",", ":"))
-
-
-def decode(raw: str | bytes) -> dict[str, Any]:
-    return json.loads(raw)
-
-
-def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict:
-    """An OpenAI error body: ``{"error": {"message", "type", "param", "code"}}``."""
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
 class EventSequence:
@@ -286,14 +348,49 @@ class EventSequence:
         self.job_id = job_id
         self._next = 0
 
-    def make(self, type_: str, **fields: Any) -> dict[str, Any]:
-        event = {"job": self.job_id, "seq": self._next, "type": type_, **fields}
+    def _seq(self) -> int:
         self._next += 1
+        return self._next - 1
+
+    def token(self, fields: TokenFields) -> TokenEvent:
+        return {"job": self.job_id, "seq": self._seq(), "type": TOKEN, **fields}
+
+    def done(
+        self, usage: Usage, timing: Timing | None = None, data: list[str] | None = None
+    ) -> DoneEvent:
+        """The job's terminal :class:`DoneEvent`."""
+        event: DoneEvent = {"job": self.job_id, "seq": self._seq(), "type": DONE, "usage": usage}
+        if timing is not None:
+            event["timing"] = timing
+        if data is not None:
+            event["data"] = data
         return event
 
-    def error(self, code: str, message: str, param: str | None = None) -> dict[str, Any]:
+    def error(
+        self,
+        code: str,
+        message: str,
+        field: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> ErrorEvent:
         """The job's terminal :class:`ErrorEvent`."""
-        return self.make(ERROR, code=code, message=message, param=param)
+        return {
+            "job": self.job_id,
+            "seq": self._seq(),
+            "type": ERROR,
+            "code": code,
+            "message": message,
+            "field": field,
+            "details": details or {},
+        }
+
+
+def event_from_wire(raw: str | bytes) -> Event:
+    """An event as pub/sub delivers it; :class:`MalformedMessage` if it is not one."""
+    message = decode(raw)
+    if message.get("type") not in (TOKEN, DONE, ERROR) or not isinstance(message.get("job"), str):
+        raise MalformedMessage(f"not an event: {message!r:.200}")
+    return cast(Event, message)
 
 
 class EventGap(Exception):
@@ -310,7 +407,7 @@ class EventOrder:
     def __init__(self) -> None:
         self._expected = 0
 
-    def accept(self, event: dict[str, Any]) -> bool:
+    def accept(self, event: Event) -> bool:
         """Return True if ``event`` is the next one, False for a duplicate; raise on a gap."""
         seq = event.get("seq")
         if not isinstance(seq, int):
@@ -321,3 +418,65 @@ class EventOrder:
             raise EventGap(f"expected event {self._expected}, got {seq}")
         self._expected = seq + 1
         return True
+
+
+# -- worker status ------------------------------------------------------------------------------
+
+
+class EngineLoad(TypedDict):
+    """How busy one engine is: sequences ``running`` and ``waiting`` (embedding inputs, for an
+    embedding engine), and how long the step under way has run."""
+
+    running: int
+    waiting: int
+    step_seconds: float
+    embedding: NotRequired[int]  # embedding jobs a generation engine holds
+
+
+class WorkerStatus(TypedDict):
+    """What a worker's heartbeat says. ``load``: per model, its engine's :class:`EngineLoad` and
+    what it runs on (``device``, ``dtype``...). ``stalled``: the models whose engine has not
+    finished a step for ENGINE_STALL_TIMEOUT; such a worker is not live, and it exits."""
+
+    id: str
+    models: list[str]
+    draining: bool
+    stalled: list[str]
+    load: dict[str, dict[str, Any]]
+    ts: float
+
+
+def status_from_wire(raw: str | bytes) -> WorkerStatus:
+    """A heartbeat's value; :class:`MalformedMessage` if it is not one."""
+    message = decode(raw)
+    if not isinstance(message.get("id"), str) or not isinstance(message.get("models"), list):
+        raise MalformedMessage(f"not a worker status: {message!r:.200}")
+    return cast(WorkerStatus, message)
+
+
+# -- JSON ---------------------------------------------------------------------------------------
+
+
+def encode(message: object) -> str:
+    """Compact JSON, as ``json.dumps(message, separators=(",", ":"))`` writes it, by orjson
+    (several times faster, floats most of all); what orjson cannot write (an integer past 64
+    bits) by the json module."""
+    try:
+        return orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # orjson.JSONEncodeError is one
+        return json.dumps(message, separators=(",", ":"))
+
+
+def decode(raw: str | bytes) -> dict[str, Any]:
+    """A JSON object; :class:`MalformedMessage` for anything else."""
+    message = json.loads(raw)
+    if not isinstance(message, dict):
+        raise MalformedMessage(f"not a JSON object: {message!r:.200}")
+    return message
+
+
+def error_body(
+    message: str, type_: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """An OpenAI error body: ``{"error": {"message", "type", "param", "code"}}``."""
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}

@@ -13,7 +13,7 @@ restart.
 from __future__ import annotations
 
 import ssl
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
@@ -43,10 +43,12 @@ def connect(
         if blocking:
             pool_class = SentinelBlockingConnectionPool
             kwargs["max_connections"] = blocking
-        sentinel = Sentinel(hosts, socket_timeout=kwargs.get("socket_timeout", 5))
-        return sentinel.master_for(
+        # redis-py leaves Sentinel unannotated.
+        sentinel = Sentinel(hosts, socket_timeout=kwargs.get("socket_timeout", 5))  # type: ignore[no-untyped-call]
+        client = sentinel.master_for(  # type: ignore[no-untyped-call]
             master_name, connection_pool_class=pool_class, **options, **kwargs
         )
+        return cast(redis.Redis, client)
     if blocking:
         pool = redis.BlockingConnectionPool.from_url(url, max_connections=blocking, **kwargs)
         return redis.Redis(connection_pool=pool)
@@ -55,7 +57,8 @@ def connect(
 
 def _sentinels(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
     """The sentinels' addresses, and the master's db and password, from a Sentinel URL."""
-    hosts, options = [], {}
+    hosts: list[tuple[str, int]] = []
+    options: dict[str, Any] = {}
     for part in url.split(";"):
         parts = urlsplit(part.strip())
         if parts.scheme != "sentinel":
@@ -81,7 +84,9 @@ def celery_broker(url: str, master_name: str = DEFAULT_MASTER) -> dict[str, Any]
         # kombu wants the TLS options apart; certificates are checked unless the URL says not.
         wanted = query.get("ssl_cert_reqs", "required").lower().removeprefix("cert_")
         reqs = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL}
-        options = {"ssl_cert_reqs": reqs.get(wanted, ssl.CERT_REQUIRED)}
+        options: dict[str, ssl.VerifyMode | str] = {
+            "ssl_cert_reqs": reqs.get(wanted, ssl.CERT_REQUIRED)
+        }
         for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
             if key in query:
                 options[key] = query[key]

@@ -16,6 +16,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from config.grammars import TOOL_FORMATS
 
@@ -83,7 +84,7 @@ class ModelSpec:
         """Every public name of the model: its own, then its aliases."""
         return (self.name, *self.aliases)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any, Literal, TypedDict
 
-from config.protocol import DONE, ERROR, TOKEN
+from config.protocol import CANCELLED, DONE, TOKEN, Echo, Event, FinishReason, TokenLogprob, Usage
 
 
 class CallResult(TypedDict):
@@ -20,21 +20,47 @@ class ChoiceResult(TypedDict):
     index: int
     text: str
     tool_calls: list[CallResult]
-    finish_reason: str | None
-    logprobs: list[dict[str, Any]]  # the engine's entries, when the job asked for them
-    echo: dict[str, Any] | None  # the prompt (completions with echo)
+    finish_reason: FinishReason | None
+    logprobs: list[TokenLogprob]  # the engine's entries, when the job asked for them
+    echo: Echo | None  # the prompt (completions with echo)
+
+
+COMPLETED: Literal["completed"] = "completed"
+FAILED: Literal["failed"] = "failed"
+ResultStatus = Literal["completed", "failed", "cancelled"]
+
+
+class JobError(TypedDict):
+    """A failed job's error, as its :class:`~config.protocol.ErrorEvent` said it: the front
+    names the field as the endpoint that asked does (``app.errors.from_worker``)."""
+
+    code: str
+    message: str
+    field: str | None
+    details: dict[str, Any]
 
 
 class JobResult(TypedDict):
-    """``completed`` (``choices``, ``usage``), ``failed`` (``error``: the worker's domain error,
-    ``code``/``message``/``param``) or ``cancelled``."""
+    """``completed`` (``choices``, ``usage``), ``failed`` (``error``) or ``cancelled``."""
 
-    status: Literal["completed", "failed", "cancelled"]
+    status: ResultStatus
     choices: list[ChoiceResult]
-    usage: dict[str, int]
+    usage: Usage | dict[str, int]  # empty unless completed
     data: list[str]  # an embedding job's vectors (base64)
-    error: dict[str, Any] | None
+    error: JobError | None
     finished_at: float
+
+
+def empty_result(status: ResultStatus, error: JobError | None = None) -> JobResult:
+    """The result of a job that ended without events (cancelled while queued, or given up)."""
+    return {
+        "status": status,
+        "choices": [],
+        "usage": {},
+        "data": [],
+        "error": error,
+        "finished_at": time.time(),
+    }
 
 
 class ResultBuilder:
@@ -44,7 +70,7 @@ class ResultBuilder:
         self.choices: dict[int, ChoiceResult] = {}
         self.result: JobResult | None = None
 
-    def add(self, event: dict[str, Any]) -> JobResult | None:
+    def add(self, event: Event) -> JobResult | None:
         if event["type"] == TOKEN:
             choice = self.choices.setdefault(
                 event["index"],
@@ -59,30 +85,36 @@ class ResultBuilder:
             )
             if "echo" in event:
                 choice["echo"] = event["echo"]
-            choice["text"] += event.get("text", "")
+            choice["text"] += event["text"]
             choice["logprobs"].extend(event.get("logprobs") or [])
             for delta in event.get("tool_calls") or []:
                 if delta["index"] == len(choice["tool_calls"]):
-                    choice["tool_calls"].append(
-                        {"id": delta["id"], "name": delta["name"], "arguments": ""}
-                    )
-                choice["tool_calls"][delta["index"]]["arguments"] += delta.get("arguments", "")
-            choice["finish_reason"] = event.get("finish_reason") or choice["finish_reason"]
+                    call: CallResult = {
+                        "id": delta.get("id", ""),
+                        "name": delta.get("name", ""),
+                        "arguments": "",
+                    }
+                    choice["tool_calls"].append(call)
+                choice["tool_calls"][delta["index"]]["arguments"] += delta["arguments"]
+            choice["finish_reason"] = event["finish_reason"] or choice["finish_reason"]
         elif event["type"] == DONE:
-            self.result = self._result("completed", event.get("usage") or {})
+            self.result = self._result(COMPLETED, event["usage"])
             self.result["data"] = event.get("data") or []
-        elif event["type"] == ERROR:
-            cancelled = event.get("code") == "cancelled"
-            error = {k: event.get(k) for k in ("code", "message", "param")}
-            self.result = self._result("cancelled" if cancelled else "failed", {}, error)
+        else:
+            error: JobError = {
+                "code": event["code"],
+                "message": event["message"],
+                "field": event["field"],
+                "details": event["details"],
+            }
+            status: ResultStatus = CANCELLED if event["code"] == CANCELLED else FAILED
+            self.result = self._result(status, {}, error)
         return self.result
 
-    def _result(self, status: str, usage: dict, error: dict | None = None) -> JobResult:
-        return {
-            "status": status,
-            "choices": [self.choices[i] for i in sorted(self.choices)],
-            "usage": usage,
-            "data": [],
-            "error": error,
-            "finished_at": time.time(),
-        }
+    def _result(
+        self, status: ResultStatus, usage: Usage | dict[str, int], error: JobError | None = None
+    ) -> JobResult:
+        result = empty_result(status, error)
+        result["choices"] = [self.choices[i] for i in sorted(self.choices)]
+        result["usage"] = usage
+        return result

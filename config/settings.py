@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from config.redisconn import DEFAULT_MASTER, celery_broker
 
@@ -13,7 +14,7 @@ def _env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
-def _rate_limits() -> dict:
+def _rate_limits() -> dict[str, dict[str, Any]]:
     """RATE_LIMITS (JSON) or RATE_LIMITS_FILE (a JSON file): {"<key>" or "*": {"rpm", "tpm"}}."""
     raw = os.environ.get("RATE_LIMITS")
     if not raw and os.environ.get("RATE_LIMITS_FILE"):
@@ -48,7 +49,7 @@ class Settings:
     shutdown_timeout: float = 60.0
     max_request_bytes: int = 8 * 1024 * 1024
     cors_origins: list[str] = field(default_factory=list)
-    rate_limits: dict = field(default_factory=dict)
+    rate_limits: dict[str, dict[str, Any]] = field(default_factory=dict)
     model_cache_dir: str = field(default_factory=lambda: default_cache_dir())
     device: str = "auto"
     dtype: str = "auto"
@@ -122,7 +123,7 @@ class Settings:
         )
 
 
-def celery_config(redis_url: str, sentinel_master: str = DEFAULT_MASTER) -> dict:
+def celery_config(redis_url: str, sentinel_master: str = DEFAULT_MASTER) -> dict[str, Any]:
     """Celery settings common to the front (producer) and the workers (consumers)."""
     return {
         **celery_broker(redis_url, sentinel_master),

@@ -16,8 +16,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -166,18 +167,18 @@ def stop_process(process: subprocess.Popen | None, timeout: float = 15.0) -> Non
         pass
 
 
-def check_running(processes: list[subprocess.Popen]) -> None:
+def check_running(processes: Sequence[subprocess.Popen[Any]]) -> None:
     """Raise if one of the stack's processes has exited while it starts."""
     for process in processes:
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited with {process.returncode} while starting")
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode} while starting")
 
 
 def wait_for_models(
     base_url: str,
     models: list[str],
     timeout: float,
-    processes: list[subprocess.Popen] = (),
+    processes: Sequence[subprocess.Popen[Any]] = (),
     on_poll: Callable[[set[str], float], None] | None = None,
 ) -> None:
     """Wait until the front's ``/ready`` lists every one of ``models`` (each has a live worker);

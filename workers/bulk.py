@@ -19,14 +19,8 @@ from typing import Any
 
 import redis
 
-from config.protocol import (
-    batch_progress,
-    batch_queue,
-    bulk_processing,
-    bulk_queue,
-    decode,
-    flex_queue,
-)
+from config.keys import batch_progress, batch_queue, bulk_processing, bulk_queue, flex_queue
+from config.protocol import CANCELLED, Job, MalformedMessage, decode, job_from_wire
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +34,7 @@ class BulkFeeder:
         client: redis.Redis,
         engines: dict[str, Any],
         worker_id: str,
-        run: Callable[[dict[str, Any]], str],
+        run: Callable[[object], str],
     ) -> None:
         self.client = client
         self.engines = engines  # model name -> engine (adapters share one)
@@ -95,7 +89,12 @@ class BulkFeeder:
         return took
 
     def _run(self, raw: bytes) -> None:
-        job = decode(raw)
+        try:
+            job = job_from_wire(decode(raw))
+        except (MalformedMessage, ValueError) as exc:
+            log.error("dropping a malformed bulk job: %s", exc)
+            self.client.lrem(self.processing, 1, raw)  # type: ignore[arg-type]  # bytes: as stored
+            return
         outcome = None
         try:
             outcome = self.run(job)
@@ -104,17 +103,18 @@ class BulkFeeder:
         deadline = time.monotonic() + RETRY_FOR
         while time.monotonic() < deadline:
             try:
-                lost = job.get("batch") and not self.client.exists(job["result_key"])
-                if outcome != "cancelled" and lost:
+                key = job.get("result_key")
+                lost = job.get("batch") and not (key and self.client.exists(key))
+                if outcome != CANCELLED and lost:
                     requeue(self.client, job, raw)  # its result was lost: it runs again
-                self.client.lrem(self.processing, 1, raw)
+                self.client.lrem(self.processing, 1, raw)  # type: ignore[arg-type]  # as stored
                 return
             except redis.RedisError:
                 time.sleep(1)
         log.error("bulk job %s: could not leave the processing list", job.get("id"))
 
 
-def requeue(client: redis.Redis, job: dict[str, Any], raw: bytes) -> None:
+def requeue(client: redis.Redis, job: Job, raw: bytes | str) -> None:
     """Put a batch line back first in its batch's line, which waits for its model again (a
     flex request back first in its model's line: dropped when taken if its client has gone)."""
     batch = job.get("batch")

@@ -11,7 +11,7 @@ import logging
 
 from celery import Celery, signals
 
-from config.protocol import EMBED_TASK, GENERATE_TASK
+from config.protocol import EMBED_TASK, EMBEDDING, GENERATE_TASK, Job
 from config.settings import Settings, celery_config
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,9 @@ def _closed_channels_raise_connection_errors() -> None:
             raise redis.ConnectionError("the broker connection of this channel was closed")
         return original(self, asynchronous)
 
-    _connparams.guarded = True
-    kombu_redis.Channel._connparams = _connparams  # the Sentinel channel inherits it
+    _connparams.guarded = True  # type: ignore[attr-defined]  # a mark on the function
+    # The Sentinel channel inherits it.
+    kombu_redis.Channel._connparams = _connparams  # type: ignore[method-assign]
 
 
 app = create_celery()
@@ -81,8 +82,8 @@ def on_worker_init(sender, **_: object) -> None:
 def on_worker_ready(sender, **_: object) -> None:
     from workers.runtime import runtime
 
-    def send(job: dict) -> None:  # a detached job's new attempt, on its model's queue
-        task = EMBED_TASK if job.get("kind") == "embedding" else GENERATE_TASK
+    def send(job: Job) -> None:  # a detached job's new attempt, on its model's queue
+        task = EMBED_TASK if job["kind"] == EMBEDDING else GENERATE_TASK
         sender.app.send_task(task, args=[job], queue=job["model"])
 
     runtime.announce(getattr(sender, "hostname", None), send)

@@ -6,10 +6,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import redis
 
-from config.protocol import WORKERS_SET, encode, heartbeat_key
+from config.keys import WORKERS_SET, heartbeat_key
+from config.protocol import WorkerStatus, encode
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +22,7 @@ class Heartbeat:
         client: redis.Redis,
         worker_id: str,
         models: list[str],
-        load: Callable[[], dict],
+        load: Callable[[], dict[str, dict[str, Any]]],
         interval: float,
         ttl: float,
         before_beat: Callable[[], None] | None = None,
@@ -42,7 +44,7 @@ class Heartbeat:
         self._thread.start()
 
     def beat(self, ttl: float | None = None) -> None:
-        status = {
+        status: WorkerStatus = {
             "id": self.worker_id,
             "models": self.models,
             "draining": self.draining,

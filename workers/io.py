@@ -14,14 +14,8 @@ from typing import Any
 
 import redis
 
-from config.protocol import (
-    DETACHED_SET,
-    TERMINAL,
-    cancel_key,
-    encode,
-    events_channel,
-    finished_key,
-)
+from config.keys import DETACHED_SET, cancel_key, events_channel, finished_key
+from config.protocol import DONE, TERMINAL, TOKEN, DoneEvent, ErrorEvent, Event, encode
 from config.results import ResultBuilder
 from workers.engine.io import Unavailable
 
@@ -62,17 +56,17 @@ class RedisJobIO:
         with self._lock:
             self._detached[job_id] = _Detached(job_id, origin, result_key, ttl, progress_key)
 
-    def exchange(self, events: list[dict[str, Any]], job_ids: list[str]) -> set[str]:
+    def exchange(self, events: list[Event], job_ids: list[str]) -> set[str]:
         """Publish ``events`` and mark terminal jobs finished (recording detached jobs' results);
         return the cancelled ``job_ids``. Raises :class:`Unavailable` if Redis cannot be reached,
         having changed nothing: the engine sends the same again later."""
         if not events and not job_ids:
             return set()
         pipe = self.client.pipeline(transaction=False)
-        fed: dict[str, list[dict[str, Any]]] = {}  # detached job -> its events in this round
+        fed: dict[str, list[Event]] = {}  # detached job -> its events in this round
         for event in events:
             pipe.publish(events_channel(event["job"]), encode(event))
-            if event["type"] in TERMINAL:
+            if event["type"] != TOKEN:
                 pipe.set(finished_key(event["job"]), outcome(event), ex=FINISHED_TTL)
             self._record(pipe, event, fed)
         if job_ids:
@@ -100,7 +94,7 @@ class RedisJobIO:
         counts = self.client.pubsub_numsub(*[events_channel(j) for j in heard])
         return {job_id for job_id, (_, n) in zip(heard, counts, strict=True) if not n}
 
-    def _record(self, pipe: Any, event: dict[str, Any], fed: dict[str, list]) -> None:
+    def _record(self, pipe: Any, event: Event, fed: dict[str, list[Event]]) -> None:
         """Note a detached job's event; once it ends, queue its result's recording (in the same
         round trip as its terminal event)."""
         with self._lock:
@@ -114,12 +108,14 @@ class RedisJobIO:
         for earlier in fed[event["job"]]:
             preview.add(earlier)
         result = preview.result
-        field_ = "completed" if result["status"] == "completed" else result["status"]
+        if result is None:  # cannot be: a terminal event sets it
+            raise AssertionError(f"no result after the terminal event of {event['job']}")
+        field_ = result["status"]  # the batch progress's count: completed, failed, cancelled
         keys = [detached.result_key, detached.progress_key]
         pipe.eval(RECORD_ONCE, 2, *keys, encode(result), detached.ttl, field_)
         pipe.zrem(DETACHED_SET, detached.origin)
 
-    def _commit(self, fed: dict[str, list[dict[str, Any]]]) -> None:
+    def _commit(self, fed: dict[str, list[Event]]) -> None:
         with self._lock:
             for job_id, events in fed.items():
                 detached = self._detached.get(job_id)
@@ -131,8 +127,8 @@ class RedisJobIO:
                     del self._detached[job_id]
 
 
-def outcome(event: dict[str, Any]) -> str:
+def outcome(event: DoneEvent | ErrorEvent) -> str:
     """How a job ended, from its terminal event: ``done`` or ``error:<code>``."""
-    if event["type"] == "done":
-        return "done"
-    return f"error:{event.get('code') or 'unknown'}"
+    if event["type"] == DONE:
+        return DONE
+    return f"error:{event['code'] or 'unknown'}"

@@ -8,7 +8,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -126,7 +126,7 @@ def _load_engines(
 
 
 def load_engine(
-    spec: ModelSpec, io: JobIO, settings: Settings, adapters: list[ModelSpec] = ()
+    spec: ModelSpec, io: JobIO, settings: Settings, adapters: Sequence[ModelSpec] = ()
 ) -> GenerationEngine | EmbeddingEngine:
     """Load ``spec``'s weights (with ``adapters`` on them) and wrap them in the engine of its
     kind (not started), on a passing thread (see :func:`in_passing_thread`)."""
@@ -134,7 +134,7 @@ def load_engine(
 
 
 def _load_engine(
-    spec: ModelSpec, io: JobIO, settings: Settings, adapters: list[ModelSpec] = ()
+    spec: ModelSpec, io: JobIO, settings: Settings, adapters: Sequence[ModelSpec] = ()
 ) -> GenerationEngine | EmbeddingEngine:
     device = pick_device(settings.device)
     dtype = pick_dtype(spec.dtype or settings.dtype, device)
@@ -143,6 +143,7 @@ def _load_engine(
         "loading model %s (%s) from %s on %s as %s", spec.name, spec.kind, source, device, dtype
     )
     started = time.monotonic()
+    engine: GenerationEngine | EmbeddingEngine
     if spec.kind == CHAT:
         model, tokenizer = _load_causal_lm(
             spec, source, device, dtype, Path(settings.model_cache_dir), settings.int4_weights
@@ -175,7 +176,7 @@ def _load_engine(
     return engine
 
 
-def _add_adapters(model, adapters: list[ModelSpec]):
+def _add_adapters(model: Any, adapters: Sequence[ModelSpec]) -> Any:
     """Wrap ``model`` in a PEFT model holding every adapter (one copy of the base weights);
     return it and the adapter name of each model name."""
     from peft import PeftModel
@@ -215,7 +216,7 @@ def _load_causal_lm(
     # float32 weights, before bfloat16 rounds them off their grid; see workers/int4.py).
     int4 = int4_weights and spec.gguf_file and dtype == torch.bfloat16 and device.type == "cpu"
     load_as = torch.float32 if int4 else dtype
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=load_as, **remote)
+    model: Any = AutoModelForCausalLM.from_pretrained(source, dtype=load_as, **remote)
     if int4:
         pack_int4(model)
         model = model.to(dtype)
@@ -247,7 +248,9 @@ def _convert_gguf(source: str, gguf_file: str, target: Path) -> None:
 
     log.info("converting %s to a transformers folder (once; later starts load the copy)", gguf_file)
     started = time.monotonic()
-    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file, dtype=torch.float32)
+    model: Any = AutoModelForCausalLM.from_pretrained(
+        source, gguf_file=gguf_file, dtype=torch.float32
+    )
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
     # The weights are already plain float tensors; only the GGUF marker blocks saving them.
     model.hf_quantizer = None

@@ -7,23 +7,29 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable
-from typing import Any
 
 import redis
 
-from config.protocol import (
+from config.keys import (
     DETACHED_SET,
-    WORKER_ERROR,
     bulk_processing,
     cancel_key,
     claim_key,
-    decode,
     detached_key,
-    encode,
     heartbeat_key,
 )
+from config.protocol import (
+    CANCELLED,
+    WORKER_ERROR,
+    Job,
+    decode,
+    detached_from_wire,
+    encode,
+    job_from_wire,
+    next_attempt,
+)
+from config.results import FAILED, JobError, ResultStatus, empty_result
 from workers.bulk import requeue
 
 log = logging.getLogger(__name__)
@@ -36,7 +42,7 @@ class Reaper:
     def __init__(
         self,
         client: redis.Redis,
-        send: Callable[[dict[str, Any]], None],
+        send: Callable[[Job], None],
         worker_id: str,
         interval: float = 5.0,
     ) -> None:
@@ -55,8 +61,8 @@ class Reaper:
         lock = int(self.interval * 1000)
         if not self.client.set(LOCK, self.worker_id, nx=True, px=lock):
             return
-        for origin in self.client.zrange(DETACHED_SET, 0, -1):
-            origin = origin.decode() if isinstance(origin, bytes) else origin
+        for member in self.client.zrange(DETACHED_SET, 0, -1):
+            origin = member.decode() if isinstance(member, bytes) else str(member)
             try:
                 self._check(origin)
             except (redis.RedisError, ValueError, KeyError):
@@ -73,7 +79,7 @@ class Reaper:
                 continue
             restored = 0
             while (raw := self.client.lindex(key, -1)) is not None:
-                requeue(self.client, decode(raw), raw)
+                requeue(self.client, job_from_wire(decode(raw)), raw)
                 self.client.rpop(key)
                 restored += 1
             if restored:
@@ -81,29 +87,31 @@ class Reaper:
 
     def _check(self, origin: str) -> None:
         raw = self.client.get(detached_key(origin))
-        record = decode(raw) if raw else None
+        record = detached_from_wire(raw) if raw else None
         job = record["job"] if record else None
-        if job is None or self.client.exists(job["result_key"]):
+        if record is None or job is None or self.client.exists(job.get("result_key") or ""):
             self.client.zrem(DETACHED_SET, origin)  # done (or forgotten)
             return
         worker = self.client.get(claim_key(job["id"]))
         worker = worker.decode() if isinstance(worker, bytes) else worker
         if self.client.get(cancel_key(origin)) and (worker is None or not self._alive(worker)):
             # Cancelled while queued (a worker drops it when it takes it) or on a dead worker.
-            self._record(job, origin, {"status": "cancelled", "error": None})
+            self._record(job, origin, CANCELLED, None)
             return
         if worker is None or self._alive(worker):
             return  # still queued, or running on a live worker
         if record["attempts"] >= MAX_ATTEMPTS:
             log.error("detached job %s: its worker died %d times; giving up", origin, MAX_ATTEMPTS)
-            error = {
+            message = f"The model workers running this request died {MAX_ATTEMPTS} times."
+            error: JobError = {
                 "code": WORKER_ERROR,
-                "message": f"The model workers running this request died {MAX_ATTEMPTS} times.",
-                "param": None,
+                "message": message,
+                "field": None,
+                "details": {},
             }
-            self._record(job, origin, {"status": "failed", "error": error})
+            self._record(job, origin, FAILED, error)
         else:
-            retry = {**job, "id": uuid.uuid4().hex, "origin": origin}
+            retry: Job = {**next_attempt(job), "origin": origin}  # the set's name for it
             self.client.set(
                 detached_key(origin),
                 encode({"job": retry, "attempts": record["attempts"] + 1}),
@@ -116,8 +124,8 @@ class Reaper:
         raw = self.client.get(heartbeat_key(worker))
         return raw is not None and not decode(raw).get("stalled")
 
-    def _record(self, job: dict[str, Any], origin: str, outcome: dict[str, Any]) -> None:
-        result = {"choices": [], "usage": {}, "data": [], "finished_at": time.time(), **outcome}
+    def _record(self, job: Job, origin: str, status: ResultStatus, error: JobError | None) -> None:
+        result = empty_result(status, error)
         ttl = int(job.get("result_ttl") or 24 * 3600)
-        self.client.set(job["result_key"], encode(result), nx=True, ex=ttl)
+        self.client.set(job.get("result_key") or "", encode(result), nx=True, ex=ttl)
         self.client.zrem(DETACHED_SET, origin)

@@ -9,14 +9,16 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from config.keys import cancel_key, claim_key, events_channel, finished_key
 from config.protocol import (
+    CANCELLED,
+    DUPLICATE,
     ERROR,
     WORKER_ERROR,
     EventSequence,
-    cancel_key,
-    claim_key,
-    events_channel,
-    finished_key,
+    Job,
+    MalformedMessage,
+    job_from_wire,
     origin,
 )
 from config.redisconn import connect
@@ -24,6 +26,7 @@ from config.registry import load_registry
 from config.settings import Settings
 from workers.bulk import BulkFeeder
 from workers.engine import JobFailed
+from workers.engine.base import Engine
 from workers.heartbeat import Heartbeat
 from workers.io import RedisJobIO
 from workers.loading import load_engines
@@ -39,7 +42,7 @@ class WorkerRuntime:
     """Loads the models of the queues a worker consumes, runs their jobs, announces itself."""
 
     def __init__(self) -> None:
-        self.engines: dict[str, Any] = {}
+        self.engines: dict[str, Engine] = {}
         self.heartbeat: Heartbeat | None = None
         self.bulk: BulkFeeder | None = None
         self.io: RedisJobIO | None = None
@@ -70,36 +73,37 @@ class WorkerRuntime:
 
     def slots(self) -> int:
         """How many jobs the worker should hold at once: the sum of its engines' batch sizes."""
-        return sum(getattr(e, "max_batch_size", 0) or e.batch_size for e in self._distinct())
+        return sum(e.slots() for e in self._distinct())
 
-    def _distinct(self) -> list[Any]:
+    def _distinct(self) -> list[Engine]:
         """Each engine once (the LoRA adapters of one base share theirs)."""
         return list({id(e): e for e in self.engines.values()}.values())
 
     def announce(
-        self, hostname: str | None = None, send: Callable[[dict[str, Any]], None] | None = None
+        self, hostname: str | None = None, send: Callable[[Job], None] | None = None
     ) -> None:
         """Start the heartbeat (with the stall watchdog and the reaper of detached jobs, which
         enqueues retries with ``send``)."""
         self.worker_id = worker_id = f"{hostname or socket.gethostname()}:{os.getpid()}"
-        self.heartbeat = Heartbeat(
-            self.io.client,
+        client, settings = self._io().client, self._settings()
+        self.heartbeat = heartbeat = Heartbeat(
+            client,
             worker_id,
             sorted(self.engines),
             lambda: {name: engine.load() | engine.info for name, engine in self.engines.items()},
-            self.settings.heartbeat_interval,
-            self.settings.heartbeat_ttl,
+            settings.heartbeat_interval,
+            settings.heartbeat_ttl,
         )
-        watchdog = Watchdog(self.engines, self.settings.engine_stall_timeout, self.heartbeat)
-        reaper = Reaper(self.io.client, send or (lambda job: None), worker_id)
+        watchdog = Watchdog(self.engines, settings.engine_stall_timeout, heartbeat)
+        reaper = Reaper(client, send or (lambda job: None), worker_id)
 
         def before_beat() -> None:
             watchdog.check()
             reaper.check()
 
-        self.heartbeat.before_beat = before_beat
-        self.heartbeat.start()
-        self.bulk = BulkFeeder(self.io.client, self.engines, worker_id, self.run)
+        heartbeat.before_beat = before_beat
+        heartbeat.start()
+        self.bulk = BulkFeeder(client, self.engines, worker_id, self.run)
         self.bulk.start()
         log.info("worker %s ready: serving %s", worker_id, ", ".join(sorted(self.engines)))
 
@@ -127,7 +131,7 @@ class WorkerRuntime:
         for engine in self._distinct():
             engine.stop()
 
-    def run(self, job: dict[str, Any]) -> str:
+    def run(self, message: object) -> str:
         """Run one job to its end on its model's engine; return how it ended.
 
         A job whose request already got its answer (a redelivered copy, or an attempt the front
@@ -137,11 +141,17 @@ class WorkerRuntime:
         event: the request's fault (bad text, a refused template) as :class:`InvalidRequest`,
         anything else as the worker's own.
         """
-        job_id = job.get("id") if isinstance(job, dict) else None
-        if not isinstance(job_id, str):
-            log.error("dropping a malformed job without an id: %.200r", job)
+        try:
+            job = job_from_wire(message)
+        except MalformedMessage as exc:
+            log.error("dropping a malformed job: %s", exc)
+            job_id = message.get("id") if isinstance(message, dict) else None
+            if isinstance(job_id, str):  # its front waits: it hears why at once
+                return self._fail(job_id, WORKER_ERROR, "The model worker got a malformed job.")
             return ERROR
-        client = self.io.client
+        job_id = job["id"]
+        io = self._io()
+        client = io.client
         detached = bool(job.get("result_key"))
         pipe = client.pipeline(transaction=False)
         pipe.mget(finished_key(origin(job)), cancel_key(job_id), cancel_key(origin(job)))
@@ -160,33 +170,51 @@ class WorkerRuntime:
         if finished or cancelled or not (listeners or detached):
             why = "already answered" if finished else "cancelled" if cancelled else "unheard"
             log.info("job %s %s; dropping this copy", job_id, why)
-            return "duplicate" if finished else "cancelled"
+            return DUPLICATE if finished else CANCELLED
         if detached:
             ttl = int(job.get("result_ttl") or CLAIM_TTL)
             progress = job.get("progress_key") or ""
-            self.io.detach(job_id, origin(job), job["result_key"], ttl, progress)
+            io.detach(job_id, origin(job), job["result_key"], ttl, progress)
         client.set(claim_key(job_id), self.worker_id, ex=CLAIM_TTL)
         try:
-            engine = self.engines.get(job.get("model"))
+            engine = self.engines.get(job["model"])
             if engine is None:
-                raise JobFailed(f"This worker does not serve the model {job.get('model')!r}.")
+                raise JobFailed(f"This worker does not serve the model {job['model']!r}.")
             ticket = engine.submit(job)
         except JobFailed as exc:
             if exc.code == WORKER_ERROR:
                 log.error("job %s: %s", job_id, exc.message)
-            return self._fail(job_id, exc.code, exc.message, exc.param)
+            return self._fail(job_id, exc.code, exc.message, exc.field, exc.details)
         except Exception:  # noqa: BLE001 - any fault ends the job now, not after a timeout
             log.exception("job %s: the worker failed before running it", job_id)
             message = "The model worker failed while preparing this request."
             return self._fail(job_id, WORKER_ERROR, message)
         ticket.wait()
+        outcome = ticket.outcome or ERROR
         if job.get("origin"):  # a retried attempt answers its origin's request
-            client.set(finished_key(job["origin"]), ticket.outcome, ex=CLAIM_TTL)
-        return ticket.outcome
+            client.set(finished_key(origin(job)), outcome, ex=CLAIM_TTL)
+        return outcome
 
-    def _fail(self, job_id: str, code: str, message: str, param: str | None = None) -> str:
+    def _io(self) -> RedisJobIO:
+        if self.io is None:
+            raise RuntimeError("the worker's models are not loaded yet")
+        return self.io
+
+    def _settings(self) -> Settings:
+        if self.settings is None:
+            raise RuntimeError("the worker's models are not loaded yet")
+        return self.settings
+
+    def _fail(
+        self,
+        job_id: str,
+        code: str,
+        message: str,
+        field: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> str:
         """End a job that never reached its engine with its one terminal ``error`` event."""
-        self.io.exchange([EventSequence(job_id).error(code, message, param)], [])
+        self._io().exchange([EventSequence(job_id).error(code, message, field, details)], [])
         return ERROR
 
 

@@ -9,10 +9,10 @@ from workers.runtime import runtime
 
 
 @shared_task(name=GENERATE_TASK)
-def generate(job: dict) -> str:
-    return runtime.run(job)
+def generate(job: object) -> str:
+    return runtime.run(job)  # checked there: config.protocol.job_from_wire
 
 
 @shared_task(name=EMBED_TASK)
-def embed(job: dict) -> str:
+def embed(job: object) -> str:
     return runtime.run(job)

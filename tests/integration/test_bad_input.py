@@ -9,7 +9,8 @@ import uuid
 import pytest
 from celery import Celery
 
-from config.protocol import EMBED_TASK, GENERATE_TASK, events_channel
+from config.keys import events_channel
+from config.protocol import EMBED_TASK, GENERATE_TASK
 from config.settings import celery_config
 from tests.faulty_model import BOOM
 from tests.integration.conftest import CHAT_MODEL, EMBED_MODEL, FAULTY, TINY
@@ -135,15 +136,15 @@ def only_error(events: list[dict]) -> dict:
 
 
 @pytest.mark.parametrize(
-    ("job", "code", "param"),
+    ("job", "code", "field"),
     [
-        ({"kind": "completion", "prompts": ["a\ud800"]}, "invalid_request", "prompt"),
+        ({"kind": "completion", "prompts": ["a\ud800"]}, "invalid_request", "prompts[0]"),
         (
             {"kind": "chat", "messages": [{"role": "user", "content": "\udfff"}]},
             "invalid_request",
-            "messages",
+            "messages[0].content",
         ),
-        ({"kind": "completion", "prompts": [[1, 2, 99999]]}, "invalid_request", "prompt"),
+        ({"kind": "completion", "prompts": ["b", [1, 99999]]}, "invalid_request", "prompts[1]"),
         ({"kind": "completion", "prompts": 12}, "worker_error", None),
         (
             {"kind": "completion", "prompts": ["x"], "params": {"temperature": "hot"}},
@@ -154,10 +155,11 @@ def only_error(events: list[dict]) -> dict:
     ],
 )
 def test_a_job_the_worker_cannot_run_ends_with_one_error_at_once(
-    redis_server, redis_client, job, code, param
+    redis_server, redis_client, job, code, field
 ):
+    """Straight to the worker, past the front: the error names the job's field at fault."""
     error = only_error(direct(redis_server, redis_client, TINY, job))
-    assert (error["code"], error["param"]) == (code, param)
+    assert (error["code"], error["field"]) == (code, field)
 
 
 def test_a_job_for_a_model_the_worker_does_not_serve_ends_with_one_error(
@@ -172,7 +174,7 @@ def test_a_job_for_a_model_the_worker_does_not_serve_ends_with_one_error(
 def test_an_embedding_worker_refuses_bad_text_with_one_error(redis_server, redis_client):
     job = {"kind": "embedding", "inputs": ["fine", "bad \ud800"]}
     error = only_error(direct(redis_server, redis_client, EMBED_MODEL, job, EMBED_TASK))
-    assert (error["code"], error["param"]) == ("invalid_request", "input")
+    assert (error["code"], error["field"]) == ("invalid_request", "inputs[1]")
 
 
 # -- the faulty model: a template that refuses, a prompt that breaks the forward pass ---------

@@ -8,7 +8,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from app.events import EventHub
-from config.protocol import TOKEN, EventSequence, encode, events_channel
+from config.keys import events_channel
+from config.protocol import EventSequence, encode
 from config.redisconn import connect
 
 STREAMS = 64
@@ -30,7 +31,8 @@ def test_concurrent_first_subscriptions_share_one_connection(redis_server, redis
         assert len(connections) == 1, connections
         assert int(connections[0]["sub"]) == STREAMS
         for stream in streams:
-            event = EventSequence(stream.job_id).make(TOKEN, text="hi")
+            token = {"index": 0, "text": "hi", "token_ids": [1], "finish_reason": None}
+            event = EventSequence(stream.job_id).token(token)
             assert redis_client.publish(events_channel(stream.job_id), encode(event)) == 1
         for stream in streams:  # each one's event reached it, through the one reader
             assert stream.next(5)["job"] == stream.job_id

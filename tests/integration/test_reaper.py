@@ -11,15 +11,15 @@ import time
 import pytest
 import redis
 
-from config.protocol import (
+from config.keys import (
     DETACHED_SET,
     bulk_processing,
     bulk_queue,
     claim_key,
     detached_key,
-    encode,
     flex_queue,
 )
+from config.protocol import completion_job, encode
 from devtools.localstack import EmbeddedRedis
 from workers.reaper import MAX_ATTEMPTS, Reaper
 
@@ -34,7 +34,8 @@ def client(tmp_path):
 
 def detached(client, attempts: int) -> dict:
     """A detached job claimed by a worker that is gone (it has no heartbeat)."""
-    job = {"id": f"attempt{attempts}", "model": "m", "kind": "chat", "result_key": "llm:r:1"}
+    job = {"id": f"attempt{attempts}", "model": "m", "kind": "chat", "messages": []}
+    job["result_key"] = "llm:r:1"
     client.set(detached_key("origin"), encode({"job": job, "attempts": attempts}))
     client.zadd(DETACHED_SET, {"origin": 1})
     client.set(claim_key(job["id"]), "dead-worker:1")
@@ -62,11 +63,11 @@ def test_a_dead_attempt_runs_again_until_the_last_then_fails(client):
 
 def test_bulk_work_of_a_dead_worker_goes_back_in_line(client):
     held = bulk_processing("dead-worker:2")
-    line = {"id": "l1", "model": "m", "batch": "b1", "result_key": "llm:r:2"}
-    flex = {"id": "f1", "model": "m", "priority": "bulk"}
+    line = completion_job("m", ["a"], {}, batch="b1", result_key="llm:r:2", priority="bulk")
+    flex = completion_job("m", ["b"], {}, priority="bulk")
     client.lpush(held, encode(line), encode(flex))
     Reaper(client, lambda job: None, "reaper:2", interval=0.001).check()
     assert client.llen(held) == 0
-    assert json.loads(client.lindex("llm:batch:b1:queue", 0))["id"] == "l1"
+    assert json.loads(client.lindex("llm:batch:b1:queue", 0))["id"] == line["id"]
     assert client.lrange(bulk_queue("m"), 0, -1) == ["b1"]
-    assert json.loads(client.lindex(flex_queue("m"), 0))["id"] == "f1"
+    assert json.loads(client.lindex(flex_queue("m"), 0))["id"] == flex["id"]

@@ -146,7 +146,7 @@ def test_tools_reach_the_prompt_through_the_builtin_format(engine):
 def test_a_schema_that_cannot_compile_is_refused_before_it_takes_a_slot(engine):
     with pytest.raises(InvalidRequest) as refused:
         engine.submit(chat("bad", json_schema={"type": "nonsense"}))
-    assert refused.value.param == "response_format"
+    assert refused.value.field == "json_schema"
     assert engine.load()["waiting"] == 0
 
 
@@ -182,10 +182,10 @@ def test_a_json_reply_that_does_not_parse_breaks_its_contract():
     from types import SimpleNamespace
 
     from workers.engine.output import TokenOutput
-    from workers.engine.sequences import JSON
+    from workers.engine.sequences import JSON_ONLY
 
     def seq(reply: str):
-        return SimpleNamespace(forced=JSON, reply=reply, text=SimpleNamespace(stopped=False))
+        return SimpleNamespace(forced=JSON_ONLY, reply=reply, text=SimpleNamespace(stopped=False))
 
     def check(reply: str, reason: str | None) -> str:
         return TokenOutput._breaks_contract(seq(reply), "", reason)

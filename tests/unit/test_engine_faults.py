@@ -77,27 +77,33 @@ def test_an_embedding_input_that_fails_fails_alone(engine):
 
 
 @pytest.mark.parametrize(
-    ("bad_job", "param", "code"),
+    ("bad_job", "field", "code"),
     [
-        ({"prompts": ["a\ud800b"]}, "prompt", "invalid_request"),
-        ({"messages": [{"role": "user", "content": "\udfff"}]}, "messages", "invalid_request"),
+        ({"prompts": ["a\ud800b"]}, "prompts[0]", "invalid_request"),
+        (
+            {"messages": [{"role": "user", "content": "\udfff"}]},
+            "messages[0].content",
+            "invalid_request",
+        ),
         ({"messages": [{"role": "assistant", "content": "Hi"}]}, "messages", "invalid_request"),
-        ({"prompts": ["Hi"], "params": {"logit_bias": {"99999": 5}}}, "logit_bias", None),
-        ({"prompts": [[1, 2, 10**6]]}, "prompt", "invalid_request"),
+        ({"prompts": ["Hi"], "params": {"logit_bias": {"99999": 5}}}, "params.logit_bias", None),
+        ({"prompts": ["Hi", [1, 2, 10**6]]}, "prompts[1]", "invalid_request"),
         (
             {"prompts": ["Hello world"] * 3, "max_request_tokens": 5},
-            "prompt",
+            "prompts",
             "max_tokens_per_request",
         ),
-        ({"kind": "embedding", "inputs": ["\ud800"]}, "input", "invalid_request"),
+        ({"kind": "embedding", "inputs": ["ok", "\ud800"]}, "inputs[1]", "invalid_request"),
     ],
 )
 def test_content_the_model_cannot_take_is_refused_before_it_takes_a_slot(
-    engine, bad_job, param, code
+    engine, bad_job, field, code
 ):
+    """The engine names the job's field at fault (the front names the request's parameter)."""
     with pytest.raises(InvalidRequest) as refused:
         engine.submit({"id": "x", "params": {"max_tokens": 2}, **bad_job})
-    assert refused.value.param == param
+    assert refused.value.field == field
+    assert not {"logit_bias", "MAX_REQUEST_TOKENS"} & set(refused.value.message.split())
     assert code is None or refused.value.code == code
     assert (engine.load()["running"], engine.load()["waiting"]) == (0, 0)
 

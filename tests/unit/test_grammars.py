@@ -77,8 +77,8 @@ def test_no_grammar_without_a_constraint():
 @pytest.mark.parametrize(
     ("schema", "tools", "param"),
     [
-        ({"type": "bogus"}, None, "response_format"),
-        ({"$ref": "#/definitions/missing"}, None, "response_format"),
+        ({"type": "bogus"}, None, "json_schema"),
+        ({"$ref": "#/definitions/missing"}, None, "json_schema"),
         (None, [{"name": "f", "parameters": {"type": "nothing"}}], "tools"),
     ],
 )

@@ -83,4 +83,4 @@ def test_an_input_over_the_context_is_refused(model_and_tokenizer):
     too_long = [5] * (engine.context_length + 1)
     with pytest.raises(InvalidRequest) as refused:
         engine.submit({"id": "x", "kind": "embedding", "inputs": [too_long]})
-    assert (refused.value.code, refused.value.param) == ("context_length_exceeded", "input")
+    assert (refused.value.code, refused.value.field) == ("context_length_exceeded", "inputs[0]")

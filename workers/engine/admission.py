@@ -1,65 +1,88 @@
 """How waiting sequences become running rows: admission within the step's token budget (a
 long prompt alone, a chunk per step), prefix reuse, the prefill pass, and joining the batch with
-a first token. A part of :class:`~workers.engine.generation.GenerationEngine`, kept apart so
-that the engine's module holds its loop and its public face."""
+a first token. :class:`~workers.engine.generation.GenerationEngine` calls it each step."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 
+from config.protocol import Event
 from workers.engine.batch import BatchState
-from workers.engine.errors import EngineFailed
+from workers.engine.errors import EngineFailed, JobFailed
 from workers.engine.isolation import run_isolated
 from workers.engine.output import TokenOutput
 from workers.engine.prefill import Piece, PrefillBudget, prefill_forward, row_kv
 from workers.engine.prefix import BLOCK, PrefixCache
 from workers.engine.running import RunningRows
 from workers.engine.scheduler import Scheduler
-from workers.engine.sequences import Sequence
+from workers.engine.sequences import JobState, Sequence, adapter_names
 
 log = logging.getLogger(__name__)
 
 
+FailJobs = Callable[[Iterable[JobState], JobFailed, list[Event]], None]
+
+
 class Admission:
-    """The engine's admission and prefill steps (a mixin: the engine holds the state, and its
-    ``_fail`` ends the jobs whose prefill failed)."""
+    """The engine's admission and prefill steps. The engine owns the state they change (its
+    lock, line, running rows, prefix cache) and hands it over; ``fail`` is the engine's way to
+    end the jobs whose prefill failed."""
 
-    model: Any
-    adapters: dict[str, str]
-    name: str
-    pad_id: int
-    max_batch_size: int
-    parts: bool  # the model's layers allow prefix reuse and chunks
-    prefix: PrefixCache
-    output: TokenOutput
-    _lock: threading.Condition
-    _scheduler: Scheduler
-    _budget: PrefillBudget
-    _chunk: int
-    _rows: list[Sequence]
-    _running: RunningRows
+    def __init__(
+        self,
+        model: Any,
+        output: TokenOutput,
+        scheduler: Scheduler,
+        running: RunningRows,
+        prefix: PrefixCache,
+        budget: PrefillBudget,
+        lock: threading.Condition,
+        fail: FailJobs,
+        *,
+        parts: bool,
+        adapters: bool,
+        max_batch_size: int,
+        pad_id: int,
+        name: str,
+    ) -> None:
+        self.model = model
+        self.output = output
+        self.scheduler = scheduler
+        self.running = running
+        self.prefix = prefix
+        self.budget = budget
+        self.lock = lock
+        self.fail = fail
+        self.parts = parts  # the model's layers allow prefix reuse and chunks
+        self.adapters = adapters
+        self.max_batch_size = max_batch_size
+        self.pad_id = pad_id
+        self.name = name
+        self.chunk = budget.most  # tokens a lone long prompt prefills this step
 
-    def _admit(self) -> list[Sequence]:
+    def admit(self) -> list[Sequence]:
         """The sequences prefilled this step, after bulk rows above their share give way to
         waiting interactive ones (see :mod:`workers.engine.scheduler`): as many as the step's
         token budget allows, or one long prompt alone, whose next chunk fills the budget."""
-        budget = self._budget.tokens(streams_running=bool(self._rows))
+        rows = self.running.rows
+        budget = self.budget.tokens(streams_running=bool(rows))
 
         def cost(seq: Sequence) -> tuple[int, bool]:
             self._reuse_prefix(seq)
             return seq.to_prefill, seq.part is not None or seq.to_prefill > budget
 
-        with self._lock:
-            evicted = self._scheduler.preempt(self._rows)
+        with self.lock:
+            evicted = self.scheduler.preempt(rows)
             if evicted:
                 self._evict(evicted)
-            joining = self._scheduler.take(self._rows, budget, cost)
-        self._chunk = budget
+            joining = self.scheduler.take(self.running.rows, budget, cost)  # after evictions
+        self.chunk = budget
         return joining
 
     def _reuse_prefix(self, seq: Sequence) -> None:
@@ -73,16 +96,16 @@ class Admission:
 
     def _evict(self, indices: list[int]) -> None:
         """Drop rows from the batch (their cache goes) and put them back in line to resume."""
-        rows = self._rows
+        rows = self.running.rows
         seqs = [rows[i] for i in indices]
-        self._running.remove(seqs)
+        self.running.remove(seqs)
         for seq in seqs:
             seq.resumed = seq.prompt + seq.generated
             seq.part, seq.prefix, seq.cached, seq.looked_up = None, None, 0, False
-        self._scheduler.requeue(seqs)
+        self.scheduler.requeue(seqs)
         log.info("engine %s: %d bulk rows give way to interactive ones", self.name, len(seqs))
 
-    def _prefill(self, joining: list[Sequence], events: list[dict[str, Any]]) -> None:
+    def prefill(self, joining: list[Sequence], events: list[Event]) -> None:
         """Prefill ``joining`` in one forward pass (a long prompt alone: its next chunk) and join
         the prompts it completes to the running batch. If the pass fails, each job's prompts are
         prefilled alone, so only a job that fails alone fails."""
@@ -95,14 +118,14 @@ class Admission:
 
         for jobs, result, error in run_isolated(list(by_job.values()), run):
             seqs = [seq for group in jobs for seq in group]
-            if error is None:
+            if result is not None:
                 self._prefilled(seqs, *result, events)
                 continue
             log.error("engine %s: a prefill failed", self.name, exc_info=error)
             failure = EngineFailed("The model failed on this request's prompt.")
             for seq in seqs:
                 seq.part = seq.prefix = None
-            self._fail({id(s.job): s.job for s in seqs}.values(), failure, events)
+            self.fail({id(s.job): s.job for s in seqs}.values(), failure, events)
 
     def _prefill_forward(
         self, joining: list[Sequence]
@@ -123,15 +146,15 @@ class Admission:
         pieces = []
         for seq in firsts:
             context = seq.context()
-            end = min(len(context), seq.prefilled + self._chunk) if lone else len(context)
+            end = min(len(context), seq.prefilled + self.chunk) if lone else len(context)
             pieces.append(Piece(seq.part, context[seq.prefilled : end], seq.prefix or []))
         keep_all = any(seq.wants_prompt_logprobs for seq in firsts)
         started = time.perf_counter()
-        extra = self._adapter_names(firsts)
+        extra = adapter_names(firsts, self.adapters)
         # Rows that start the running batch get room for a full batch beside them.
-        room = 0 if self._rows else self.max_batch_size
+        room = 0 if self.running.rows else self.max_batch_size
         out, state = prefill_forward(self.model, pieces, self.pad_id, keep_all, extra, room)
-        self._budget.prefilled(sum(len(p.tokens) for p in pieces), time.perf_counter() - started)
+        self.budget.prefilled(sum(len(p.tokens) for p in pieces), time.perf_counter() - started)
         return out, state, firsts, rows
 
     def _prefilled(
@@ -141,7 +164,7 @@ class Admission:
         state: BatchState,
         firsts: list[Sequence],
         rows: list[int],
-        events: list[dict[str, Any]],
+        events: list[Event],
     ) -> None:
         """After a prefill pass: a chunked prompt not done yet keeps its cache and waits first in
         its line; the others' prompts go to the prefix cache and they join the batch."""
@@ -149,8 +172,8 @@ class Admission:
         if len(joining) == 1 and state.mask.shape[1] < len(seq.context()):
             seq.part, seq.prefix = state, None
             self._keep_prefix(seq, state, 0, state.mask.shape[1])
-            with self._lock:
-                self._scheduler.resume_first(seq)
+            with self.lock:
+                self.scheduler.resume_first(seq)
             return
         for row, first in enumerate(firsts):
             if first.resumed is None:
@@ -181,16 +204,16 @@ class Admission:
         out: Any,
         joined: BatchState,
         rows: list[int],
-        events: list[dict[str, Any]],
+        events: list[Event],
     ) -> None:
         """Add prefilled sequences to the running batch and choose their first tokens."""
         now = time.monotonic()
         for seq, row in zip(joining, rows, strict=True):
             if seq.job.started is None:
                 seq.job.started = now
-            if seq.wants_prompt_logprobs:
+            if seq.wants_prompt_logprobs and seq.echo is not None:
                 seq.echo["logprobs"] = self.output.prompt_logprobs(seq, out.logits[row])
-        group = self._running.join(joining, joined, self.max_batch_size)
+        group = self.running.join(joining, joined, self.max_batch_size)
         first_row = len(group.rows) - len(joining)
         last = out.logits[:, -1, :].index_select(0, torch.tensor(rows, device=out.logits.device))
         try:
@@ -198,8 +221,4 @@ class Admission:
         except Exception:  # noqa: BLE001 - the sampler failed on these rows: they leave
             log.exception("engine %s: choosing first tokens failed", self.name)
             failure = EngineFailed("The model failed on this request's prompt.")
-            self._fail({id(s.job): s.job for s in joining}.values(), failure, events)
-
-    def _adapter_names(self, rows: list[Sequence]) -> dict[str, Any]:
-        """The forward pass's per-row adapters, for a PEFT model (nothing for a plain one)."""
-        return {"adapter_names": [s.adapter for s in rows]} if self.adapters else {}
+            self.fail({id(s.job): s.job for s in joining}.values(), failure, events)

@@ -9,6 +9,8 @@ the rest of a prompt, never shifts a sequence.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from transformers import DynamicCache
 
@@ -36,7 +38,7 @@ class BatchState:
     def rows(self) -> int:
         return self.mask.shape[0]
 
-    def decode_inputs(self) -> dict:
+    def decode_inputs(self) -> dict[str, Any]:
         """Inputs for one decode step: feed each row's last token at its own next position."""
         positions = self.mask.sum(-1, keepdim=True)
         self.mask = torch.cat([self.mask, self.mask.new_ones(self.rows, 1)], dim=-1)
@@ -100,6 +102,8 @@ class BatchState:
         length = max(self.mask.shape[1], other.mask.shape[1])
         self.mask = torch.cat([_left_pad(self.mask, length, 1), _left_pad(other.mask, length, 1)])
         self.last_tokens = torch.cat([self.last_tokens, other.last_tokens])
+        mine: Any  # transformers' layer classes: their keys and values are typed optional
+        theirs: Any
         for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
             if isinstance(mine, GrowingLayer):
                 mine.append_rows(theirs.keys, theirs.values, row_capacity)
@@ -112,13 +116,14 @@ class BatchState:
             )
 
 
-def _filled(cache: DynamicCache) -> list:
-    return [layer for layer in cache.layers if layer.is_initialized and layer.keys.numel()]
+def _filled(cache: DynamicCache) -> list[Any]:
+    layers: list[Any] = cache.layers  # transformers' layer classes: keys typed optional
+    return [layer for layer in layers if layer.is_initialized and layer.keys.numel()]
 
 
 def prefill_inputs(
     prompts: list[list[int]], pad_id: int, device: torch.device
-) -> tuple[dict, torch.Tensor]:
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Left-padded inputs that run several prompts in one forward pass; also returns the mask."""
     length = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), length), pad_id, dtype=torch.long, device=device)

@@ -67,7 +67,9 @@ class Constraints:
         logits[index] = logits[index].masked_fill(blocked, float("-inf"))
 
 
-def load_constraints(tokenizer: Any, vocab_size: int, eos_ids: set[int], name: str):
+def load_constraints(
+    tokenizer: Any, vocab_size: int, eos_ids: set[int], name: str
+) -> Constraints | None:
     """The model's :class:`Constraints`, or None if its tokenizer cannot be used (llguidance needs
     a fast tokenizer); then requests that need a grammar are refused."""
     try:

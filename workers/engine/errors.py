@@ -1,8 +1,12 @@
-"""Domain errors of the engines. They know nothing of HTTP: each carries a code of the message
-contract (:data:`config.protocol.ERROR_CODES`) and the request parameter at fault, and the front
-maps the code to an HTTP status (``app/errors.py``)."""
+"""Domain errors of the engines. They know nothing of HTTP nor of the request's parameters: each
+carries a code of the message contract (:data:`config.protocol.ERROR_CODES`), the field of the
+job at fault (``messages``, ``prompts[1]``, ``params.max_tokens``) and the numbers its message
+states; the front maps the code to an HTTP status and the field to the endpoint's parameter
+(``app/errors.py``), which it writes where the message says ``{param}``."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from config.protocol import (
     CONTEXT_LENGTH_EXCEEDED,
@@ -18,10 +22,11 @@ class JobFailed(Exception):
 
     code = WORKER_ERROR
 
-    def __init__(self, message: str, param: str | None = None) -> None:
+    def __init__(self, message: str, field: str | None = None, **details: Any) -> None:
         super().__init__(message)
         self.message = message
-        self.param = param
+        self.field = field
+        self.details = details
 
 
 class InvalidRequest(JobFailed):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -26,29 +25,30 @@ from typing import Any
 import torch
 
 from config.grammars import TOOL_FORMATS
-from config.protocol import CANCELLED, ERROR, WORKER_SHUTDOWN
+from config.protocol import CANCELLED, EMBEDDING, ERROR, WORKER_SHUTDOWN, EngineLoad, Event, Job
 from workers.engine.admission import Admission
+from workers.engine.base import EngineLoop
 from workers.engine.constraints import load_constraints
 from workers.engine.decoder import decoder_for
-from workers.engine.embedding import take_batch
+from workers.engine.embedding import EmbeddingJob, take_batch
 from workers.engine.errors import EngineFailed, JobFailed
 from workers.engine.intake import context_length, eos_ids, generation_job
 from workers.engine.io import JobIO, Ticket, exchange_patiently
 from workers.engine.kvcache import growing, new_cache
 from workers.engine.output import TokenOutput
-from workers.engine.pooling import EmbeddingJob, embed_isolated, embedding_job
+from workers.engine.pooling import embed_isolated, embedding_job
 from workers.engine.prefill import PrefillBudget
 from workers.engine.prefix import PrefixCache
 from workers.engine.running import RunningRows, pass_cost
 from workers.engine.scheduler import Scheduler
-from workers.engine.sequences import Job, Sequence
+from workers.engine.sequences import JobState, Sequence, adapter_names
 from workers.engine.speculation import draft_for, speculate
 from workers.engine.tools import template_renders_tools
 
 log = logging.getLogger(__name__)
 
 
-class GenerationEngine(Admission):
+class GenerationEngine(EngineLoop[None]):
     """Owns one causal LM and the thread that runs its batch.
 
     With ``adapters`` (public model name -> adapter name), the model is a PEFT model holding
@@ -56,8 +56,6 @@ class GenerationEngine(Admission):
     through that adapter, any other through the base, all of them in the same batch (PEFT's
     mixed-adapter forward: one adapter name per row).
     """
-
-    info: dict[str, str] = {}  # what the heartbeat tells of it (device, dtype), set by loading
 
     def __init__(
         self,
@@ -75,6 +73,7 @@ class GenerationEngine(Admission):
         prefix_cache_bytes: int = 0,
         lookup_tokens: int = 0,
     ) -> None:
+        super().__init__(name)
         self.model = model
         # decode steps run a leaner forward where one computes the same (a Llama on the CPU)
         self.decode_forward = decoder_for(model) or model
@@ -86,7 +85,6 @@ class GenerationEngine(Admission):
         self.lookup_tokens = lookup_tokens  # draft size of prompt-lookup speculation (0: off)
         self.drafted = self.accepted = 0  # draft tokens proposed, and taken
         self.embedding_batch_size = embedding_batch_size
-        self.name = name
         self.device = next(model.parameters()).device
         if self.device.type == "cpu":
             # transformers copies keys and values once per query head before a masked attention
@@ -110,52 +108,54 @@ class GenerationEngine(Admission):
         self.parts = growing(new_cache(model.config))
         self.prefix = PrefixCache(prefix_cache_bytes if self.parts else 0)
         self._budget = PrefillBudget(prefill_tokens)
-        self._lock = threading.Condition()
         self._scheduler = Scheduler(max_batch_size, bulk_share)
         self._embeddings: deque[EmbeddingJob] = deque()
         self._embedding_now: list[EmbeddingJob] = []  # taken by the step under way
         self._running = RunningRows(pass_cost(model))
-        self._thread: threading.Thread | None = None
-        self._stopping = False
         self._aborting: str | None = None
-        self._step_started: float | None = None  # monotonic time the step under way began
-        self._chunk = prefill_tokens  # tokens a lone long prompt prefills this step
+        self.admission = Admission(
+            model,
+            self.output,
+            self._scheduler,
+            self._running,
+            self.prefix,
+            self._budget,
+            self._lock,
+            self._fail,
+            parts=self.parts,
+            adapters=bool(self.adapters),
+            max_batch_size=max_batch_size,
+            pad_id=self.pad_id,
+            name=name,
+        )
 
     # -- the outside: submit jobs, start and stop the loop -------------------------------------
 
-    def submit(self, job: dict[str, Any]) -> Ticket:
+    def submit(self, job: Job) -> Ticket:
         """Check and tokenize ``job``, queue its sequences; raise :class:`JobFailed` (an
         :class:`InvalidRequest` when the request's content is at fault)."""
-        if job.get("kind") == "embedding":
-            state = embedding_job(job, self)
+        if job.get("kind") == EMBEDDING:
+            embedding = embedding_job(job, self)
             with self._lock:
-                self._embeddings.append(state)
-                self._lock.notify()
-            return state.ticket
+                self._embeddings.append(embedding)
+                self._wake()
+            return embedding.ticket
         state = generation_job(job, self)
         with self._lock:
             self._scheduler.add(state.sequences)
-            self._lock.notify()
+            self._wake()
         return state.ticket
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"engine-{self.name}", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stopping = True
-            self._lock.notify()
-        if self._thread:
-            self._thread.join(timeout=30)
 
     def abort(self, message: str) -> None:
         """End every job in flight with an error (a shutdown that cannot wait any longer)."""
         with self._lock:
             self._aborting = message
-            self._lock.notify()
+            self._wake()
 
-    def load(self) -> dict[str, Any]:
+    def slots(self) -> int:
+        return self.max_batch_size
+
+    def load(self) -> EngineLoad:
         """How busy the engine is: running rows, sequences waiting to join, and how long the
         step under way has run (the worker's watchdog reads it, see :meth:`stalled`)."""
         return {
@@ -165,19 +165,6 @@ class GenerationEngine(Admission):
             "step_seconds": round(self.step_seconds(), 3),
         }
 
-    def step_seconds(self) -> float:
-        """Seconds the step under way has run; 0 between steps."""
-        started = self._step_started
-        return 0.0 if started is None else time.monotonic() - started
-
-    def stalled(self, timeout: float) -> bool:
-        """Whether one step has run for ``timeout`` seconds (a hung kernel, a deadlock), or the
-        engine's thread is gone while it has work."""
-        if self.step_seconds() >= timeout:
-            return True
-        dead = self._thread is not None and not self._thread.is_alive() and not self._stopping
-        return dead and bool(self._rows or self._scheduler.waiting() or self._embeddings)
-
     @property
     def _rows(self) -> list[Sequence]:
         """Every running row (a new list; see :class:`RunningRows` for their groups)."""
@@ -185,29 +172,28 @@ class GenerationEngine(Admission):
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        while True:
-            with self._lock:
-                while not (
-                    self._scheduler.interactive
-                    or self._scheduler.bulk
-                    or self._rows
-                    or self._embeddings
-                    or self._stopping
-                    or self._aborting
-                ):
-                    self._lock.wait()
-                if self._stopping:
-                    return
-            if self._aborting:  # between steps, on the engine thread that owns the batch
-                self._fail_all(WORKER_SHUTDOWN, self._aborting)
-                self._aborting = None
-                continue
-            try:
-                self.step()
-            except Exception:  # noqa: BLE001 - one bad step must not kill the worker
-                log.exception("engine %s: step failed; failing every job in it", self.name)
-                self._fail_all(EngineFailed.code, "The model worker failed while generating.")
+    def _has_work(self) -> bool:
+        return bool(
+            self._scheduler.interactive
+            or self._scheduler.bulk
+            or self._rows
+            or self._embeddings
+            or self._aborting
+        )
+
+    def _take(self) -> None:
+        return None  # a step takes its work itself, from the line, as its budget allows
+
+    def _run_step(self, work: None) -> None:
+        if self._aborting:  # between steps, on the engine thread that owns the batch
+            self._fail_all(WORKER_SHUTDOWN, self._aborting)
+            self._aborting = None
+            return
+        try:
+            self.step()
+        except Exception:  # noqa: BLE001 - one bad step must not kill the worker
+            log.exception("engine %s: step failed; failing every job in it", self.name)
+            self._fail_all(EngineFailed.code, "The model worker failed while generating.")
 
     @torch.inference_mode()
     def step(self) -> None:
@@ -217,14 +203,11 @@ class GenerationEngine(Admission):
         prefill fails ends its own job (the others prefilled with it are run again without it);
         a failed decode ends the running rows. The engine goes on with the rest.
         """
-        self._step_started = time.monotonic()
-        try:
+        with self._timed_step():
             self._step()
-        finally:
-            self._step_started = None
 
     def _step(self) -> None:
-        events: list[dict[str, Any]] = []
+        events: list[Event] = []
         self._embedding_now = self._take_embeddings()
         if self._embedding_now:
             embed_isolated(
@@ -232,13 +215,13 @@ class GenerationEngine(Admission):
                 bool(self.adapters), self.output.ending, events, self.name,
             )  # fmt: skip
         else:
-            joining = self._admit()
+            joining = self.admission.admit()
             # The running rows advance first; then the admitted prompts are prefilled (within
             # the step's budget, so the streams' next step is never far off) and join them.
             if self._running.groups:
                 self._decode(events)
             if joining:
-                self._prefill(joining, events)
+                self.admission.prefill(joining, events)
         cancelled = exchange_patiently(self.io, events, self._job_ids(), self._still_waiting)
         # Only now, with its terminal event published, may a job count as finished: the Celery
         # task acknowledges the message when its ticket finishes.
@@ -250,12 +233,7 @@ class GenerationEngine(Admission):
             self._cancel(cancelled)
         self._running.retire()
 
-    def _still_waiting(self) -> bool:
-        """While events wait for Redis, the step is not stuck: its clock starts again."""
-        self._step_started = time.monotonic()
-        return not self._stopping
-
-    def _decode(self, events: list[dict[str, Any]]) -> None:
+    def _decode(self, events: list[Event]) -> None:
         """One decode pass per group of running rows (see :mod:`workers.engine.running`)."""
         started = time.perf_counter()
         for group in self._running.groups:
@@ -263,13 +241,13 @@ class GenerationEngine(Admission):
             try:
                 draft = draft_for(rows, self.lookup_tokens if self.parts else 0)
                 if draft:
-                    extra = self._adapter_names(rows)
+                    extra = adapter_names(rows, bool(self.adapters))
                     taken = speculate(
                         self.decode_forward, self.output, group.batch, rows[0], draft, extra, events
                     )
                     self.drafted, self.accepted = self.drafted + len(draft), self.accepted + taken
                     continue
-                inputs = group.batch.decode_inputs() | self._adapter_names(rows)
+                inputs = group.batch.decode_inputs() | adapter_names(rows, bool(self.adapters))
                 out = self.decode_forward(**inputs, use_cache=True)
                 group.batch.last_tokens = self.output.advance(rows, out.logits[:, -1, :], events)
             except Exception:  # noqa: BLE001 - the cache may be half-updated: end the group's rows
@@ -278,7 +256,7 @@ class GenerationEngine(Admission):
                 self._fail({id(s.job): s.job for s in rows}.values(), failure, events)
         self._budget.decoded(time.perf_counter() - started)
 
-    def _fail(self, jobs: Iterable[Job], error: JobFailed, events: list[dict[str, Any]]) -> None:
+    def _fail(self, jobs: Iterable[JobState], error: JobFailed, events: list[Event]) -> None:
         """End ``jobs`` with ``error`` (those whose ``done`` is already out are left alone)."""
         for job in jobs:
             self.output.fail(job, error, events)
@@ -303,11 +281,12 @@ class GenerationEngine(Admission):
         return list(dict.fromkeys(s.job.id for s in seqs if s.finish_reason is None))
 
     def _cancel(self, job_ids: set[str]) -> None:
-        events, jobs = [], {}
+        events: list[Event] = []
+        jobs: dict[str, JobState] = {}
         with self._lock:
             for seq in self._rows + self._scheduler.waiting():
                 if seq.job.id in job_ids and seq.finish_reason is None:
-                    seq.finish_reason = "cancelled"
+                    seq.finish_reason = CANCELLED
                     jobs[seq.job.id] = seq.job
             self._scheduler.drop_finished()
         for job in jobs.values():
@@ -322,7 +301,7 @@ class GenerationEngine(Admission):
     def _fail_all(self, code: str, message: str) -> None:
         """End every job the engine holds with one error (a shutdown, or a failure outside the
         model); the batch starts afresh."""
-        events = []
+        events: list[Event] = []
         with self._lock:
             seqs = self._rows + self._scheduler.waiting()
             embeddings = self._embedding_now + list(self._embeddings)
@@ -330,7 +309,9 @@ class GenerationEngine(Admission):
             self._scheduler.interactive.clear()
             self._scheduler.bulk.clear()
             self._embedding_now, self._embeddings = [], deque()
-        jobs = [j for j in {id(s.job): s.job for s in seqs}.values() if not j.ticket.finished]
+        jobs: list[JobState | EmbeddingJob] = [
+            j for j in {id(s.job): s.job for s in seqs}.values() if not j.ticket.finished
+        ]
         jobs += [j for j in embeddings if not j.ticket.finished]
         for job in jobs:
             events.append(job.events.error(code, message))

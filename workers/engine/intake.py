@@ -2,9 +2,9 @@
 takes a slot in the batch.
 
 Everything that comes from the request's content and can fail is checked here and raised as an
-:class:`InvalidRequest` naming the parameter: text that is not valid Unicode, token ids outside
-the vocabulary, a conversation the chat template refuses, a prompt over the context, more prompt
-tokens than one request may hold.
+:class:`InvalidRequest` naming the job's field at fault: text that is not valid Unicode, token ids
+outside the vocabulary, a conversation the chat template refuses, a prompt over the context, more
+prompt tokens than one request may hold.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Any, Protocol
 from jinja2 import TemplateError
 
 from config.grammars import GrammarError, ToolFormat, request_grammar
-from config.protocol import EventSequence
+from config.protocol import BULK, EventSequence, Job, Message, Prompt, Tool
 from workers.engine.errors import ContextLengthExceeded, InvalidRequest, TooManyTokens
 from workers.engine.io import Ticket
 from workers.engine.sampling import SamplingParams, make_generator
-from workers.engine.sequences import BASE, JSON, TOOL_CALLS, Job, Sequence
+from workers.engine.sequences import BASE, CALLS_ONLY, JSON_ONLY, JobState, Sequence
 from workers.engine.text import TextStream
 from workers.engine.tools import (
     ToolCallParser,
@@ -42,10 +42,10 @@ class Model(Protocol):
     constraints: Any
 
 
-def generation_job(job: dict[str, Any], model: Model) -> Job:
+def generation_job(job: Job, model: Model) -> JobState:
     """A generation job checked and tokenized, with one sequence per prompt and choice; raises
     :class:`InvalidRequest` when the request's content is at fault."""
-    params = SamplingParams.from_job(job.get("params", {}))
+    params = SamplingParams.from_job(job.get("params") or {})
     check_logit_bias(params.logit_bias, model.vocab_size)
     grammar, grammar_param = job_grammar(job, model.tool_format)
     if grammar is not None and model.constraints is None:
@@ -55,14 +55,15 @@ def generation_job(job: dict[str, Any], model: Model) -> Job:
         )
     tokenizer = model.tokenizer
     prompts = job_prompts(job, tokenizer, model.vocab_size, model.name, model.tool_prompt)
-    param = "messages" if job.get("messages") is not None else "prompt"
-    check_request_tokens(sum(len(p) for p in prompts), job.get("max_request_tokens"), param)
+    field = "messages" if job.get("messages") is not None else "prompts"
+    check_request_tokens(sum(len(p) for p in prompts), job.get("max_request_tokens"), field)
     calls_tools = bool(job.get("tools")) and job.get("tool_choice") != "none"
     forced = forced_reply(job, grammar, calls_tools)
-    state = Job(id=job["id"], ticket=Ticket(), events=EventSequence(job["id"]))
-    adapter = model.adapters.get(job.get("model"), BASE)
+    state = JobState(id=job["id"], ticket=Ticket(), events=EventSequence(job["id"]))
+    adapter = model.adapters.get(job.get("model", ""), BASE)
     for number, prompt in enumerate(prompts):
-        room = check_context(prompt, params.max_tokens, model.context_length, param)
+        where = field if field == "messages" else f"prompts[{number}]"
+        room = check_context(prompt, params.max_tokens, model.context_length, where)
         # n choices per prompt share the prompt list, so the prefill runs once for all of them.
         for copy in range(params.n):
             index = number * params.n + copy
@@ -84,7 +85,7 @@ def generation_job(job: dict[str, Any], model: Model) -> Job:
                     matcher=matcher,
                     forced=forced,
                     tools=ToolCallParser(model.tool_format) if calls_tools else None,
-                    bulk=job.get("priority") == "bulk",
+                    bulk=job.get("priority") == BULK,
                 )
             )
         state.prompt_tokens += len(prompt)
@@ -113,50 +114,53 @@ def eos_ids(model: Any, tokenizer: Any) -> set[int]:
     return ids
 
 
-def check_text(text: str, param: str) -> str:
+def check_text(text: str, field: str) -> str:
     """``text`` if it can be encoded (JSON may carry lone UTF-16 surrogates, which no tokenizer
     takes); else :class:`InvalidRequest`."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise InvalidRequest(
-            f"The {param} is not valid Unicode: a lone surrogate "
+            "The {param} is not valid Unicode: a lone surrogate "
             f"(U+{ord(text[exc.start]):04X}) at character {exc.start}.",
-            param,
+            field,
+            character=exc.start,
         ) from None
     return text
 
 
-def check_ids(tokens: list, vocab_size: int, param: str) -> list[int]:
+def check_ids(tokens: list[Any], vocab_size: int, field: str) -> list[int]:
     if any(
         not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < vocab_size for t in tokens
     ):
-        raise InvalidRequest(f"Token ids in the {param} must be in [0, {vocab_size}).", param)
+        raise InvalidRequest(
+            f"Token ids in the {{param}} must be in [0, {vocab_size}).", field, vocab=vocab_size
+        )
     return tokens
 
 
 def tokenize(
     tokenizer: Any,
-    item: str | list[int],
+    item: Prompt,
     vocab_size: int,
-    param: str,
+    field: str,
     max_length: int | None = None,
 ) -> list[int]:
     """A text (tokenized with the tokenizer's special tokens, truncated to ``max_length`` when
     given) or a list of token ids, checked."""
     if isinstance(item, str):
         cut = {"truncation": True, "max_length": max_length} if max_length else {}
-        return list(tokenizer(check_text(item, param), **cut)["input_ids"])
+        return list(tokenizer(check_text(item, field), **cut)["input_ids"])
     if not isinstance(item, list):
-        raise InvalidRequest(f"The {param} must be text or a list of token ids.", param)
-    return check_ids(item, vocab_size, param)
+        raise InvalidRequest("The {param} must be text or a list of token ids.", field)
+    return check_ids(item, vocab_size, field)
 
 
 def chat_prompt(
     tokenizer: Any,
-    messages: list[dict[str, Any]],
+    messages: list[Message],
     model: str,
-    tools: list[dict[str, Any]] | None = None,
+    tools: list[Tool] | None = None,
     tool_format: ToolFormat | None = None,
 ) -> list[int]:
     """The conversation (and the tools the model may call) through the model's chat template,
@@ -164,9 +168,9 @@ def chat_prompt(
     describes them (see :mod:`workers.engine.tools`)."""
     if not getattr(tokenizer, "chat_template", None):
         raise InvalidRequest(f"Model {model} has no chat template.", "messages")
-    for message in messages:
+    for number, message in enumerate(messages):
         if isinstance(message.get("content"), str):
-            check_text(message["content"], "messages")
+            check_text(message["content"], f"messages[{number}].content")
     extra: dict[str, Any] = {}
     if tool_format is not None:
         messages = builtin_messages(messages, tools, tool_format)
@@ -181,12 +185,15 @@ def chat_prompt(
     except TemplateError as exc:
         # Templates refuse conversations they cannot render (roles that do not alternate, say)
         # with raise_exception(): the request's fault, in the template's words.
-        raise InvalidRequest(f"The chat template refused the messages: {exc}", "messages") from None
+        raise InvalidRequest(
+            "The chat template refused the conversation: " + str(exc).replace("{", "{{"),
+            "messages",
+        ) from None
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def job_prompts(
-    job: dict[str, Any],
+    job: Job,
     tokenizer: Any,
     vocab_size: int,
     model: str,
@@ -198,17 +205,20 @@ def job_prompts(
         tools = job.get("tools") if job.get("tool_choice") != "none" else None
         prompts = [chat_prompt(tokenizer, job["messages"], model, tools, tool_format)]
     else:
-        prompts = [tokenize(tokenizer, p, vocab_size, "prompt") for p in job["prompts"]]
-    for prompt in prompts:
+        prompts = [
+            tokenize(tokenizer, p, vocab_size, f"prompts[{i}]")
+            for i, p in enumerate(job.get("prompts") or [])
+        ]
+    for number, prompt in enumerate(prompts):
         if not prompt:
             if tokenizer.bos_token_id is None:
-                raise InvalidRequest("The prompt is empty.", "prompt")
+                raise InvalidRequest("The {param} is empty.", f"prompts[{number}]")
             prompt.append(tokenizer.bos_token_id)
     return prompts
 
 
-def job_grammar(job: dict[str, Any], tool_format: ToolFormat) -> tuple[str | None, str]:
-    """The grammar the job's reply must follow (None: free) and the parameter it comes from."""
+def job_grammar(job: Job, tool_format: ToolFormat) -> tuple[str | None, str]:
+    """The grammar the job's reply must follow (None: free) and the job field it comes from."""
     try:
         grammar = request_grammar(
             job.get("json_schema"),
@@ -219,29 +229,31 @@ def job_grammar(job: dict[str, Any], tool_format: ToolFormat) -> tuple[str | Non
         )
     except GrammarError as exc:
         raise InvalidRequest(str(exc), exc.param) from None
-    param = "tools" if job.get("tools") and job.get("tool_choice") != "none" else "response_format"
-    return grammar, param
+    field = "tools" if job.get("tools") and job.get("tool_choice") != "none" else "json_schema"
+    return grammar, field
 
 
-def forced_reply(job: dict[str, Any], grammar: str | None, calls_tools: bool) -> str | None:
-    """What the job's reply must be (:data:`TOOL_CALLS`, :data:`JSON`), or None when it may be
+def forced_reply(job: Job, grammar: str | None, calls_tools: bool) -> str | None:
+    """What the job's reply must be (:data:`CALLS_ONLY`, :data:`JSON_ONLY`), or None when it may be
     free text (no grammar, or ``tool_choice`` auto, which lets the model answer in text)."""
     if grammar is None:
         return None
     if calls_tools:
-        return None if (job.get("tool_choice") or "auto") == "auto" else TOOL_CALLS
-    return JSON
+        return None if (job.get("tool_choice") or "auto") == "auto" else CALLS_ONLY
+    return JSON_ONLY
 
 
 def check_logit_bias(bias: tuple[tuple[int, float], ...], vocab_size: int) -> None:
     if any(not 0 <= token < vocab_size for token, _ in bias):
         raise InvalidRequest(
-            f"logit_bias keys must be token ids in [0, {vocab_size}).", "logit_bias"
+            f"The {{param}} keys must be token ids in [0, {vocab_size}).",
+            "params.logit_bias",
+            vocab=vocab_size,
         )
 
 
 def check_context(
-    prompt: list[int], max_tokens: int | None, context_length: int, param: str
+    prompt: list[int], max_tokens: int | None, context_length: int, field: str
 ) -> int:
     """Room left in the context after ``prompt``; :class:`ContextLengthExceeded` if the prompt
     (plus ``max_tokens``, when given) does not fit."""
@@ -252,22 +264,29 @@ def check_context(
             f"However, you requested {len(prompt) + max_tokens} tokens "
             f"({len(prompt)} in the prompt, {max_tokens} for the completion). "
             "Please reduce the prompt or the completion length.",
-            "max_tokens" if room > 0 else param,
+            "params.max_tokens" if room > 0 else field,
+            limit=context_length,
+            prompt_tokens=len(prompt),
+            max_tokens=max_tokens,
         )
     if room <= 0:
         raise ContextLengthExceeded(
             f"This model's maximum context length is {context_length} tokens. "
             f"However, your prompt has {len(prompt)} tokens.",
-            param,
+            field,
+            limit=context_length,
+            prompt_tokens=len(prompt),
         )
     return room
 
 
-def check_request_tokens(total: int, limit: int | None, param: str) -> None:
+def check_request_tokens(total: int, limit: int | None, field: str) -> None:
     """At most ``limit`` prompt tokens in one request (MAX_REQUEST_TOKENS)."""
     if limit is not None and total > limit:
         raise TooManyTokens(
-            f"This request holds {total} prompt tokens; at most {limit} are allowed per request "
-            "(MAX_REQUEST_TOKENS). Split it into several requests.",
-            param,
+            f"This request holds {total} prompt tokens; at most {limit} are allowed per "
+            "request. Split it into several requests.",
+            field,
+            limit=limit,
+            prompt_tokens=total,
         )

@@ -6,7 +6,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
+
+from config.protocol import Event
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +18,7 @@ class Unavailable(Exception):
 
 
 class JobIO(Protocol):
-    def exchange(self, events: list[dict[str, Any]], job_ids: list[str]) -> set[str]:
+    def exchange(self, events: list[Event], job_ids: list[str]) -> set[str]:
         """Publish ``events`` (in order) and return which of ``job_ids`` have been cancelled;
         raise :class:`Unavailable` if that cannot be done for now (nothing was recorded)."""
         ...
@@ -43,7 +45,7 @@ class Ticket:
 
 def exchange_patiently(
     io: JobIO,
-    events: list[dict[str, Any]],
+    events: list[Event],
     job_ids: list[str],
     waiting: Callable[[], bool],
 ) -> set[str]:

@@ -18,7 +18,7 @@ but it must be finite: a masked NaN would still poison the attention's sum).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from transformers import DynamicCache
@@ -27,12 +27,13 @@ from transformers.cache_utils import DynamicLayer
 MIN_HEADROOM = 64  # columns of spare capacity at least, whenever a layer's buffer is (re)made
 
 
-class GrowingLayer(DynamicLayer):
+# transformers' CacheLayerMixin leaves __init_subclass__ and __init__ unannotated.
+class GrowingLayer(DynamicLayer):  # type: ignore[no-untyped-call]
     """One layer's cache: ``keys``/``values`` are ``[rows, heads, length, head_dim]`` views of
     ``[row capacity, heads, column capacity, head_dim]`` buffers."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]  # unannotated upstream
         self.key_buffer: torch.Tensor | None = None
         self.value_buffer: torch.Tensor | None = None
         self.rows = 0
@@ -51,12 +52,12 @@ class GrowingLayer(DynamicLayer):
             self._reallocate(key_states, max(self.rows, self.row_capacity), 0, added)
         elif self.start + self.length + added > self.key_buffer.shape[2]:
             self._reallocate(key_states, self.key_buffer.shape[0], 0, self.length + added)
+        assert self.key_buffer is not None and self.value_buffer is not None  # made just above
         end = self.start + self.length
         self.key_buffer[: self.rows, :, end : end + added] = key_states
         self.value_buffer[: self.rows, :, end : end + added] = value_states
         self.length += added
-        self._view()
-        return self.keys, self.values
+        return self._view()
 
     def _reallocate(self, like: torch.Tensor, row_capacity: int, left: int, width: int) -> None:
         """New buffers for ``row_capacity`` rows and ``left`` + ``width`` columns and headroom;
@@ -66,6 +67,7 @@ class GrowingLayer(DynamicLayer):
         shape = (row_capacity, like.shape[1], capacity, like.shape[3])
         key_buffer, value_buffer = like.new_empty(shape), like.new_empty(shape)
         if self.key_buffer is not None and self.length:
+            assert self.keys is not None and self.values is not None  # the buffers' view
             key_buffer[: self.rows, :, left : left + self.length] = self.keys
             value_buffer[: self.rows, :, left : left + self.length] = self.values
         self.key_buffer, self.value_buffer, self.start = key_buffer, value_buffer, left
@@ -82,6 +84,7 @@ class GrowingLayer(DynamicLayer):
 
     def select_rows(self, index: torch.Tensor) -> None:
         """Keep the rows in ``index``, in that order, repeats allowed (copies those rows)."""
+        assert self.key_buffer is not None and self.value_buffer is not None  # a filled layer
         self.key_buffer = self.key_buffer[: self.rows, :, self.start :].index_select(0, index)
         self.value_buffer = self.value_buffer[: self.rows, :, self.start :].index_select(0, index)
         self.rows, self.start = len(index), 0
@@ -90,6 +93,7 @@ class GrowingLayer(DynamicLayer):
     def move_rows(self, moves: list[tuple[int, int]], rows: int) -> None:
         """Copy row ``source`` to row ``target`` for each ``(source, target)``, then keep the
         first ``rows`` rows."""
+        assert self.key_buffer is not None and self.value_buffer is not None  # a filled layer
         columns = slice(self.start, self.start + self.length)
         for source, target in moves:
             self.key_buffer[target, :, columns] = self.key_buffer[source, :, columns]
@@ -100,6 +104,7 @@ class GrowingLayer(DynamicLayer):
     def append_rows(self, keys: torch.Tensor, values: torch.Tensor, row_capacity: int) -> None:
         """Add rows after these, right-aligned with them (the shorter side is left-padded with
         zeros: masked out, but they must be finite)."""
+        assert self.key_buffer is not None and self.value_buffer is not None  # a filled layer
         new, theirs = keys.shape[0], keys.shape[2]
         left = max(0, theirs - self.length)  # columns the new rows need before the view's start
         if self.rows + new > self.key_buffer.shape[0] or left > self.start:
@@ -130,10 +135,12 @@ class GrowingLayer(DynamicLayer):
     def get_seq_length(self) -> int:
         return self.length if self.is_initialized else 0
 
-    def _view(self) -> None:
+    def _view(self) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self.key_buffer is not None and self.value_buffer is not None  # made before
         end = self.start + self.length
         self.keys = self.key_buffer[: self.rows, :, self.start : end]
         self.values = self.value_buffer[: self.rows, :, self.start : end]
+        return self.keys, self.values
 
 
 def new_cache(config: Any) -> DynamicCache:
@@ -158,4 +165,4 @@ def kv_bytes_per_token(config: Any, dtype: torch.dtype) -> int:
     heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
     element = torch.tensor([], dtype=dtype).element_size()
-    return 2 * text.num_hidden_layers * heads * head_dim * element
+    return cast(int, 2 * text.num_hidden_layers * heads * head_dim * element)

@@ -11,10 +11,23 @@ from typing import Any
 
 import torch
 
-from config.protocol import DONE, ERROR, TOKEN
+from config.protocol import (
+    DONE,
+    ERROR,
+    LENGTH,
+    STOP,
+    TOOL_CALLS,
+    Event,
+    FinishReason,
+    Timing,
+    TokenFields,
+    TokenInfo,
+    TokenLogprob,
+    ToolCallDelta,
+)
 from workers.engine.errors import EngineFailed, JobFailed
 from workers.engine.sampling import choose_tokens, process_logits, token_logprobs
-from workers.engine.sequences import JSON, TOOL_CALLS, Job, Sequence
+from workers.engine.sequences import CALLS_ONLY, JSON_ONLY, JobState, Sequence
 from workers.engine.text import TokenBytes
 
 log = logging.getLogger(__name__)
@@ -33,10 +46,10 @@ class TokenOutput:
         self.eos_ids = eos_ids
         self.pad_id = pad_id
         self.name = name
-        self.ending: list[tuple[Any, str]] = []
+        self.ending: list[tuple[Any, str]] = []  # (a JobState or an embedding job, DONE or ERROR)
 
     def advance(
-        self, rows: list[Sequence], logits: torch.Tensor, events: list[dict[str, Any]]
+        self, rows: list[Sequence], logits: torch.Tensor, events: list[Event]
     ) -> torch.Tensor:
         """Choose each row's next token, record it, and emit the text it completes; returns the
         chosen tokens (the rows' next inputs).
@@ -64,7 +77,7 @@ class TokenOutput:
                 continue
             if seq.max_new_tokens <= 0:  # echo with max_tokens 0: the prompt's logprobs only
                 chosen.append(self.pad_id)
-                self.emit(seq, "", "length", events)
+                self.emit(seq, "", LENGTH, events)
                 continue
             token = tokens[i]
             chosen.append(token)
@@ -84,7 +97,7 @@ class TokenOutput:
             self._record(seq, token, events)
         return torch.tensor(chosen, dtype=torch.long, device=logits.device)
 
-    def accept(self, seq: Sequence, tokens: list[int], events: list[dict[str, Any]]) -> None:
+    def accept(self, seq: Sequence, tokens: list[int], events: list[Event]) -> None:
         """Record ``tokens``, chosen already (a verified draft and the model's next token), in
         order, until the sequence ends (an end of sequence, a stop string, its max_tokens)."""
         for token in tokens:
@@ -92,7 +105,7 @@ class TokenOutput:
                 return
             self._record(seq, token, events)
 
-    def fail(self, job: Job, error: JobFailed, events: list[dict[str, Any]]) -> None:
+    def fail(self, job: JobState, error: JobFailed, events: list[Event]) -> None:
         """End ``job`` with ``error``: every sequence of it leaves, its one terminal event is
         this error (nothing, if its ``done`` is already out)."""
         if job.finished:
@@ -100,27 +113,27 @@ class TokenOutput:
         for seq in job.sequences:
             if seq.finish_reason is None:
                 seq.finish_reason = "error"  # leaves the batch (or the waiting line)
-        events.append(job.events.error(error.code, error.message, error.param))
+        events.append(job.events.error(error.code, error.message, error.field, error.details))
         self.ending.append((job, ERROR))
 
-    def _broken(self, seq: Sequence, why: str, events: list[dict[str, Any]]) -> None:
+    def _broken(self, seq: Sequence, why: str, events: list[Event]) -> None:
         """The reply of ``seq`` would break its contract (its grammar, or what it is forced to
         be): its job ends with an engine error instead, and what broke it is not sent."""
         log.error("engine %s: job %s broke its reply's contract: %s", self.name, seq.job.id, why)
         message = "The model's reply broke its required format; it was stopped."
         self.fail(seq.job, EngineFailed(message), events)
 
-    def prompt_logprobs(self, seq: Sequence, logits: torch.Tensor) -> list[dict]:
+    def prompt_logprobs(self, seq: Sequence, logits: torch.Tensor) -> list[TokenLogprob]:
         """Each prompt token's logprob given the tokens before it (the first has none)."""
-        prompt, top = seq.prompt, seq.params.logprobs
+        prompt, top = seq.prompt, seq.params.logprobs or 0
         start = logits.shape[0] - len(prompt)  # the prompt sits at the end of its padded row
-        first = {**self.describe(prompt[0]), "logprob": None, "top": []}
+        first: TokenLogprob = {**self.describe(prompt[0]), "logprob": None, "top": []}
         return [first] + [
             token_logprobs(logits[start + j - 1], prompt[j], top, self.describe)
             for j in range(1, len(prompt))
         ]
 
-    def describe(self, token: int) -> dict[str, Any]:
+    def describe(self, token: int) -> TokenInfo:
         """A token as logprobs show it: its id, its text, and its raw bytes."""
         return {
             "id": token,
@@ -128,49 +141,57 @@ class TokenOutput:
             "bytes": self.token_bytes(token),
         }
 
-    def _record(self, seq: Sequence, token: int, events: list[dict[str, Any]]) -> None:
+    def _record(self, seq: Sequence, token: int, events: list[Event]) -> None:
         seq.generated.append(token)
         seq.unsent.append(token)
         seq.counts[token] = seq.counts.get(token, 0) + 1
         # Under a grammar the end of sequence ends the reply even with ignore_eos: nothing else
         # is allowed once the reply is complete.
         ends = not seq.params.ignore_eos or seq.matcher is not None
+        reason: FinishReason | None
         if token in self.eos_ids and ends:
-            text, reason = seq.text.flush(), "stop"
+            text, reason = seq.text.flush(), STOP
         else:
             text = seq.text.push(token)
             if seq.text.stopped:
-                reason = "stop"
+                reason = STOP
             elif seq.matcher is not None and seq.matcher.is_stopped():
-                text, reason = text + seq.text.flush(), "stop"  # the grammar allows no more
+                text, reason = text + seq.text.flush(), STOP  # the grammar allows no more
             elif len(seq.generated) >= seq.max_new_tokens:
-                text, reason = text + seq.text.flush(), "length"
+                text, reason = text + seq.text.flush(), LENGTH
             else:
                 reason = None
         if not text and reason is None:
             return  # held back (partial character or possible stop string): nothing to say yet
         self.emit(seq, text, reason, events)
 
-    def emit(self, seq: Sequence, text: str, reason: str | None, events: list) -> None:
+    def emit(
+        self, seq: Sequence, text: str, reason: FinishReason | None, events: list[Event]
+    ) -> None:
         """A token event with all the sequence has not sent; after the job's last, its done."""
-        calls: list[dict[str, Any]] = []
+        calls: list[ToolCallDelta] = []
         if seq.tools is not None:
             text, calls = seq.tools.push(text)
             if reason is not None:
                 rest, more = seq.tools.flush()
                 text, calls = text + rest, calls + more
-                if seq.tools.calls and reason == "stop":
-                    reason = "tool_calls"  # the reply ends in calls
+                if seq.tools.calls and reason == STOP:
+                    reason = TOOL_CALLS  # the reply ends in calls
             if not text and not calls and reason is None:
                 return  # all held back (a tag that may be opening): nothing to say yet
-        if seq.forced == JSON:
+        if seq.forced == JSON_ONLY:
             seq.reply += text
         broken = self._breaks_contract(seq, text, reason)
         if broken:
             self._broken(seq, broken, events)
             return
         seq.finish_reason = reason
-        event = {"index": seq.index, "text": text, "token_ids": seq.unsent, "finish_reason": reason}
+        event: TokenFields = {
+            "index": seq.index,
+            "text": text,
+            "token_ids": seq.unsent,
+            "finish_reason": reason,
+        }
         if calls:
             event["tool_calls"] = calls
         if seq.params.logprobs is not None:
@@ -178,31 +199,31 @@ class TokenOutput:
             seq.unsent_logprobs = []
         if seq.echo is not None:
             event["echo"], seq.echo = seq.echo, None
-        events.append(seq.job.events.make(TOKEN, **event))
+        events.append(seq.job.events.token(event))
         seq.unsent = []
         if reason is not None and seq.job.finished:
             self._done(seq.job, events)
 
     @staticmethod
-    def _breaks_contract(seq: Sequence, text: str, reason: str | None) -> str:
+    def _breaks_contract(seq: Sequence, text: str, reason: FinishReason | None) -> str:
         """Why sending ``text`` (and ending with ``reason``) would break what the reply is
         forced to be (a JSON reply's text so far, with ``text``, is in ``seq.reply``); '' if it
         would not. The grammar already guarantees it: this is the check
         that nothing got past the grammar, whatever the cause."""
-        if seq.forced == TOOL_CALLS:
+        if seq.forced == CALLS_ONLY:
             if text:
                 return f"text beside forced tool calls: {text[:40]!r}"
-            if reason == "stop" and not seq.tools.calls:
+            if reason == STOP and seq.tools is not None and not seq.tools.calls:
                 return "a forced tool call ended without a call"
-        elif seq.forced == JSON:
-            if reason == "stop" and not seq.text.stopped:  # a stop string may cut it anywhere
+        elif seq.forced == JSON_ONLY:
+            if reason == STOP and not seq.text.stopped:  # a stop string may cut it anywhere
                 try:
                     json.loads(seq.reply)
                 except ValueError:
                     return f"a JSON reply that does not parse: {seq.reply[:40]!r}"
         return ""
 
-    def _done(self, job: Job, events: list) -> None:
-        timing = {"engine": round(time.monotonic() - (job.started or time.monotonic()), 4)}
-        events.append(job.events.make(DONE, usage=job.usage(), timing=timing))
+    def _done(self, job: JobState, events: list[Event]) -> None:
+        timing: Timing = {"engine": round(time.monotonic() - (job.started or time.monotonic()), 4)}
+        events.append(job.events.done(job.usage(), timing))
         self.ending.append((job, DONE))

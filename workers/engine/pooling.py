@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 
-from config.protocol import DONE, ERROR, EventSequence
+from config.protocol import DONE, ERROR, DoneEvent, Event, EventSequence, Job
 from workers.engine.batch import prefill_inputs
-from workers.engine.embedding import embedding_done
+from workers.engine.embedding import EmbeddingJob, embedding_done
 from workers.engine.errors import EngineFailed
 from workers.engine.intake import Model, check_context, check_request_tokens, tokenize
 from workers.engine.io import Ticket
@@ -24,37 +23,24 @@ from workers.engine.sequences import BASE
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class EmbeddingJob:
-    """An embedding job for a chat model: its inputs as token ids, and the LoRA adapter (PEFT's
-    name) they run through."""
-
-    id: str
-    ticket: Ticket
-    events: EventSequence
-    inputs: list[list[int]]
-    adapter: str
-
-
 def embed(
     model: Any,
     jobs: list[EmbeddingJob],
     pad_id: int,
     size: int,
     adapters: bool,
-    started: float | None = None,
-) -> list[dict[str, Any]]:
+    started: float,
+) -> list[DoneEvent]:
     """Embed every input of ``jobs``, ``size`` per forward pass; return each job's ``done``
     event. ``adapters``: the model is a PEFT model that takes an adapter name per row.
     ``started``: when the step began (monotonic), for the events' timing."""
-    inputs = [tokens for job in jobs for tokens in job.inputs]
+    inputs = [cast(list[int], tokens) for job in jobs for tokens in job.inputs]
     names = [job.adapter for job in jobs for _ in job.inputs] if adapters else None
     vectors = mean_pooled(model, inputs, pad_id, size, names).cpu().numpy()
     events, start = [], 0
     for job in jobs:
         end = start + len(job.inputs)
-        tokens = sum(len(t) for t in job.inputs)
-        events.append(embedding_done(job.events, vectors[start:end], tokens, started))
+        events.append(embedding_done(job, vectors[start:end], started))
         start = end
     return events
 
@@ -71,7 +57,7 @@ def mean_pooled(
     forward pass. Inputs are left-padded with positions from the mask, so an input's vector does
     not depend on what it is batched with. ``adapter_names``: a PEFT model's adapter per input."""
     device = next(model.parameters()).device
-    vectors = []
+    vectors: list[torch.Tensor] = []
     for start in range(0, len(inputs), batch_size):
         batch, mask = prefill_inputs(inputs[start : start + batch_size], pad_id, device)
         extra = (
@@ -86,21 +72,18 @@ def mean_pooled(
     return torch.cat(vectors)
 
 
-def embedding_job(job: dict[str, Any], model: Model) -> EmbeddingJob:
+def embedding_job(job: Job, model: Model) -> EmbeddingJob:
     """An embedding job for a chat model, its inputs checked and tokenized."""
     inputs = []
-    for item in job["inputs"]:
-        tokens = tokenize(model.tokenizer, item, model.vocab_size, "input")
-        check_context(tokens, None, model.context_length + 1, "input")
-        inputs.append(tokens or [model.pad_id])  # never an empty row (the front refuses "")
-    check_request_tokens(sum(map(len, inputs)), job.get("max_request_tokens"), "input")
-    return EmbeddingJob(
-        id=job["id"],
-        ticket=Ticket(),
-        events=EventSequence(job["id"]),
-        inputs=inputs,
-        adapter=model.adapters.get(job.get("model"), BASE),
-    )
+    for number, item in enumerate(job.get("inputs") or []):
+        field = f"inputs[{number}]"
+        ids = tokenize(model.tokenizer, item, model.vocab_size, field)
+        check_context(ids, None, model.context_length + 1, field)
+        inputs.append(ids or [model.pad_id])  # never an empty row (the front refuses "")
+    tokens = sum(map(len, inputs))
+    check_request_tokens(tokens, job.get("max_request_tokens"), "inputs")
+    adapter = model.adapters.get(job.get("model", ""), BASE)
+    return EmbeddingJob(job["id"], Ticket(), EventSequence(job["id"]), inputs, tokens, adapter)
 
 
 def embed_isolated(
@@ -110,7 +93,7 @@ def embed_isolated(
     batch_size: int,
     adapters: bool,
     ending: list[tuple[Any, str]],
-    events: list[dict[str, Any]],
+    events: list[Event],
     name: str,
 ) -> None:
     """Embed every input of ``jobs`` in shared forward passes; each job ends this step (its
@@ -118,16 +101,16 @@ def embed_isolated(
     fails alone (see :mod:`workers.engine.isolation`)."""
     started = time.monotonic()
 
-    def run(group: list[EmbeddingJob]) -> list[dict[str, Any]]:
+    def run(group: list[EmbeddingJob]) -> list[DoneEvent]:
         return embed(model, group, pad_id, batch_size, adapters, started)
 
     for group, done, error in run_isolated(jobs, run):
-        if error is None:
+        if done is not None:
             events.extend(done)
             ending.extend((job, DONE) for job in group)
             continue
         log.error("engine %s: embedding failed", name, exc_info=error)
         failure = EngineFailed("The model failed while embedding this input.")
         for job in group:
-            events.append(job.events.error(failure.code, failure.message, failure.param))
+            events.append(job.events.error(failure.code, failure.message))
             ending.append((job, ERROR))

@@ -13,7 +13,7 @@ padding in between changes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -82,6 +82,7 @@ def _merge(
 ) -> BatchState:
     """What the pieces already have as one batch, each row right-aligned to the longest (rows
     with nothing are empty), in buffers with room for ``coming`` more columns: one copy."""
+    layer: Any  # transformers' layer classes: their keys and values are typed optional
     cache = new_cache(config)
     length = max(piece.offset for piece in pieces)
     mask = torch.zeros((len(pieces), length), dtype=torch.long, device=device)
@@ -89,8 +90,10 @@ def _merge(
         for layer in cache.layers:
             layer.row_capacity = row_capacity
         return BatchState(cache, mask, mask.new_zeros(len(pieces)))
-    like = next(
-        p.part.cache.layers[0].keys[0, :, :0] if p.part is not None else p.blocks[0][0, 0, :, :0]
+    like: torch.Tensor = next(
+        cast(Any, p.part.cache.layers[0]).keys[0, :, :0]
+        if p.part is not None
+        else p.blocks[0][0, 0, :, :0]
         for p in pieces
         if p.offset
     )  # [kv_heads, 0, head_dim]
@@ -121,8 +124,8 @@ def row_kv(state: BatchState, row: int, start: int = 0, end: int | None = None) 
     ``[layers, 2, kv_heads, tokens, head_dim]`` (what the prefix cache stores)."""
     columns = state.mask[row].nonzero().squeeze(1)[start:end]
     first, count = int(columns[0]), len(columns)
-    layers = state.cache.layers
-    keys = layers[0].keys
+    layers: list[Any] = state.cache.layers  # transformers' layer classes: keys typed optional
+    keys: torch.Tensor = layers[0].keys
     out = keys.new_empty((len(layers), 2, keys.shape[1], count, keys.shape[3]))
     contiguous = int(columns[-1]) - first + 1 == count  # no padding among them (a lone row)
     for number, layer in enumerate(layers):  # one copy: a strided write per layer and side

@@ -114,5 +114,5 @@ def pass_cost(model: Any) -> float:
     weights (each pass reads them all) over the bytes of one token's keys and values (what
     attention reads per row and column)."""
     params = list(model.parameters())
-    weights = sum(p.numel() * p.element_size() for p in params)
+    weights: int = sum(p.numel() * p.element_size() for p in params)
     return weights / kv_bytes_per_token(model.config, params[0].dtype)

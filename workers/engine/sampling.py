@@ -8,10 +8,13 @@ own log-probabilities (before any processing, as vLLM does) with the top alterna
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from config.protocol import TokenInfo, TokenLogprob
 
 GREEDY_BELOW = 1e-5  # temperatures under this sample greedily
 
@@ -34,7 +37,7 @@ class SamplingParams:
     n: int = 1
 
     @classmethod
-    def from_job(cls, params: dict[str, Any]) -> SamplingParams:
+    def from_job(cls, params: Mapping[str, Any]) -> SamplingParams:
         stop = params.get("stop") or ()
         if isinstance(stop, str):
             stop = (stop,)
@@ -87,8 +90,8 @@ def process_logits(
     logits = logits.float().clone()
     device = logits.device
     if params.logit_bias:
-        ids, values = zip(*params.logit_bias, strict=True)
-        logits[torch.tensor(ids, device=device)] += torch.tensor(values, device=device)
+        bias_ids, biases = zip(*params.logit_bias, strict=True)
+        logits[torch.tensor(bias_ids, device=device)] += torch.tensor(biases, device=device)
     if counts and (params.presence_penalty or params.frequency_penalty):
         # OpenAI: logit -= frequency_penalty * count + presence_penalty * (count > 0)
         ids = torch.tensor(list(counts), device=device)
@@ -161,11 +164,13 @@ def truncate(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     return logits
 
 
-def token_logprobs(logits: torch.Tensor, token: int, top: int, describe) -> dict[str, Any]:
+def token_logprobs(
+    logits: torch.Tensor, token: int, top: int, describe: Callable[[int], TokenInfo]
+) -> TokenLogprob:
     """The chosen token's log-probability and the ``top`` most likely alternatives, each with
     what ``describe(token_id)`` says of the token (its id, text and bytes)."""
     logprobs = torch.log_softmax(logits.float(), dim=-1)
-    entry = {**describe(token), "logprob": float(logprobs[token]), "top": []}
+    entry: TokenLogprob = {**describe(token), "logprob": float(logprobs[token]), "top": []}
     if top:
         values, ids = torch.topk(logprobs, top)
         entry["top"] = [

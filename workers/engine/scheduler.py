@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 
@@ -24,7 +24,7 @@ class Seq(Protocol):
     def context(self) -> list[int]: ...
 
 
-def _live(seqs) -> list[Any]:
+def _live(seqs: Iterable[Any]) -> list[Any]:
     return [s for s in seqs if s.finish_reason is None]
 
 
@@ -99,6 +99,6 @@ class Scheduler:
         """How many more bulk sequences the engine would run now."""
         if any(s.finish_reason is None for s in self.interactive):
             return 0
-        running = sum(s.bulk for s in _live(rows))
+        running: int = sum(s.bulk for s in _live(rows))
         limit = min(self.bulk_limit(rows), self.max_batch_size - (len(rows) - running))
         return max(0, limit - running - len(_live(self.bulk)))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
-from config.protocol import EventSequence
+from config.protocol import Echo, EventSequence, FinishReason, TokenLogprob, Usage
 from workers.engine.batch import BatchState
 from workers.engine.drafts import Drafter
 from workers.engine.io import Ticket
@@ -16,12 +16,16 @@ from workers.engine.text import TextStream
 from workers.engine.tools import ToolCallParser
 
 BASE = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
-TOOL_CALLS = "tool_calls"  # Sequence.forced: the reply is tool calls and nothing else
-JSON = "json"  # Sequence.forced: the reply is one JSON value
+CALLS_ONLY = "calls"  # Sequence.forced: the reply is tool calls and nothing else
+JSON_ONLY = "json"  # Sequence.forced: the reply is one JSON value
+# Why a sequence ended: a finish reason its client sees, or its job ended without one.
+Ending = FinishReason | Literal["cancelled", "error"]
 
 
 @dataclass
-class Job:
+class JobState:
+    """A generation job as its engine runs it: its sequences, its events, its ticket."""
+
     id: str
     ticket: Ticket
     events: EventSequence
@@ -34,7 +38,7 @@ class Job:
     def finished(self) -> bool:
         return all(s.finish_reason is not None for s in self.sequences)
 
-    def usage(self) -> dict[str, Any]:
+    def usage(self) -> Usage:
         completion = sum(len(s.generated) for s in self.sequences)
         return {
             "prompt_tokens": self.prompt_tokens,
@@ -46,7 +50,7 @@ class Job:
 
 @dataclass
 class Sequence:
-    job: Job
+    job: JobState
     index: int
     prompt: list[int]
     params: SamplingParams
@@ -55,13 +59,13 @@ class Sequence:
     generator: torch.Generator | None
     generated: list[int] = field(default_factory=list)
     unsent: list[int] = field(default_factory=list)
-    unsent_logprobs: list[dict] = field(default_factory=list)
+    unsent_logprobs: list[TokenLogprob] = field(default_factory=list)
     counts: dict[int, int] = field(default_factory=dict)  # generated token -> times
-    echo: dict | None = None  # sent with the sequence's first event when the job asked for echo
-    finish_reason: str | None = None
+    echo: Echo | None = None  # sent with the sequence's first event when the job asked for echo
+    finish_reason: Ending | None = None
     adapter: str = BASE  # the LoRA adapter its rows run through (BASE: none)
     matcher: Any = None  # llguidance's, when a grammar constrains the reply
-    # What the reply must be, whatever happens to its grammar: TOOL_CALLS (only calls, under a
+    # What the reply must be, whatever happens to its grammar: CALLS_ONLY (only calls, under a
     # required or named tool_choice) or JSON (a JSON value, under response_format); checked
     # as the reply streams and when it ends (see workers.engine.output).
     forced: str | None = None
@@ -97,3 +101,8 @@ class Sequence:
     @property
     def wants_prompt_logprobs(self) -> bool:  # on its first prefill only
         return self.params.echo and self.params.logprobs is not None and self.resumed is None
+
+
+def adapter_names(rows: list[Sequence], adapters: bool) -> dict[str, Any]:
+    """A forward pass's per-row adapters, for a PEFT model (``adapters``); nothing otherwise."""
+    return {"adapter_names": [s.adapter for s in rows]} if adapters else {}

@@ -18,10 +18,11 @@ accept draft token ``d`` with probability ``p(d)`` and, on rejection, draw from 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 
+from config.protocol import Event
 from workers.engine.batch import BatchState
 from workers.engine.drafts import Drafter
 from workers.engine.output import TokenOutput
@@ -101,7 +102,7 @@ def verify(model: Any, batch: BatchState, draft: list[int], extra: dict[str, Any
         use_cache=True,
         **extra,
     )
-    return out.logits[0]
+    return cast(torch.Tensor, out.logits[0])
 
 
 def speculate(
@@ -111,7 +112,7 @@ def speculate(
     seq: Sequence,
     draft: list[int],
     extra: dict[str, Any],
-    events: list[dict[str, Any]],
+    events: list[Event],
 ) -> int:
     """Decode a one-row group with a draft: one pass checks it, the row takes what the model
     agrees with and one token more, and the cache forgets the draft tokens it did not take.
@@ -120,5 +121,6 @@ def speculate(
     output.accept(seq, tokens, events)
     batch.drop_last(len(draft) + 1 - len(tokens))
     batch.last_tokens = batch.last_tokens.new_tensor(tokens[-1:])
+    assert seq.drafter is not None  # draft_for made it, with the draft
     seq.drafter.taken(len(tokens) - 1)
     return len(tokens) - 1

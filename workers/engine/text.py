@@ -38,7 +38,7 @@ class TextStream:
         before = decode(
             self._ids[self._prefix_offset : self._read_offset], skip_special_tokens=True
         )
-        after = decode(self._ids[self._prefix_offset :], skip_special_tokens=True)
+        after: str = decode(self._ids[self._prefix_offset :], skip_special_tokens=True)
         self._prefix_offset = self._read_offset = len(self._ids)
         text, self._pending = self._pending + after[len(before) :], ""
         return text
@@ -48,7 +48,7 @@ class TextStream:
         before = decode(
             self._ids[self._prefix_offset : self._read_offset], skip_special_tokens=True
         )
-        after = decode(self._ids[self._prefix_offset :], skip_special_tokens=True)
+        after: str = decode(self._ids[self._prefix_offset :], skip_special_tokens=True)
         # An incomplete UTF-8 sequence decodes to U+FFFD: wait for the rest of the character.
         if len(after) <= len(before) or after.endswith("\ufffd"):
             return ""
@@ -98,7 +98,8 @@ class TokenBytes:
         if backend is not None and type(backend.decoder).__name__ == "ByteLevel":
             from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-            self._byte_of = {char: byte for byte, char in bytes_to_unicode().items()}
+            # transformers leaves bytes_to_unicode unannotated.
+            self._byte_of = {char: byte for byte, char in bytes_to_unicode().items()}  # type: ignore[no-untyped-call]
 
     def __call__(self, token_id: int) -> list[int]:
         piece = self._tokenizer.convert_ids_to_tokens(token_id)

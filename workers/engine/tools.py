@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 
 from config.grammars import ToolFormat
+from config.protocol import Tool, ToolCallDelta
 
 TOOLS_PROMPT = """# Tools
 
@@ -32,7 +33,7 @@ For each function call, return a json object with function name and arguments wi
 </tool_call>"""
 
 
-def openai_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def openai_tools(tools: list[Tool]) -> list[dict[str, Any]]:
     """Tools as chat templates (and OpenAI) write them: ``{"type": "function", "function"}``."""
     return [{"type": "function", "function": tool} for tool in tools]
 
@@ -44,7 +45,7 @@ def template_renders_tools(tokenizer: Any) -> bool:
 
 
 def builtin_messages(
-    messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, fmt: ToolFormat
+    messages: list[dict[str, Any]], tools: list[Tool] | None, fmt: ToolFormat
 ) -> list[dict[str, str]]:
     """The conversation as plain messages for a template that knows no tools: the tools in the
     system message, calls and results in the format's markup."""
@@ -94,7 +95,7 @@ def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _arguments(arguments: str | dict) -> Any:
+def _arguments(arguments: str | dict[str, Any]) -> Any:
     if isinstance(arguments, dict):
         return arguments
     try:
@@ -120,10 +121,11 @@ class ToolCallParser:
         self._state = "text"  # text | head | arguments | between
         self._buffer = ""
 
-    def push(self, text: str) -> tuple[str, list[dict[str, Any]]]:
+    def push(self, text: str) -> tuple[str, list[ToolCallDelta]]:
         """Add new text; return the content and the tool-call deltas that are final now."""
         self._buffer += text
-        content, deltas = "", []
+        content = ""
+        deltas: list[ToolCallDelta] = []
         while True:
             if self._state == "text":
                 at = self._buffer.find(self.fmt.begin)
@@ -162,7 +164,7 @@ class ToolCallParser:
                 else:  # not another call (the grammar allows none): plain text again
                     self._state = "text"
 
-    def flush(self) -> tuple[str, list[dict[str, Any]]]:
+    def flush(self) -> tuple[str, list[ToolCallDelta]]:
         """At the end of the reply: what is still held back (a reply cut by ``max_tokens``)."""
         rest, self._buffer = self._buffer, ""
         if self._state == "arguments" and rest:
