@@ -5,15 +5,19 @@ It never imports torch or transformers; the workers do the model work.
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
-from flask import Flask
+from flask import Config, Flask
 
 from config.redisconn import connect
 from config.registry import load_registry
 from config.settings import Settings, celery_config
+
+if TYPE_CHECKING:
+    from app.services import Services
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -53,65 +57,21 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         level=logging.INFO, format="[%(asctime)s: %(levelname)s/%(name)s] %(message)s"
     )
 
-    from app.blobs import DirectoryBlobs, RedisBlobs
-    from app.errors import register_error_handlers
-    from app.events import EventHub
-    from app.files import FileStore
-    from app.jobs import JobService
-    from app.limits import RateLimiter
-    from app.metrics import Metrics, count_request, start_timer
-    from app.responses.store import ResponseStore
-
-    register_error_handlers(app)
-    celery = celery_init_app(app)
-    # A bounded pool: under load, greenlets wait for a connection instead of opening more, so
-    # the count of Redis connections stays constant whatever the number of open requests.
-    client = connect(
-        app.config["REDIS_URL"],
-        app.config["REDIS_SENTINEL_MASTER"],
-        blocking=32,
-        timeout=10,
-        health_check_interval=30,
-        client_name="llm-front",  # named in CLIENT LIST, for operators and bench/load.py
-    )
-    app.extensions["redis"] = client
-    # The event subscriptions get a client of their own: one connection, never health-checked
-    # (see app/events.py for why).
-    events_client = connect(
-        app.config["REDIS_URL"],
-        app.config["REDIS_SENTINEL_MASTER"],
-        blocking=1,
-        timeout=10,
-        client_name="llm-front-events",
-    )
-    app.extensions["jobs"] = JobService(
-        celery,
-        client,
-        EventHub(events_client),
-        load_registry(app.config["MODELS_FILE"]),
-        app.config["WORKER_API_TIMEOUT"],
-        max_queued=app.config["MAX_QUEUED_JOBS"],
-        queue_timeout=app.config["QUEUE_TIMEOUT"],
-    )
-    app.extensions["limits"] = RateLimiter(client, app.config["RATE_LIMITS"])
-    app.extensions["responses"] = ResponseStore(client, app.config["RESPONSES_TTL"])
-    blobs = (
-        DirectoryBlobs(app.config["FILES_DIR"]) if app.config["FILES_DIR"] else RedisBlobs(client)
-    )
-    app.extensions["files"] = FileStore(client, blobs, app.config["FILES_TTL"])
-    app.extensions["metrics"] = app.extensions["jobs"].metrics = Metrics(app.extensions["jobs"])
-    app.before_request(start_timer)
-    app.after_request(count_request)
-
     from app.api import bp
+    from app.errors import register_error_handlers
     from app.health import bp as health_bp
-    from app.metrics import bp as metrics_bp
+    from app.metrics import start_timer
     from app.openapi import bp as openapi_bp
     from app.playground import bp as playground_bp
+    from app.services import EXTENSION
 
+    register_error_handlers(app)
+    services = build_services(app.config, celery_init_app(app))
+    app.extensions[EXTENSION] = services  # the one entry: see app.services
+    app.before_request(start_timer)
+    app.after_request(services.metrics.count_request)
     app.register_blueprint(bp)
     app.register_blueprint(health_bp)
-    app.register_blueprint(metrics_bp)
     app.register_blueprint(openapi_bp)
     app.register_blueprint(playground_bp)
     if app.config["CORS_ORIGINS"]:  # off unless configured: browsers may not call by default
@@ -125,5 +85,96 @@ def celery_init_app(app: Flask) -> Celery:
     """The front's Celery app: a producer only (it sends tasks by name, imports no task code)."""
     celery = Celery(app.name)
     celery.conf.update(celery_config(app.config["REDIS_URL"], app.config["REDIS_SENTINEL_MASTER"]))
-    app.extensions["celery"] = celery
     return celery
+
+
+def build_services(config: Config, celery: Celery) -> Services:
+    """Every service of the front, each given its collaborators and the settings it uses."""
+    from app.batches.lines import BatchLines
+    from app.batches.service import BatchService, batch_counts
+    from app.blobs import BlobStore, DirectoryBlobs, RedisBlobs
+    from app.caps import Caps
+    from app.events import EventHub
+    from app.files import FileStore
+    from app.jobs import JobService
+    from app.limits import RateLimiter
+    from app.liveness import Liveness
+    from app.metrics import Metrics
+    from app.model_status import ModelStatus
+    from app.openapi import build_spec
+    from app.owners import Owners
+    from app.responses.service import ResponseService
+    from app.responses.store import ResponseStore
+    from app.services import Services
+    from app.serving.embeddings import EmbeddingService
+    from app.serving.generation import GenerationService
+
+    # A bounded pool: under load, greenlets wait for a connection instead of opening more, so
+    # the count of Redis connections stays constant whatever the number of open requests.
+    client = connect(
+        config["REDIS_URL"],
+        config["REDIS_SENTINEL_MASTER"],
+        blocking=32,
+        timeout=10,
+        health_check_interval=30,
+        client_name="llm-front",  # named in CLIENT LIST, for operators and bench/load.py
+    )
+    # The event subscriptions get a client of their own: one connection, never health-checked
+    # (see app/events.py for why).
+    events_client = connect(
+        config["REDIS_URL"],
+        config["REDIS_SENTINEL_MASTER"],
+        blocking=1,
+        timeout=10,
+        client_name="llm-front-events",
+    )
+    registry = load_registry(config["MODELS_FILE"])
+    hub = EventHub(events_client)
+    status = ModelStatus(client, Liveness(client), registry)
+    limits = RateLimiter(client, config["RATE_LIMITS"])
+    blobs: BlobStore = RedisBlobs(client)
+    if config["FILES_DIR"]:
+        blobs = DirectoryBlobs(config["FILES_DIR"])
+    files = FileStore(
+        client, blobs, config["FILES_TTL"], config["FILE_MAX_BYTES"], config["BATCH_MAX_LINES"]
+    )
+    # What the metrics read at a scrape; the job service reports each job's events to them.
+    metrics = Metrics(
+        lambda: hub.open_streams, status.rows, functools.partial(batch_counts, client)
+    )
+    jobs = JobService(
+        celery,
+        client,
+        hub,
+        registry,
+        config["WORKER_API_TIMEOUT"],
+        max_queued=config["MAX_QUEUED_JOBS"],
+        queue_timeout=config["QUEUE_TIMEOUT"],
+        metrics=metrics,
+    )
+    caps = Caps(
+        config["MAX_REQUEST_CHOICES"], config["MAX_EMBEDDING_INPUTS"], config["MAX_REQUEST_TOKENS"]
+    )
+    generation = GenerationService(jobs, limits, caps)
+    embeddings = EmbeddingService(jobs, limits, caps)
+    responses = ResponseService(
+        jobs, ResponseStore(client, config["RESPONSES_TTL"]), limits, config["MAX_REQUEST_TOKENS"]
+    )
+    # Batch lines run through the endpoints' own services.
+    lines = BatchLines(generation, embeddings, responses)
+    batches = BatchService(
+        client, files, limits, lines, config["BATCHES_TTL"], config["BATCH_MAX_LINES"]
+    )
+    return Services(
+        jobs=jobs,
+        limits=limits,
+        owners=Owners(client, bool(config["API_KEYS"]), config.get("OWNER_HASH_SECRET")),
+        metrics=metrics,
+        status=status,
+        files=files,
+        generation=generation,
+        embeddings=embeddings,
+        responses=responses,
+        batches=batches,
+        openapi=functools.cache(functools.partial(build_spec, registry)),
+    )

@@ -14,8 +14,8 @@ def require_api_key() -> None:
     keys = current_app.config["API_KEYS"]
     if not keys:
         return
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    token = token.strip().encode()
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    token = given.strip().encode()
     # Compare against every key, in constant time, so timing says nothing about a near miss.
     matched = False
     for key in keys:

@@ -25,7 +25,8 @@ class RedisBlobs:
         self.client.set(f"llm:blob:{key}", data, ex=ttl)
 
     def get(self, key: str) -> bytes | None:
-        return self.client.get(f"llm:blob:{key}")
+        data = self.client.get(f"llm:blob:{key}")
+        return data.encode() if isinstance(data, str) else data
 
     def delete(self, key: str) -> None:
         self.client.delete(f"llm:blob:{key}")

@@ -14,6 +14,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
 from app.schemas import GenerationSchema, Lenient
+from config.protocol import Params
 
 ROLES = ["system", "developer", "user", "assistant", "tool", "function"]
 FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -172,7 +173,7 @@ class ChatCompletionSchema(GenerationSchema):
         if choice not in (None, "none", "auto", "required") and choice not in names:
             raise ValidationError(f"no tool named {choice!r} is given", param)
 
-    def logprob_params(self, data: dict) -> dict:
+    def logprob_params(self, data: dict[str, Any]) -> Params:
         top = data.get("top_logprobs") or 0
         return {"logprobs": top if data.get("logprobs") else None, "echo": False}
 
@@ -203,14 +204,15 @@ def _tool(function: dict) -> dict:
     return tool
 
 
-def _json_schema(response_format: dict | None) -> dict | None:
+def _json_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
     """The schema the reply must follow: ``{}`` (any object) for ``json_object``, None for
     text."""
     kind = (response_format or {}).get("type", "text")
     if kind == "json_object":
         return {}
-    if kind == "json_schema":
-        return response_format["json_schema"].get("schema") or {}
+    if kind == "json_schema" and response_format is not None:
+        schema: dict[str, Any] = response_format["json_schema"].get("schema") or {}
+        return schema
     return None
 
 

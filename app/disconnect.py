@@ -12,8 +12,12 @@ from __future__ import annotations
 import select
 import socket
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from flask import request
+
+if TYPE_CHECKING:  # at run time, gevent is imported where the handler is made
+    from gevent.pywsgi import WSGIHandler
 
 SOCKET_KEYS = ("llm.socket", "gunicorn.socket", "gunicorn.sock")
 
@@ -37,12 +41,12 @@ def client_gone_check() -> Callable[[], bool] | None:
     return gone
 
 
-def handler_class():
+def handler_class() -> type[WSGIHandler]:
     """gevent's WSGI handler, giving the application its client's socket (``llm.socket``)."""
     from gevent.pywsgi import WSGIHandler
 
     class SocketHandler(WSGIHandler):
-        def get_environ(self):
+        def get_environ(self) -> dict[str, Any]:
             environ = super().get_environ()
             environ["llm.socket"] = self.socket
             return environ

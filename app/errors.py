@@ -8,7 +8,8 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
 from config import protocol
-from config.protocol import error_body
+from config.protocol import ErrorEvent, error_body
+from config.results import JobError
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,47 @@ _WORKER_ERRORS = {
 }
 
 
-def from_worker(event: dict) -> APIError:
-    """The :class:`APIError` for a worker's terminal ``error`` event (an unknown code is a 500)."""
+# A job's fields, as the engine names them in its errors, and the request parameter each comes
+# from (chat and completions; see :func:`param_names` for the other endpoints).
+JOB_PARAMS: dict[str, str] = {
+    "messages": "messages",
+    "prompts": "prompt",
+    "inputs": "input",
+    "json_schema": "response_format",
+    "tools": "tools",
+    "params.max_tokens": "max_tokens",
+    "params.logit_bias": "logit_bias",
+}
+
+
+def param_names(**renamed: str) -> dict[str, str]:
+    """:data:`JOB_PARAMS` with some fields renamed, as an endpoint names its parameters:
+    ``param_names(messages="input")`` for the Responses API."""
+    return JOB_PARAMS | {field.replace("__", "."): name for field, name in renamed.items()}
+
+
+def request_param(field: str | None, names: dict[str, str]) -> str | None:
+    """The request parameter behind a job field (``prompts[1]`` -> ``prompt``): the field's
+    longest prefix ``names`` knows, else its first part."""
+    if field is None:
+        return None
+    prefix = field
+    while prefix:
+        if prefix in names:
+            return names[prefix]
+        cut = max(prefix.rfind("."), prefix.rfind("["))
+        prefix = prefix[:cut] if cut > 0 else ""
+    return field.split(".")[0].split("[")[0]
+
+
+def from_worker(event: ErrorEvent | JobError, names: dict[str, str] = JOB_PARAMS) -> APIError:
+    """The :class:`APIError` for a worker's terminal ``error`` event (an unknown code is a 500),
+    its field named as the endpoint's parameter (``names``, see :func:`param_names`) in ``param``
+    and where its message says ``{param}``."""
     status, type_, code = _WORKER_ERRORS.get(event.get("code"), (500, "server_error", None))
-    return APIError(
-        status, event.get("message") or "The model worker failed.", event.get("param"), code, type_
-    )
+    param = request_param(event.get("field"), names)
+    message = event.get("message") or "The model worker failed."
+    return APIError(status, message.replace("{param}", param or "request"), param, code, type_)
 
 
 def error_response(status: int, message: str, param: str | None = None, code: str | None = None):
@@ -76,7 +112,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.code)
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+        code = codes.get(exc.code or 500)
         return error_response(exc.code or 500, exc.description or exc.name, code=code)
 
     @app.errorhandler(Exception)

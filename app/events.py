@@ -17,11 +17,11 @@ import logging
 import queue
 import threading
 import time
-from typing import Any
 
 import redis
 
-from config.protocol import EventOrder, decode, events_channel
+from config.keys import events_channel
+from config.protocol import Event, EventOrder, event_from_wire
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +35,13 @@ class JobEvents:
         self.hub = hub
         self.job_id = job_id
         self.channel = events_channel(job_id)
-        self.queue: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.queue: queue.Queue[Event] = queue.Queue()
         self.subscribed = threading.Event()
-        self.job: dict[str, Any] = {}  # the job as submitted (set by JobService.submit)
+        self.model = ""  # the job's model (set by JobService.submit)
         self.claimed_at: float | None = None  # when the front first saw a worker holding it
         self._order = EventOrder()
 
-    def next(self, timeout: float) -> dict[str, Any]:
+    def next(self, timeout: float) -> Event:
         """The next event; raise ``queue.Empty`` after ``timeout`` seconds without one."""
         deadline = time.monotonic() + timeout
         while True:
@@ -126,6 +126,6 @@ class EventHub:
                 stream.subscribed.set()
             elif message["type"] == "message":
                 try:
-                    stream.queue.put(decode(message["data"]))
+                    stream.queue.put(event_from_wire(message["data"]))
                 except ValueError:
                     log.error("undecodable event on %s", channel)

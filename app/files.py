@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
+from werkzeug.datastructures import FileStorage
 
 from app.blobs import BlobStore
 from app.errors import APIError
@@ -18,20 +19,66 @@ from config.protocol import decode, encode
 PURPOSES = ("batch", "batch_output", "user_data", "assistants", "fine-tune", "vision", "evals")
 
 
+class Upload(NamedTuple):
+    """A checked upload, as :meth:`FileStore.create` takes it after its owner."""
+
+    filename: str
+    purpose: str
+    data: bytes
+
+
 def _index(owner: str) -> str:
     return f"llm:files:{owner or '-'}"  # the owner's files, in creation order (app.listing)
 
 
 class FileStore:
-    def __init__(self, client: redis.Redis, blobs: BlobStore, ttl: int) -> None:
+    """Files: their metadata in Redis, their content in ``blobs``, for ``ttl`` seconds.
+    ``max_bytes`` (FILE_MAX_BYTES) caps an upload, ``batch_max_lines`` (BATCH_MAX_LINES) the
+    requests of a batch file."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        blobs: BlobStore,
+        ttl: int,
+        max_bytes: int,
+        batch_max_lines: int,
+    ) -> None:
         self.client = client
         self.blobs = blobs
         self.ttl = ttl
+        self.max_bytes = max_bytes
+        self.batch_max_lines = batch_max_lines
+
+    def check_upload(self, purpose: str | None, upload: FileStorage | None) -> Upload:
+        """An uploaded file (the ``file`` part of a multipart request, for ``purpose``), read
+        and checked: a 400 for a bad purpose, no or an empty file, or a batch file of too many
+        requests."""
+        if purpose is None or purpose not in PURPOSES:
+            raise APIError(400, f"purpose must be one of {', '.join(PURPOSES)}.", "purpose")
+        if upload is None:
+            raise APIError(400, "A 'file' part is required (multipart/form-data).", "file")
+        data = upload.read()
+        if not data:
+            raise APIError(400, "The file is empty.", "file")
+        limit = self.batch_max_lines
+        if purpose == "batch":
+            lines = sum(1 for line in data.splitlines() if line.strip())
+            if lines > limit:
+                raise APIError(
+                    400,
+                    f"The file has {lines} requests; a batch file may have at most {limit} "
+                    "(BATCH_MAX_LINES).",
+                    "file",
+                    "too_many_requests",
+                )
+        return Upload(upload.filename or "file", purpose, data)
 
     def create(self, owner: str, filename: str, purpose: str, data: bytes) -> dict[str, Any]:
         now = int(time.time())
+        file_id = f"file-{uuid.uuid4().hex}"
         file = {
-            "id": f"file-{uuid.uuid4().hex}",
+            "id": file_id,
             "object": "file",
             "bytes": len(data),
             "created_at": now,
@@ -41,10 +88,10 @@ class FileStore:
             "status": "processed",
             "status_details": None,
         }
-        self.blobs.put(file["id"], data, self.ttl)
+        self.blobs.put(file_id, data, self.ttl)
         pipe = self.client.pipeline(transaction=False)
-        pipe.set(f"llm:file:{file['id']}", encode({**file, "owner": owner}), ex=self.ttl)
-        Index(self.client, _index(owner)).add(file["id"], pipe)
+        pipe.set(f"llm:file:{file_id}", encode({**file, "owner": owner}), ex=self.ttl)
+        Index(self.client, _index(owner)).add(file_id, pipe)
         pipe.execute()
         return file
 

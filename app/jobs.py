@@ -6,31 +6,33 @@ import logging
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 import redis
 from celery import Celery
 
-from app.errors import APIError, from_worker
+from app.errors import JOB_PARAMS, APIError, from_worker
 from app.events import EventHub, JobEvents
 from app.liveness import Liveness
+from config.keys import DETACHED_SET, cancel_key, claim_key, detached_key, flex_queue
 from config.protocol import (
-    DETACHED_SET,
+    BULK,
     EMBED_TASK,
+    EMBEDDING,
     ERROR,
     GENERATE_TASK,
     TERMINAL,
+    Event,
     EventGap,
-    cancel_key,
-    claim_key,
-    detached_key,
+    Job,
     encode,
-    flex_queue,
-    origin,
+    next_attempt,
 )
 from config.registry import CHAT, ModelSpec, public_names
+
+if TYPE_CHECKING:  # the metrics read the service's state: no import at run time
+    from app.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,7 @@ class WorkerLost(APIError):
         )
 
 
-def _chain(first: dict, rest: Iterator[dict]) -> Iterator[dict]:
+def _chain(first: Event, rest: Iterator[Event]) -> Iterator[Event]:
     yield first
     yield from rest
 
@@ -77,10 +79,11 @@ class JobService:
         retries: int = 1,
         max_queued: int = 256,
         queue_timeout: float = 600.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.celery = celery
         self._publishing = threading.BoundedSemaphore(PUBLISHERS)
-        self.metrics = None  # set by create_app: counts time to first token and tokens
+        self.metrics = metrics  # counts time to first token and tokens, per job
         self.retries = retries
         self.max_queued = max_queued
         self.client = client
@@ -118,10 +121,9 @@ class JobService:
             )
         return spec
 
-    def submit(self, spec: ModelSpec, job: dict[str, Any]) -> JobEvents:
+    def submit(self, spec: ModelSpec, job: Job) -> JobEvents:
         """Subscribe to the job's events, then enqueue it on the model's queue (429 if full)."""
         self._check_queue(spec)
-        job = {"id": uuid.uuid4().hex, "model": spec.name, "created": time.time(), **job}
         try:
             events = self.hub.open(job["id"])  # before the enqueue: pub/sub keeps nothing
         except redis.RedisError as exc:
@@ -131,14 +133,14 @@ class JobService:
         except APIError:
             events.close()
             raise
-        events.job = job
+        events.model = job["model"]
         return events
 
-    def _send(self, spec: ModelSpec, job: dict[str, Any]) -> None:
+    def _send(self, spec: ModelSpec, job: Job) -> None:
         log.info("job %s: %s for %s (user %s)", job["id"], job["kind"], spec.name, job.get("user"))
-        task = EMBED_TASK if job["kind"] == "embedding" else GENERATE_TASK
+        task = EMBED_TASK if job["kind"] == EMBEDDING else GENERATE_TASK
         try:
-            if job.get("priority") == "bulk" and not job.get("batch"):
+            if job.get("priority") == BULK and not job.get("batch"):
                 # Flex: taken by the workers' bulk feeders (workers/bulk.py), into room that
                 # interactive work leaves; not a Celery task holding a worker slot.
                 self.client.lpush(flex_queue(spec.name), encode(job))
@@ -150,13 +152,10 @@ class JobService:
         except Exception as exc:
             raise queue_unavailable(exc) from exc
 
-    def submit_detached(
-        self, spec: ModelSpec, job: dict[str, Any], listen: bool = False
-    ) -> JobEvents | None:
+    def submit_detached(self, spec: ModelSpec, job: Job, listen: bool = False) -> JobEvents | None:
         """Enqueue a detached job (its ``result_key`` set: the worker records its result, and
         the workers run it again if its worker dies), registered so that they can. ``listen``:
         also subscribe to its events, as for a streamed background response."""
-        job = {"id": uuid.uuid4().hex, **job, "model": spec.name, "created": time.time()}
         record = {"job": job, "attempts": 1}
         try:
             pipe = self.client.pipeline(transaction=False)
@@ -172,45 +171,58 @@ class JobService:
         return None
 
     def collect(
-        self, spec: ModelSpec, job: dict[str, Any], gone: ClientCheck | None = None
-    ) -> list[dict[str, Any]]:
+        self,
+        spec: ModelSpec,
+        job: Job,
+        gone: ClientCheck | None = None,
+        names: dict[str, str] = JOB_PARAMS,
+    ) -> list[Event]:
         """Run a job and return all its events; if its worker dies, run it again elsewhere.
         ``gone`` tells whether the client has left (then the job is cancelled, see
-        :meth:`iterate`)."""
-        for attempt in range(self.retries + 1):
+        :meth:`iterate`); ``names``: the endpoint's names for the job's fields, in errors."""
+        for _ in range(self.retries):
             events = self.submit(spec, job)
             try:
-                return list(self.iterate(events, gone))
+                return list(self.iterate(events, gone, names=names))
             except WorkerLost:
-                if attempt == self.retries:
-                    raise
                 log.warning("job %s: worker lost; running it again", events.job_id)
-                job = {**job, "origin": origin(events.job)}
+                job = next_attempt(job)
+        return list(self.iterate(self.submit(spec, job), gone, names=names))
 
     def start(
-        self, spec: ModelSpec, job: dict[str, Any], gone: ClientCheck | None = None
-    ) -> tuple[str, Iterator[dict[str, Any]]]:
+        self,
+        spec: ModelSpec,
+        job: Job,
+        gone: ClientCheck | None = None,
+        names: dict[str, str] = JOB_PARAMS,
+    ) -> tuple[str, Iterator[Event]]:
         """Run a job until its first event (retrying if its worker dies before sending one);
         return the job id and an iterator over all its events."""
         for attempt in range(self.retries + 1):
             events = self.submit(spec, job)
-            iterator = self.iterate(events, gone)
+            iterator = self.iterate(events, gone, names=names)
             try:
                 first = next(iterator)
             except WorkerLost:
                 if attempt == self.retries:
                     raise
                 log.warning("job %s: worker lost before its first event; retrying", events.job_id)
-                job = {**job, "origin": origin(events.job)}
+                job = next_attempt(job)
                 continue
             return events.job_id, _chain(first, iterator)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def iterate(
-        self, events: JobEvents, gone: ClientCheck | None = None, cancel: bool = True
-    ) -> Iterator[dict[str, Any]]:
+        self,
+        events: JobEvents,
+        gone: ClientCheck | None = None,
+        cancel: bool = True,
+        names: dict[str, str] = JOB_PARAMS,
+    ) -> Iterator[Event]:
         """Yield a job's events up to and including the terminal one.
 
-        An ``error`` event is raised as :class:`APIError`; a worker silent for the timeout, or a
+        An ``error`` event is raised as :class:`APIError` (its field named as ``names`` say);
+        a worker silent for the timeout, or a
         queue that kept the job for the queue timeout, is a 504; a worker that died or stalled
         with the job is :class:`WorkerLost`; a client that left (``gone``, checked every
         :data:`GONE_INTERVAL`) is :class:`ClientGone`. A job that ends here without its terminal
@@ -220,7 +232,7 @@ class JobService:
         finished = False
         submitted = last_heard = silence_checked = gone_checked = time.monotonic()
         wait = GONE_INTERVAL if gone is not None else WATCH_INTERVAL
-        watch = self.metrics.watch(events.job["model"]) if self.metrics else None
+        watch = self.metrics.watch(events.model) if self.metrics else None
         try:
             while True:
                 now = time.monotonic()
@@ -246,7 +258,7 @@ class JobService:
                 if event["type"] in TERMINAL:
                     finished = True
                     if event["type"] == ERROR:
-                        raise from_worker(event)
+                        raise from_worker(event, names)
                 yield event
                 if finished:
                     return
@@ -285,9 +297,10 @@ class JobService:
         try:
             worker = self.client.get(claim_key(events.job_id))
             if worker is not None:  # a worker whose engine stalled is as good as gone
-                alive = self.liveness.worker_live(worker.decode())
+                name = worker.decode() if isinstance(worker, bytes) else str(worker)
+                alive = self.liveness.worker_live(name)
             else:  # still queued: it can wait as long as some worker of its model lives
-                alive = self.liveness.is_live(events.job["model"])
+                alive = self.liveness.is_live(events.model)
         except redis.RedisError as exc:
             raise queue_unavailable(exc) from exc
         if not alive:
@@ -299,7 +312,7 @@ class JobService:
                 raise APIError(
                     504,
                     f"The request waited {self.queue_timeout:g} seconds in the queue of "
-                    f"`{events.job['model']}` without a worker taking it.",
+                    f"`{events.model}` without a worker taking it.",
                     code="queue_timeout",
                     type_="timeout_error",
                 )

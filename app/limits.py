@@ -10,23 +10,37 @@ from __future__ import annotations
 
 import hashlib
 import time
+from typing import Any
 
 import redis
-from flask import current_app, g, request
+from flask import Response, g, request
 
 from app.errors import APIError
 from app.jobs import queue_unavailable
+from config.protocol import Usage
 
 WINDOW = 60
 
 
 class RateLimiter:
-    def __init__(self, client: redis.Redis, limits: dict[str, dict]) -> None:
+    """Requests and tokens per key and minute (``limits``: key, or "*", -> ``rpm``, ``tpm``)."""
+
+    def __init__(self, client: redis.Redis, limits: dict[str, dict[str, Any]]) -> None:
         self.client = client
         self.limits = limits
 
-    def limits_for(self, key: str) -> dict | None:
+    def limits_for(self, key: str) -> dict[str, Any] | None:
         return self.limits.get(key) or self.limits.get("*")
+
+    def enforce(self) -> None:
+        """``before_request`` of the API blueprint, after authentication: count the request
+        (or refuse it) and keep its headers for :func:`add_rate_limit_headers`."""
+        g.rate_limit_headers = self.check(request_key())
+
+    def record_usage(self, usage: Usage | dict[str, int] | None) -> None:
+        """Count a finished job's tokens against the current request's key."""
+        if usage:
+            self.add_tokens(request_key(), usage.get("total_tokens", 0))
 
     def check(self, key: str) -> dict[str, str]:
         """Count one request for ``key``; return its rate-limit headers or raise a 429."""
@@ -46,7 +60,7 @@ class RateLimiter:
         reset = f"{WINDOW - int(time.time()) % WINDOW}s"
         rpm, tpm = limit.get("rpm"), limit.get("tpm")
         tokens = int(tokens or 0)
-        headers = {}
+        headers: dict[str, str] = {}
         if rpm is not None:
             headers |= {
                 "x-ratelimit-limit-requests": str(rpm),
@@ -112,19 +126,8 @@ def request_key() -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-def enforce_rate_limit() -> None:
-    """``before_request`` of the API blueprint, after authentication."""
-    g.rate_limit_headers = current_app.extensions["limits"].check(request_key())
-
-
-def add_rate_limit_headers(response):
+def add_rate_limit_headers(response: Response) -> Response:
     """``after_request``: every response of a rate-limited key tells how much is left."""
     for name, value in (getattr(g, "rate_limit_headers", None) or {}).items():
         response.headers.setdefault(name, value)
     return response
-
-
-def record_usage(usage: dict | None) -> None:
-    """Count a finished job's tokens against the request's key."""
-    if usage:
-        current_app.extensions["limits"].add_tokens(request_key(), usage.get("total_tokens", 0))

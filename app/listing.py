@@ -71,12 +71,12 @@ class Index:
             rank = (self.client.zrevrank if order == "desc" else self.client.zrank)(self.key, after)
             if rank is None:
                 raise APIError(400, f"No object with id '{after}' is in this list.", "after")
-            start = rank + 1
+            start = int(rank) + 1  # type: ignore[arg-type]  # an int without WITHSCORE
         read = self.client.zrevrange if order == "desc" else self.client.zrange
         items: list[dict[str, Any]] = []
         while len(items) <= limit:  # one more than the page: whether more follow
             want = limit + 1 - len(items)
-            ids = [_text(i) for i in read(self.key, start, start + want - 1)]
+            ids = [text(i) for i in read(self.key, start, start + want - 1)]
             if not ids:
                 break
             start += len(ids)
@@ -99,5 +99,6 @@ class Index:
         }
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def text(value: object) -> str:
+    """A member as Redis returned it (bytes), as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -11,7 +11,8 @@ import time
 
 import redis
 
-from config.protocol import WORKERS_SET, decode, heartbeat_key
+from config.keys import WORKERS_SET, heartbeat_key
+from config.protocol import WorkerStatus, status_from_wire
 
 
 class Liveness:
@@ -19,43 +20,45 @@ class Liveness:
         self.client = client
         self.cache_seconds = cache_seconds
         self._lock = threading.Lock()
-        self._cached: tuple[float, list[dict]] | None = None
+        self._cached: tuple[float, list[WorkerStatus]] | None = None
 
-    def statuses(self, cached: bool = True) -> list[dict]:
+    def statuses(self, cached: bool = True) -> list[WorkerStatus]:
         """Every worker's last heartbeat status, live or not. Raises ``redis.RedisError``.
 
         ``cached`` answers from the last read if it is under ``cache_seconds`` old: the check
         every request makes before it is enqueued, which Redis then confirms anyway.
         """
         with self._lock:
-            if cached and self._fresh():
-                return self._cached[1]
+            last = self._cached
+            if cached and last is not None and self._fresh():
+                return last[1]
         ids = sorted(
             i.decode() if isinstance(i, bytes) else i for i in self.client.smembers(WORKERS_SET)
         )
         raws = self.client.mget([heartbeat_key(i) for i in ids]) if ids else []
-        statuses, dead = [], []
+        statuses: list[WorkerStatus] = []
+        dead = []
         for worker_id, raw in zip(ids, raws, strict=True):
             if raw is None:
                 dead.append(worker_id)  # heartbeat expired: the worker is gone
             else:
-                statuses.append(decode(raw))
+                statuses.append(status_from_wire(raw))
         if dead:
             self.client.srem(WORKERS_SET, *dead)
         with self._lock:
             self._cached = (time.monotonic(), statuses)
         return statuses
 
-    def workers_by_model(self, cached: bool = True) -> dict[str, list[dict]]:
+    def workers_by_model(self, cached: bool = True) -> dict[str, list[WorkerStatus]]:
         """Model name -> the statuses of its live workers. Raises ``redis.RedisError``."""
-        by_model: dict[str, list[dict]] = {}
+        by_model: dict[str, list[WorkerStatus]] = {}
         for status in self.statuses(cached):
             if is_live(status):
                 for model in status.get("models", []):
                     by_model.setdefault(model, []).append(status)
         return by_model
 
-    def stalled(self, cached: bool = True) -> list[dict]:
+    def stalled(self, cached: bool = True) -> list[WorkerStatus]:
         """The statuses of workers whose engine stalled (until their heartbeat key expires)."""
         return [s for s in self.statuses(cached) if s.get("stalled")]
 
@@ -76,8 +79,8 @@ class Liveness:
     def worker_live(self, worker_id: str) -> bool:
         """Whether one worker (the one holding a job) is there and not stalled; never cached."""
         raw = self.client.get(heartbeat_key(worker_id))
-        return raw is not None and not decode(raw).get("stalled")
+        return raw is not None and not status_from_wire(raw).get("stalled")
 
 
-def is_live(status: dict) -> bool:
+def is_live(status: WorkerStatus) -> bool:
     return not status.get("draining") and not status.get("stalled")

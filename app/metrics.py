@@ -12,27 +12,47 @@ stalled workers; and this front's open streams.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TypedDict
 
 import redis
-from flask import Blueprint, Response, current_app, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from flask import Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 
-from app.model_status import model_status
-from config.protocol import DONE, TOKEN
+from app.model_status import ModelRow
+from config.protocol import DONE, STOP, TOKEN, Event
 
-if TYPE_CHECKING:
-    from app.jobs import JobService
 
-bp = Blueprint("metrics", __name__)
+class BatchCounts(TypedDict):
+    """Stored batches by status, and their lines: ``total``, ``completed``, ``failed``."""
+
+    statuses: dict[str, int]
+    lines: dict[str, int]
+
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 TOKEN_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5)
 
 
 class Metrics:
-    def __init__(self, jobs: JobService) -> None:
+    """The front's metrics. It reads, when scraped, what the arguments give: this front's open
+    streams, each model's row (:class:`app.model_status.ModelStatus`; raises ``RedisError``),
+    and the stored batches' counts (raises ``RedisError``)."""
+
+    def __init__(
+        self,
+        open_streams: Callable[[], int],
+        model_rows: Callable[[], list[ModelRow]],
+        batch_counts: Callable[[], BatchCounts],
+    ) -> None:
         self.registry = registry = CollectorRegistry()
         self.requests = Counter(
             "llm_requests",
@@ -103,12 +123,26 @@ class Metrics:
         streams = Gauge(
             "llm_open_streams", "Jobs this front is waiting on or streaming", registry=registry
         )
-        streams.set_function(lambda: jobs.hub.open_streams)
-        registry.register(_EngineCollector(jobs))
-        registry.register(_BatchCollector())
+        streams.set_function(open_streams)
+        registry.register(_EngineCollector(model_rows))
+        registry.register(_BatchCollector(batch_counts))
 
     def watch(self, model: str) -> JobWatch:
         return JobWatch(self, model)
+
+    def count_request(self, response: Response) -> Response:
+        """``after_request``: count it; observe its duration once its last byte is sent."""
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        self.requests.labels(endpoint, str(response.status_code)).inc()
+        started = g.get("started")
+        if started is not None and endpoint != "/metrics":
+            histogram = self.duration.labels(endpoint)
+            response.call_on_close(lambda: histogram.observe(time.perf_counter() - started))
+        return response
+
+    def exposition(self) -> Response:
+        """The metrics in Prometheus' text format (``GET /metrics``)."""
+        return Response(generate_latest(self.registry), mimetype=CONTENT_TYPE_LATEST)
 
 
 class JobWatch:
@@ -121,7 +155,7 @@ class JobWatch:
         self._last: dict[int, float] = {}  # choice -> when its last token event came
         self._first = True
 
-    def event(self, event: dict[str, Any]) -> None:
+    def event(self, event: Event) -> None:
         now, m = time.monotonic(), self.metrics
         if event["type"] == TOKEN:
             if self._first:
@@ -138,15 +172,18 @@ class JobWatch:
         elif event["type"] == DONE:
             elapsed = now - self.submitted
             m.e2e.labels(self.model).observe(elapsed)
-            engine = (event.get("timing") or {}).get("engine", 0.0)
+            timing = event.get("timing")
+            engine = timing["engine"] if timing else 0.0
             m.queue_time.labels(self.model).observe(max(0.0, elapsed - engine))
-            usage = event.get("usage") or {}
+            usage = event["usage"]
             m.prompt_tokens.labels(self.model).inc(usage.get("prompt_tokens", 0))
-            cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
-            m.cached_tokens.labels(self.model).inc(cached)
+            details = usage.get("prompt_tokens_details")
+            m.cached_tokens.labels(self.model).inc(
+                details.get("cached_tokens", 0) if details else 0
+            )
             m.generation_tokens.labels(self.model).inc(usage.get("completion_tokens", 0))
             if "data" in event:  # an embedding job: one finished request
-                m.success.labels(self.model, "stop").inc()
+                m.success.labels(self.model, STOP).inc()
 
     def failed(self, code: str | None) -> None:
         self.metrics.failure.labels(self.model, code or "unknown").inc()
@@ -156,10 +193,10 @@ class _EngineCollector:
     """Per model, read from Redis when scraped: engine load (from the heartbeats), queue depth,
     live and stalled workers."""
 
-    def __init__(self, jobs: JobService) -> None:
-        self.jobs = jobs
+    def __init__(self, rows: Callable[[], list[ModelRow]]) -> None:
+        self.rows = rows
 
-    def collect(self):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         def gauge(name: str, text: str) -> GaugeMetricFamily:
             return GaugeMetricFamily(name, text, labels=["model"])
 
@@ -171,7 +208,7 @@ class _EngineCollector:
             "stalled": gauge("llm_stalled_workers", "Workers whose engine stalled"),
         }
         try:
-            rows = model_status(self.jobs)
+            rows = self.rows()
         except redis.RedisError:
             return  # a scrape during an outage shows the counters, without these
         for row in rows:
@@ -187,16 +224,17 @@ class _EngineCollector:
 class _BatchCollector:
     """Batches by status, and their lines, over the batches still stored; read when scraped."""
 
-    def collect(self):
-        from app.batches.service import batch_counts
+    def __init__(self, counts: Callable[[], BatchCounts]) -> None:
+        self.counts = counts
 
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         batches = GaugeMetricFamily("llm_batches", "Batches by status", labels=["status"])
         lines = GaugeMetricFamily(
             "llm_batch_lines", "Lines of stored batches: total, completed, failed", labels=["state"]
         )
         try:
-            counts = batch_counts()
-        except (redis.RedisError, RuntimeError):  # Redis down, or no app (a bare registry)
+            counts = self.counts()
+        except redis.RedisError:  # a scrape during an outage shows the counters, without these
             return
         for status, count in sorted(counts["statuses"].items()):
             batches.add_metric([status], count)
@@ -208,24 +246,3 @@ class _BatchCollector:
 
 def start_timer() -> None:
     g.started = time.perf_counter()
-
-
-def count_request(response: Response) -> Response:
-    """``after_request``: count it; observe its duration once its last byte is sent."""
-    metrics: Metrics = current_app.extensions["metrics"]
-    endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-    metrics.requests.labels(endpoint, str(response.status_code)).inc()
-    started = g.get("started")
-    if started is not None and endpoint != "/metrics":
-        histogram = metrics.duration.labels(endpoint)
-        response.call_on_close(lambda: histogram.observe(time.perf_counter() - started))
-    return response
-
-
-@bp.get("/metrics")
-def metrics_endpoint():
-    from prometheus_client import generate_latest
-
-    return Response(
-        generate_latest(current_app.extensions["metrics"].registry), mimetype=CONTENT_TYPE_LATEST
-    )

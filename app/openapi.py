@@ -12,12 +12,13 @@ from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import Blueprint, current_app, jsonify
-from marshmallow import fields
+from flask import Blueprint, Response, jsonify
+from marshmallow import Schema, fields
 
 from app import chat_schemas, schemas
 from app.openapi_responses import COMPONENTS
 from app.responses import schema as response_schema
+from app.services import services
 from config.registry import CHAT, EMBEDDING, ModelSpec, public_names
 
 bp = Blueprint("openapi", __name__)
@@ -31,7 +32,7 @@ TEXT_PART = {
     "required": ["type", "text"],
 }
 # The custom request fields, which marshmallow alone cannot describe.
-CUSTOM_FIELDS = {
+CUSTOM_FIELDS: dict[type[fields.Field], dict[str, Any]] = {
     schemas.StringOrList: {"oneOf": [{"type": "string"}, STRINGS]},
     schemas.Prompt: {
         "oneOf": [
@@ -99,7 +100,7 @@ def _generation(request: str, response: str, streams: bool) -> dict:
     }
 
 
-def build_spec(registry: dict[str, ModelSpec]) -> dict:
+def build_spec(registry: dict[str, ModelSpec]) -> dict[str, Any]:
     """The OpenAPI document of this front, its model names from ``registry``."""
     plugin = MarshmallowPlugin()
     spec = APISpec(
@@ -109,28 +110,34 @@ def build_spec(registry: dict[str, ModelSpec]) -> dict:
         plugins=[plugin],
         info={"description": "Chat, completions, edits and embeddings served by Celery workers."},
     )
-    plugin.converter.add_attribute_function(_custom_field)
+    converter = plugin.converter
+    if converter is None:  # APISpec's init sets it up
+        raise RuntimeError("the marshmallow plugin was not initialized")
+    converter.add_attribute_function(_custom_field)
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
 
     public = public_names(registry)
     names = {
         kind: sorted(n for n, s in public.items() if s.serves(kind)) for kind in (CHAT, EMBEDDING)
     }
-    for name, schema in (
+    requests: tuple[tuple[str, type[Schema]], ...] = (
         ("ChatCompletionRequest", chat_schemas.ChatCompletionSchema),
         ("CompletionRequest", schemas.CompletionSchema),
         ("EditRequest", chat_schemas.EditSchema),
         ("EmbeddingRequest", schemas.EmbeddingSchema),
         ("ResponseRequest", response_schema.ResponseCreateSchema),
-    ):
+    )
+    for name, schema in requests:
         spec.components.schema(name, schema=schema)
         kind = EMBEDDING if schema is schemas.EmbeddingSchema else CHAT
         if names[kind]:  # an enum may not be empty
             spec.components.schemas[name]["properties"]["model"]["enum"] = names[kind]
-    for name, schema in COMPONENTS.items():
-        spec.components.schema(name, schema=schema)
+    for name, component in COMPONENTS.items():
+        spec.components.schema(name, schema=component)
 
-    secured = {"security": [{"bearer": []}, {}]}  # keys are optional: only if API_KEYS is set
+    secured: dict[str, Any] = {
+        "security": [{"bearer": []}, {}]
+    }  # keys are optional: only if API_KEYS is set
     spec.path(
         "/v1/chat/completions",
         operations={
@@ -262,7 +269,7 @@ def _responses_paths(spec: APISpec, secured: dict) -> None:
     )
 
 
-def _custom_field(self: Any, field: fields.Field, **_: Any) -> dict:
+def _custom_field(self: Any, field: fields.Field, **_: Any) -> dict[str, Any]:
     for cls, schema in CUSTOM_FIELDS.items():
         if isinstance(field, cls):
             return dict(schema)
@@ -270,7 +277,5 @@ def _custom_field(self: Any, field: fields.Field, **_: Any) -> dict:
 
 
 @bp.get("/openapi.json")
-def openapi_json():
-    if "openapi" not in current_app.extensions:
-        current_app.extensions["openapi"] = build_spec(current_app.extensions["jobs"].registry)
-    return jsonify(current_app.extensions["openapi"])
+def openapi_json() -> Response:
+    return jsonify(services().openapi())

@@ -8,22 +8,22 @@ shows what ``/metrics`` already shows to anyone who reaches the front (no key, l
 from __future__ import annotations
 
 import redis
-from flask import Blueprint, current_app, jsonify, send_from_directory
+from flask import Blueprint, Response, current_app, jsonify, send_from_directory
 
-from app.model_status import model_status
+from app.services import services
 
 bp = Blueprint("playground", __name__)
 
 
 @bp.get("/")
-def page():
-    return send_from_directory(current_app.static_folder, "playground/index.html")
+def page() -> Response:
+    return send_from_directory(str(current_app.static_folder), "playground/index.html")
 
 
 @bp.get("/status")
-def status():
+def status() -> tuple[Response, int] | Response:
     """Per model: live workers, sequences running and waiting in the engines, queued jobs."""
     try:
-        return jsonify({"models": model_status(current_app.extensions["jobs"])})
+        return jsonify({"models": services().status.rows()})
     except redis.RedisError as exc:
         return jsonify({"error": f"Redis: {exc}"}), 503

@@ -21,6 +21,7 @@ from marshmallow import (
 )
 
 from app.errors import APIError
+from config.protocol import Params
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +125,11 @@ class GenerationSchema(Lenient):
             if not TOKEN_ID.fullmatch(key):
                 raise ValidationError(f"keys must be token ids, not {key[:20]!r}", "logit_bias")
 
-    def sampling(self, data: dict) -> dict:
+    def sampling(self, data: dict[str, Any]) -> Params:
         """The parameters the engine needs, with OpenAI's defaults filled in."""
         top_p = 1.0 if data.get("top_p") is None else data["top_p"]
         temperature = 1.0 if data.get("temperature") is None else data["temperature"]
-        return {
+        params: Params = {
             "max_tokens": data.get("max_tokens"),
             "temperature": 0.0 if top_p == 0 else temperature,
             "top_p": top_p,
@@ -141,14 +142,16 @@ class GenerationSchema(Lenient):
             "repetition_penalty": data.get("repetition_penalty") or 1.0,
             "logit_bias": {int(k): v for k, v in (data.get("logit_bias") or {}).items()},
             "n": data["n"],
-            **self.logprob_params(data),
         }
+        params.update(self.logprob_params(data))
+        return params
 
-    def logprob_params(self, data: dict) -> dict:
+    def logprob_params(self, data: dict[str, Any]) -> Params:
+        """``logprobs`` (how many alternatives, None for none) and ``echo``."""
         return {"logprobs": None, "echo": False}
 
     @staticmethod
-    def include_usage(data: dict) -> bool:
+    def include_usage(data: dict[str, Any]) -> bool:
         return bool((data.get("stream_options") or {}).get("include_usage"))
 
 
@@ -168,10 +171,10 @@ class CompletionSchema(GenerationSchema):
         if data.get("best_of") not in (None, 1, data.get("n", 1)):
             raise ValidationError("best_of other than n is not supported", "best_of")
 
-    def logprob_params(self, data: dict) -> dict:
+    def logprob_params(self, data: dict[str, Any]) -> Params:
         return {"logprobs": data.get("logprobs"), "echo": bool(data.get("echo"))}
 
-    def sampling(self, data: dict) -> dict:
+    def sampling(self, data: dict[str, Any]) -> Params:
         params = super().sampling(data)
         if params["max_tokens"] is None:  # OpenAI's default for completions (chat: the context)
             params["max_tokens"] = COMPLETION_MAX_TOKENS

@@ -1,11 +1,12 @@
-"""Server-Sent Events framing for streamed completions."""
+"""Server-Sent Events framing for streamed completions, and the one way a route answers: a JSON
+body, or a stream of SSE frames."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterator
 from typing import Any
 
-from flask import Response, stream_with_context
+from flask import Response, jsonify, stream_with_context
 
 from config.protocol import encode
 
@@ -16,12 +17,19 @@ SSE_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 
+Answer = dict[str, Any] | Iterator[str]  # a response body, or the frames of a stream
+
 
 def frame(payload: dict[str, Any]) -> str:
     """One SSE event: ``data: <json>`` and a blank line."""
     return f"data: {encode(payload)}\n\n"
 
 
-def sse_response(frames: Iterable[str]) -> Response:
+def sse_response(frames: Iterator[str]) -> Response:
     """Stream ``frames`` as ``text/event-stream``, flushing each one as it is produced."""
     return Response(stream_with_context(frames), mimetype="text/event-stream", headers=SSE_HEADERS)
+
+
+def respond(answer: Answer) -> Response:
+    """The HTTP response for a service's answer: JSON, or a stream of SSE frames."""
+    return jsonify(answer) if isinstance(answer, dict) else sse_response(answer)

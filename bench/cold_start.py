@@ -16,7 +16,8 @@ from pathlib import Path
 
 import redis
 
-from config.protocol import WORKERS_SET, decode, heartbeat_key
+from config.keys import WORKERS_SET, heartbeat_key
+from config.protocol import decode
 from devtools.localstack import EmbeddedRedis, start_worker, stop_process
 
 

@@ -1,21 +1,19 @@
 """Batches: POST /v1/batches, GET /v1/batches, GET /v1/batches/<id>,
-POST /v1/batches/<id>/cancel."""
+POST /v1/batches/<id>/cancel (see :mod:`app.batches.service`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import jsonify, request
+from flask import Response, jsonify, request
 from marshmallow import fields, validate
 
-from app.api.blueprint import bp
-from app.batches import service
+from app.api.blueprint import bp, limit_arg, request_owner
 from app.batches.lines import ENDPOINTS
 from app.body import read_json
-from app.errors import APIError
 from app.limits import key_digest, request_key
-from app.owners import request_owner
 from app.schemas import Lenient, load_request
+from app.services import services
 
 
 class BatchCreateSchema(Lenient):
@@ -29,24 +27,23 @@ SCHEMA = BatchCreateSchema()
 
 
 @bp.post("/batches")
-def create_batch():
+def create_batch() -> Response:
     body: dict[str, Any] = load_request(SCHEMA, read_json())
-    return jsonify(service.create(request_owner(), key_digest(request_key()), body))
+    batch = services().batches.create(request_owner(), key_digest(request_key()), body)
+    return jsonify(batch)
 
 
 @bp.get("/batches")
-def list_batches():
-    limit = request.args.get("limit", "20")
-    if not limit.isdigit() or not 1 <= int(limit) <= 100:
-        raise APIError(400, "limit must be an integer from 1 to 100.", "limit")
-    return jsonify(service.list_batches(request_owner(), int(limit), request.args.get("after")))
+def list_batches() -> Response:
+    limit, after = limit_arg(20, 100), request.args.get("after")
+    return jsonify(services().batches.list_batches(request_owner(), limit, after))
 
 
 @bp.get("/batches/<batch_id>")
-def retrieve_batch(batch_id: str):
-    return jsonify(service.get(batch_id, request_owner()))
+def retrieve_batch(batch_id: str) -> Response:
+    return jsonify(services().batches.get(batch_id, request_owner()))
 
 
 @bp.post("/batches/<batch_id>/cancel")
-def cancel_batch(batch_id: str):
-    return jsonify(service.cancel(batch_id, request_owner()))
+def cancel_batch(batch_id: str) -> Response:
+    return jsonify(services().batches.cancel(batch_id, request_owner()))

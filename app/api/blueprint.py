@@ -1,12 +1,48 @@
 """The OpenAI API blueprint, all under /v1: the route modules register on it, and
-``app.api`` imports them (so a route module never imports its own package)."""
+``app.api`` imports them (so a route module never imports its own package). Also what several
+routes read of a request: its owner, and a list's paging arguments."""
 
-from flask import Blueprint
+from __future__ import annotations
+
+from flask import Blueprint, request
 
 from app.auth import require_api_key
-from app.limits import add_rate_limit_headers, enforce_rate_limit
+from app.errors import APIError
+from app.limits import add_rate_limit_headers
+from app.services import services
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
-bp.before_request(require_api_key)
-bp.before_request(enforce_rate_limit)
+
+
+@bp.before_request
+def _authenticate() -> None:
+    require_api_key()
+
+
+@bp.before_request
+def _enforce_rate_limit() -> None:  # after authentication: a wrong key is not counted
+    services().limits.enforce()
+
+
 bp.after_request(add_rate_limit_headers)
+
+
+def request_owner() -> str:
+    """The owner of what the current request creates or reads (see :mod:`app.owners`)."""
+    return services().owners.current()
+
+
+def limit_arg(default: int, most: int) -> int:
+    """The ``limit`` query argument of a list: 1 to ``most``, ``default`` if absent."""
+    limit = request.args.get("limit", str(default))
+    if not limit.isdigit() or not 1 <= int(limit) <= most:
+        raise APIError(400, f"limit must be an integer from 1 to {most}.", "limit")
+    return int(limit)
+
+
+def order_arg() -> str:
+    """The ``order`` query argument of a list: ``asc`` or ``desc`` (the default)."""
+    order = request.args.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise APIError(400, "order must be 'asc' or 'desc'.", "order")
+    return order

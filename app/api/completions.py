@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from flask import Response
+
 from app.api.blueprint import bp
+from app.body import read_json
+from app.services import services
 from app.serving.completions import FORMAT
-from app.serving.generation import serve_generation
+from app.sse import respond
 
 
 @bp.post("/completions")
-def completions():
-    return serve_generation(FORMAT)
+def completions() -> Response:
+    return respond(services().generation.serve(FORMAT, read_json()))

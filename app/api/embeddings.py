@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from flask import Response, jsonify
+
 from app.api.blueprint import bp
 from app.body import read_json
-from app.serving.embeddings import serve_embeddings
+from app.services import services
 
 
 @bp.post("/embeddings")
-def embeddings():
-    return serve_embeddings(read_json())
+def embeddings() -> Response:
+    return jsonify(services().embeddings.serve(read_json()))
 
 
 @bp.post("/engines/<path:model>/embeddings")
-def engine_embeddings(model: str):
+def engine_embeddings(model: str) -> Response:
     """The legacy per-engine path, as FastChat also serves it: the model comes from the URL."""
     body = read_json()
-    return serve_embeddings({**body, "model": model} if isinstance(body, dict) else body)
+    body = {**body, "model": model} if isinstance(body, dict) else body
+    return jsonify(services().embeddings.serve(body))

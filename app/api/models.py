@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
-from flask import current_app, jsonify
+from flask import Response, jsonify
 
 from app.api.blueprint import bp
 from app.errors import APIError
 from app.jobs import queue_unavailable
+from app.services import services
 from config.registry import ModelSpec
 
 
-def model_card(name: str, spec: ModelSpec) -> dict:
+def model_card(name: str, spec: ModelSpec) -> dict[str, Any]:
     """A model as OpenAI lists it, with the root, parent and permission fields FastChat adds:
     ``root`` is the entry an alias names, ``parent`` the base model of a LoRA adapter; and
     ``capabilities``, as Ollama lists them: what requests it answers (``chat``,
@@ -44,7 +47,7 @@ def model_card(name: str, spec: ModelSpec) -> dict:
 
 
 def _live_names() -> list[tuple[str, ModelSpec]]:
-    jobs = current_app.extensions["jobs"]
+    jobs = services().jobs
     try:
         live = jobs.liveness.workers_by_model(cached=False)
     except redis.RedisError as exc:
@@ -53,16 +56,16 @@ def _live_names() -> list[tuple[str, ModelSpec]]:
 
 
 @bp.get("/models")
-def list_models():
+def list_models() -> Response:
     return jsonify({"object": "list", "data": [model_card(n, s) for n, s in _live_names()]})
 
 
 @bp.get("/models/<path:model>")
-def retrieve_model(model: str):
+def retrieve_model(model: str) -> Response:
     for name, spec in _live_names():
         if name == model:
             return jsonify(model_card(name, spec))
-    if model in current_app.extensions["jobs"].names:
+    if model in services().jobs.names:
         raise APIError(
             503,
             f"No worker is serving the model `{model}` right now.",

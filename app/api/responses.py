@@ -1,53 +1,46 @@
 """The Responses API: POST /v1/responses, GET and DELETE /v1/responses/<id>,
-GET /v1/responses/<id>/input_items, POST /v1/responses/<id>/cancel."""
+GET /v1/responses/<id>/input_items, POST /v1/responses/<id>/cancel
+(see :mod:`app.responses.service`)."""
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import Response, jsonify, request
 
-from app.api.blueprint import bp
+from app.api.blueprint import bp, limit_arg, order_arg, request_owner
 from app.body import read_json
-from app.errors import APIError
-from app.owners import request_owner
-from app.responses import service
 from app.responses.schema import ResponseCreateSchema
 from app.schemas import load_request
-from app.sse import sse_response
+from app.services import services
+from app.sse import respond
 
 SCHEMA = ResponseCreateSchema()
 
 
 @bp.post("/responses")
-def create_response():
+def create_response() -> Response:
     data = load_request(SCHEMA, read_json())
-    answer = service.create(data, request_owner())
-    return jsonify(answer) if isinstance(answer, dict) else sse_response(answer)
+    return respond(services().responses.create(data, request_owner()))
 
 
 @bp.get("/responses/<response_id>")
-def retrieve_response(response_id: str):
-    return jsonify(service.retrieve(response_id, request_owner()))
+def retrieve_response(response_id: str) -> Response:
+    return jsonify(services().responses.retrieve(response_id, request_owner()))
 
 
 @bp.delete("/responses/<response_id>")
-def delete_response(response_id: str):
-    return jsonify(service.delete(response_id, request_owner()))
+def delete_response(response_id: str) -> Response:
+    return jsonify(services().responses.delete(response_id, request_owner()))
 
 
 @bp.post("/responses/<response_id>/cancel")
-def cancel_response(response_id: str):
-    return jsonify(service.cancel(response_id, request_owner()))
+def cancel_response(response_id: str) -> Response:
+    return jsonify(services().responses.cancel(response_id, request_owner()))
 
 
 @bp.get("/responses/<response_id>/input_items")
-def list_input_items(response_id: str):
-    limit = request.args.get("limit", "20")
-    order = request.args.get("order", "desc")
-    if not limit.isdigit() or not 1 <= int(limit) <= 100:
-        raise APIError(400, "limit must be an integer from 1 to 100.", "limit")
-    if order not in ("asc", "desc"):
-        raise APIError(400, "order must be 'asc' or 'desc'.", "order")
-    page = service.input_items(
-        response_id, request_owner(), int(limit), order, request.args.get("after")
+def list_input_items(response_id: str) -> Response:
+    limit, order = limit_arg(20, 100), order_arg()
+    page = services().responses.input_items(
+        response_id, request_owner(), limit, order, request.args.get("after")
     )
     return jsonify(page)

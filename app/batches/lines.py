@@ -5,20 +5,24 @@ as the body its endpoint would have answered."""
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
-from flask import current_app
-
-from app.errors import APIError
-from app.responses import service as responses
-from app.responses.items import response_object, status_of, to_messages, with_ids
+from app.errors import JOB_PARAMS, APIError
+from app.responses.items import RESPONSE_PARAMS, new_id, response_object, status_of
 from app.responses.schema import ResponseCreateSchema
+from app.responses.service import ResponseService
 from app.schemas import load_request
-from app.serving import chat, completions, embeddings, generation
-from config.registry import CHAT
+from app.serving import chat, completions
+from app.serving.embeddings import EmbeddingService
+from app.serving.embeddings import render as render_embeddings
+from app.serving.generation import Format, GenerationService, Reply, render
+from config.protocol import JobOptions
+from config.results import JobResult
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
+RESPONSES = "/v1/responses"
+EMBEDDINGS = "/v1/embeddings"
+RESPONSE_SCHEMA = ResponseCreateSchema()
 
 
 class BatchError(Exception):
@@ -79,36 +83,71 @@ def _error(code: str, message: str, line: int | None) -> dict[str, Any]:
     return {"code": code, "message": message, "param": None, "line": line}
 
 
-def prepare_line(endpoint: str, body: dict, owner: str) -> dict[str, Any]:
-    """A line's job and what rendering its result needs: ``{"job", "data", "model"}`` (the
-    model's registry name) and, by endpoint, ``choices`` or ``record``. Raises
-    :class:`APIError` as the endpoint would answer the request."""
-    if endpoint == "/v1/embeddings":
-        data, spec, job = embeddings.prepare(body, live=False)
-        return {"job": job, "data": data, "model": spec.name}
-    if endpoint == "/v1/responses":
-        data = load_request(ResponseCreateSchema(), body)
-        if data.get("previous_response_id") or data.get("background") or data.get("stream"):
-            raise APIError(400, "A batch line cannot chain, stream or run in the background.")
-        spec = current_app.extensions["jobs"].resolve(data["model"], CHAT, live=False)
-        rid = f"resp_{uuid.uuid4().hex}"
-        items = with_ids(data["input"], rid)
-        record = responses.new_record(rid, owner, {**data, "store": False}, items)
-        job = responses.chat_job(data, to_messages(items, data.get("instructions")), spec)
-        return {"job": job, "data": {}, "model": spec.name, "record": record}
-    fmt = chat.FORMAT if endpoint == "/v1/chat/completions" else completions.FORMAT
-    if body.get("stream"):
-        raise APIError(400, "A batch line cannot stream.", "stream")
-    data, spec, job, choices = generation.prepare(fmt, body, live=False)
-    return {"job": job, "data": data, "model": spec.name, "choices": choices}
+class BatchLines:
+    """Batch lines through the endpoints' own services: each line checked and turned into its
+    job as its endpoint would, and its result rendered as its endpoint would answer."""
+
+    def __init__(
+        self,
+        generation: GenerationService,
+        embeddings: EmbeddingService,
+        responses: ResponseService,
+    ) -> None:
+        self.generation = generation
+        self.embeddings = embeddings
+        self.responses = responses
+
+    def prepare(
+        self, endpoint: str, body: dict[str, Any], owner: str, options: JobOptions
+    ) -> dict[str, Any]:
+        """A line's job (with ``options``, the batch's) and what rendering its result needs:
+        ``{"job", "data", "model"}`` (the model's registry name) and, by endpoint, ``choices``
+        or ``record``. Raises :class:`APIError` as the endpoint would answer the request."""
+        if endpoint == EMBEDDINGS:
+            embedding = self.embeddings.prepare(body, live=False, options=options)
+            return {"job": embedding.job, "data": embedding.data, "model": embedding.spec.name}
+        if endpoint == RESPONSES:
+            data = load_request(RESPONSE_SCHEMA, body)
+            if data.get("previous_response_id") or data.get("background") or data.get("stream"):
+                raise APIError(400, "A batch line cannot chain, stream or run in the background.")
+            data = {**data, "store": False}
+            response = self.responses.prepare(
+                new_id("resp"), data, owner, live=False, options=options
+            )
+            return {
+                "job": response.job,
+                "data": {},
+                "model": response.spec.name,
+                "record": response.record,
+            }
+        if body.get("stream"):
+            raise APIError(400, "A batch line cannot stream.", "stream")
+        prepared = self.generation.prepare(_format(endpoint), body, live=False, options=options)
+        return {
+            "job": prepared.job,
+            "data": prepared.data,
+            "model": prepared.spec.name,
+            "choices": prepared.choices,
+        }
+
+    @staticmethod
+    def render(
+        endpoint: str, line: dict[str, Any], job_id: str, result: JobResult
+    ) -> dict[str, Any]:
+        """The response body the endpoint would have answered for a line's result."""
+        if endpoint == EMBEDDINGS:
+            return render_embeddings(line["data"], result["data"], result["usage"])
+        if endpoint == RESPONSES:
+            return response_object(line["record"], result, status_of(result, "completed"))
+        fmt = _format(endpoint)
+        reply = Reply(fmt.prefix, job_id, line["data"]["model"])
+        return render(fmt, reply, line["data"], line["choices"], result)
 
 
-def render_line(endpoint: str, line: dict[str, Any], job_id: str, result: dict) -> dict:
-    """The response body the endpoint would have answered for a line's result."""
-    if endpoint == "/v1/embeddings":
-        return embeddings.render(line["data"], result["data"], result["usage"])
-    if endpoint == "/v1/responses":
-        return response_object(line["record"], result, status_of(result, "completed"))
-    fmt = chat.FORMAT if endpoint == "/v1/chat/completions" else completions.FORMAT
-    reply = generation.Reply(fmt.prefix, job_id, line["data"]["model"])
-    return generation.render(fmt, reply, line["data"], line["choices"], result)
+def error_names(endpoint: str) -> dict[str, str]:
+    """The endpoint's names for a job's fields, in the errors of its lines."""
+    return RESPONSE_PARAMS if endpoint == RESPONSES else JOB_PARAMS
+
+
+def _format(endpoint: str) -> Format:
+    return chat.FORMAT if endpoint == "/v1/chat/completions" else completions.FORMAT

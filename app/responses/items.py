@@ -4,17 +4,26 @@ id, so every front (and the stream) names them alike."""
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
-from config.results import JobResult
+from app.errors import from_worker, param_names
+from config.protocol import LENGTH, Usage
+from config.results import COMPLETED, JobResult
+
+# The Responses API's names for a chat job's fields, in errors (see app.errors.param_names).
+RESPONSE_PARAMS = param_names(
+    messages="input", params__max_tokens="max_output_tokens", json_schema="text.format"
+)
 
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
 
-def with_ids(items: list[dict], response_id: str) -> list[dict]:
+def with_ids(items: list[dict[str, Any]], response_id: str) -> list[dict[str, Any]]:
     """The request's input items, each with an id (kept when the client gave one)."""
     suffix = response_id.removeprefix("resp_")
     prefix = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
@@ -24,7 +33,7 @@ def with_ids(items: list[dict], response_id: str) -> list[dict]:
     ]
 
 
-def to_messages(items: list[dict], instructions: str | None) -> list[dict[str, Any]]:
+def to_messages(items: list[dict[str, Any]], instructions: str | None) -> list[dict[str, Any]]:
     """Input items (the chain's, then the request's) as chat messages; ``instructions`` first,
     as a system message (they are the request's own: a chain does not carry them over)."""
     messages: list[dict[str, Any]] = []
@@ -47,6 +56,51 @@ def to_messages(items: list[dict], instructions: str | None) -> list[dict[str, A
                 {"role": "tool", "content": item["output"], "tool_call_id": item["call_id"]}
             )
     return messages
+
+
+def new_record(
+    rid: str, owner: str, data: dict[str, Any], items: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """What is stored of a response (``llm:response:<id>``): its owner, its input items, the job
+    that runs it (``job_id``, a background run's) and its request's parameters, as the response
+    object shows them."""
+    tools = [
+        {
+            "type": "function",
+            "name": t["name"],
+            "description": t.get("description"),
+            "parameters": t.get("parameters") or {},
+            "strict": t.get("strict", True),
+        }
+        for t in data.get("tools") or []
+    ]
+    choice = data.get("tool_choice") or ("auto" if tools else "none")
+    if choice not in ("none", "auto", "required"):
+        choice = {"type": "function", "name": choice}
+    text_format = ((data.get("text") or {}).get("format")) or {"type": "text"}
+    return {
+        "id": rid,
+        "owner": owner,
+        "created_at": int(time.time()),
+        "model": data["model"],
+        "input_items": items,
+        "job_id": None,
+        "request": {
+            "background": bool(data.get("background")),
+            "instructions": data.get("instructions"),
+            "max_output_tokens": data.get("max_output_tokens"),
+            "parallel_tool_calls": data.get("parallel_tool_calls") is not False,
+            "previous_response_id": data.get("previous_response_id"),
+            "store": data.get("store") is not False,
+            "temperature": 1.0 if data.get("temperature") is None else data["temperature"],
+            "top_p": 1.0 if data.get("top_p") is None else data["top_p"],
+            "text_format": text_format,
+            "tool_choice": choice,
+            "tools": tools,
+            "user": data.get("user"),
+            "metadata": data.get("metadata") or {},
+        },
+    }
 
 
 def message_text(item: dict[str, Any]) -> str:
@@ -79,8 +133,9 @@ def message_item(response_id: str, text: str, status: str = "completed") -> dict
 
 
 def call_item(
-    response_id: str, index: int, call: dict, status: str = "completed"
+    response_id: str, index: int, call: Mapping[str, Any], status: str = "completed"
 ) -> dict[str, Any]:
+    """A function call item, from a call's ``id``, ``name`` and ``arguments``."""
     return {
         "id": call_item_id(response_id, index),
         "type": "function_call",
@@ -101,9 +156,10 @@ def output_items(response_id: str, result: JobResult | None) -> list[dict[str, A
     items = [message_item(response_id, choice["text"])] if choice["text"] else []
     calls = choice["tool_calls"]
     for index, call in enumerate(calls):
-        call = {**call, "arguments": call["arguments"] or "{}"}
-        items.append(call_item(response_id, index, call))
-    if items and choice.get("finish_reason") == "length":
+        items.append(
+            call_item(response_id, index, {**call, "arguments": call["arguments"] or "{}"})
+        )
+    if items and choice["finish_reason"] == LENGTH:
         last = items[-1]
         if last["type"] == "function_call":
             last["arguments"] = calls[-1]["arguments"]
@@ -111,13 +167,15 @@ def output_items(response_id: str, result: JobResult | None) -> list[dict[str, A
     return items
 
 
-def usage(raw: dict[str, int] | None) -> dict[str, Any] | None:
+def usage(raw: Usage | dict[str, int] | None) -> dict[str, Any] | None:
+    """A job's usage as the Responses API counts it."""
     if not raw:
         return None
+    details = raw.get("prompt_tokens_details")
     return {
         "input_tokens": raw.get("prompt_tokens", 0),
         "input_tokens_details": {
-            "cached_tokens": (raw.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+            "cached_tokens": details.get("cached_tokens", 0) if isinstance(details, dict) else 0
         },
         "output_tokens": raw.get("completion_tokens", 0),
         "output_tokens_details": {"reasoning_tokens": 0},
@@ -129,19 +187,27 @@ def status_of(result: JobResult | None, fallback: str) -> str:
     """A response's status from its result; ``fallback`` while it has none."""
     if result is None:
         return fallback
-    if result["status"] == "completed":
-        choices = result.get("choices") or [{}]
-        return "incomplete" if choices[0].get("finish_reason") == "length" else "completed"
+    if result["status"] == COMPLETED:
+        choices = result["choices"]
+        cut = bool(choices) and choices[0]["finish_reason"] == LENGTH
+        return "incomplete" if cut else COMPLETED
     return result["status"]
 
 
-def response_object(record: dict[str, Any], result: JobResult | None, status: str) -> dict:
+def response_object(
+    record: dict[str, Any], result: JobResult | None, status: str
+) -> dict[str, Any]:
     """The response in OpenAI's shape, from its stored record and (once it ended) its result."""
     error = None
-    if status == "failed" and result and result.get("error"):
+    failure = result["error"] if result else None
+    if status == "failed" and failure:
+        # A worker's message may name the job's field at fault as {param}: the request's name.
+        message = failure.get("message")
+        if message:
+            message = from_worker(failure, RESPONSE_PARAMS).body["error"]["message"]
         error = {
-            "code": result["error"].get("code") or "server_error",
-            "message": result["error"].get("message") or "The response failed.",
+            "code": failure.get("code") or "server_error",
+            "message": message or "The response failed.",
         }
     request = record["request"]
     return {

@@ -3,253 +3,281 @@ background), store it, and answer for it from any front."""
 
 from __future__ import annotations
 
-import time
-import uuid
-from collections.abc import Iterator
-from typing import Any
-
-from flask import current_app
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
 
 from app.disconnect import client_gone_check
-from app.errors import APIError
-from app.jobs import ClientGone
-from app.limits import record_usage
-from app.responses.items import new_id, response_object, status_of, to_messages, with_ids
+from app.errors import APIError, request_param
+from app.jobs import ClientGone, JobService
+from app.limits import RateLimiter
+from app.responses.items import (
+    RESPONSE_PARAMS,
+    new_id,
+    new_record,
+    response_object,
+    status_of,
+    to_messages,
+    with_ids,
+)
 from app.responses.store import ResponseStore, result_key
 from app.responses.stream import ResponseEvents
+from app.serving.generation import finished
+from app.sse import Answer
 from config.grammars import TOOL_FORMATS, GrammarError, request_grammar
-from config.protocol import DONE, TOKEN, cancel_key
-from config.registry import CHAT
-from config.results import JobResult, ResultBuilder
+from config.keys import cancel_key
+from config.protocol import (
+    CANCELLED,
+    DONE,
+    TOKEN,
+    Event,
+    Job,
+    JobOptions,
+    Params,
+    Tool,
+    chat_job,
+)
+from config.registry import CHAT, ModelSpec
+from config.results import (
+    FAILED,
+    JobError,
+    JobResult,
+    ResultBuilder,
+    ResultStatus,
+    empty_result,
+)
+
+# The OpenAI codes (app.errors) of a run its client or a cancel stopped, not one that failed.
+_CANCELLED_CODES = ("cancelled", "client_closed_request")
 
 
-def store() -> ResponseStore:
-    return current_app.extensions["responses"]
+@dataclass(frozen=True)
+class PreparedResponse:
+    """A response request turned into its stored record, its model's entry and its chat job."""
+
+    record: dict[str, Any]
+    spec: ModelSpec
+    job: Job
 
 
-def create(data: dict[str, Any], owner: str):
-    """Run the response the request describes; returns the response object, or an iterator of
-    SSE frames when it streams."""
-    jobs = current_app.extensions["jobs"]
-    rid = new_id("resp")
-    previous = data.get("previous_response_id")
-    history = store().conversation(previous, owner) if previous else []
-    items = with_ids(data["input"], rid)
-    spec = jobs.resolve(data["model"], CHAT)
-    record = new_record(rid, owner, data, items)
-    job = chat_job(data, to_messages(history + items, data.get("instructions")), spec)
-    if data.get("background"):
-        job |= {"id": uuid.uuid4().hex, "result_key": result_key(rid), "result_ttl": store().ttl}
-        record["job_id"] = job["id"]
-        store().save(record)
-        events = jobs.submit_detached(spec, job, listen=bool(data.get("stream")))
-        if events is None:
-            return response_object(record, None, "queued")
-        stream = jobs.iterate(events, cancel=False)  # the run outlives its stream
-        return _stream(record, stream, "queued")
-    gone = client_gone_check()
-    if data.get("stream"):
-        _, stream = jobs.start(spec, job, gone)
-        return _stream(record, stream, "in_progress")
-    try:
-        result = _collect(jobs.collect(spec, job, gone))
-    except APIError as exc:
-        _keep(record, _failure(exc))
-        raise
-    _keep(record, result)
-    return response_object(record, result, status_of(result, "completed"))
+class ResponseService:
+    """``/v1/responses``: each response a chat job, its record and result in :class:`ResponseStore`;
+    ``max_request_tokens``: MAX_REQUEST_TOKENS, which its job carries."""
 
+    def __init__(
+        self, jobs: JobService, store: ResponseStore, limits: RateLimiter, max_request_tokens: int
+    ) -> None:
+        self.jobs = jobs
+        self.store = store
+        self.limits = limits
+        self.max_request_tokens = max_request_tokens
 
-def retrieve(response_id: str, owner: str) -> dict[str, Any]:
-    record = store().get(response_id, owner)
-    result = store().result(response_id)
-    return response_object(record, result, status_of(result, _pending_status(record)))
+    def create(self, data: dict[str, Any], owner: str) -> Answer:
+        """Run the response the request describes; returns the response object, or an iterator
+        of SSE frames when it streams."""
+        rid = new_id("resp")
+        previous = data.get("previous_response_id")
+        history = self.store.conversation(previous, owner) if previous else []
+        options: JobOptions = {}
+        if data.get("background"):  # the worker records its result, under the response's key
+            options = {"result_key": result_key(rid), "result_ttl": self.store.ttl}
+        prepared = self.prepare(rid, data, owner, history, options=options)
+        record, spec, job = prepared.record, prepared.spec, prepared.job
+        if data.get("background"):
+            record["job_id"] = job["id"]
+            self.store.save(record)
+            events = self.jobs.submit_detached(spec, job, listen=bool(data.get("stream")))
+            if events is None:
+                return response_object(record, None, "queued")
+            # The run outlives its stream: not cancelled if the client leaves.
+            stream = self.jobs.iterate(events, cancel=False, names=RESPONSE_PARAMS)
+            return self._stream(record, stream, "queued")
+        gone = client_gone_check()
+        if data.get("stream"):
+            _, stream = self.jobs.start(spec, job, gone, names=RESPONSE_PARAMS)
+            return self._stream(record, stream, "in_progress")
+        try:
+            result = self._collect(self.jobs.collect(spec, job, gone, names=RESPONSE_PARAMS))
+        except APIError as exc:
+            self._keep(record, _failure(exc))
+            raise
+        self._keep(record, result)
+        return response_object(record, result, status_of(result, "completed"))
 
+    def prepare(
+        self,
+        rid: str,
+        data: dict[str, Any],
+        owner: str,
+        history: Sequence[dict[str, Any]] = (),
+        live: bool = True,
+        options: JobOptions | None = None,
+    ) -> PreparedResponse:
+        """The response ``rid`` of a loaded request (after ``history``, the items of the chain
+        it continues): its record, its model's entry and its job, with ``options`` besides its
+        own; :class:`APIError` for anything wrong. ``live``: the model must have a live worker
+        now (a batch line may wait for one)."""
+        items = with_ids(data["input"], rid)
+        spec = self.jobs.resolve(data["model"], CHAT, live)
+        record = new_record(rid, owner, data, items)
+        messages = to_messages([*history, *items], data.get("instructions"))
+        return PreparedResponse(record, spec, self._job(spec, data, messages, options or {}))
 
-def cancel(response_id: str, owner: str) -> dict[str, Any]:
-    record = store().get(response_id, owner)
-    if not record["request"]["background"]:
-        raise APIError(400, "Only responses created with background=true can be cancelled.", None)
-    if store().result(response_id) is None:
-        _cancel_run(record)
-    return retrieve(response_id, owner)
+    def retrieve(self, response_id: str, owner: str) -> dict[str, Any]:
+        record = self.store.get(response_id, owner)
+        result = self.store.result(response_id)
+        return response_object(record, result, status_of(result, self._pending_status(record)))
 
+    def cancel(self, response_id: str, owner: str) -> dict[str, Any]:
+        record = self.store.get(response_id, owner)
+        if not record["request"]["background"]:
+            raise APIError(
+                400, "Only responses created with background=true can be cancelled.", None
+            )
+        if self.store.result(response_id) is None:
+            self._cancel_run(record)
+        return self.retrieve(response_id, owner)
 
-def delete(response_id: str, owner: str) -> dict[str, Any]:
-    record = store().get(response_id, owner)
-    if record["request"]["background"] and store().result(response_id) is None:
-        _cancel_run(record)
-    store().delete(response_id)
-    return {"id": response_id, "object": "response", "deleted": True}
+    def delete(self, response_id: str, owner: str) -> dict[str, Any]:
+        record = self.store.get(response_id, owner)
+        if record["request"]["background"] and self.store.result(response_id) is None:
+            self._cancel_run(record)
+        self.store.delete(response_id)
+        return {"id": response_id, "object": "response", "deleted": True}
 
-
-def input_items(
-    response_id: str, owner: str, limit: int, order: str, after: str | None
-) -> dict[str, Any]:
-    items = list(store().get(response_id, owner)["input_items"])
-    if order == "desc":
-        items.reverse()
-    ids = [item["id"] for item in items]
-    start = ids.index(after) + 1 if after in ids else 0
-    page = items[start : start + limit]
-    return {
-        "object": "list",
-        "data": page,
-        "first_id": page[0]["id"] if page else None,
-        "last_id": page[-1]["id"] if page else None,
-        "has_more": start + limit < len(items),
-    }
-
-
-# -- helpers -------------------------------------------------------------------------------------
-
-
-def new_record(rid: str, owner: str, data: dict[str, Any], items: list[dict]) -> dict[str, Any]:
-    tools = [
-        {
-            "type": "function",
-            "name": t["name"],
-            "description": t.get("description"),
-            "parameters": t.get("parameters") or {},
-            "strict": t.get("strict", True),
+    def input_items(
+        self, response_id: str, owner: str, limit: int, order: str, after: str | None
+    ) -> dict[str, Any]:
+        items = list(self.store.get(response_id, owner)["input_items"])
+        if order == "desc":
+            items.reverse()
+        ids = [item["id"] for item in items]
+        start = ids.index(after) + 1 if after in ids else 0
+        page = items[start : start + limit]
+        return {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": start + limit < len(items),
         }
-        for t in data.get("tools") or []
-    ]
-    choice = data.get("tool_choice") or ("auto" if tools else "none")
-    if choice not in ("none", "auto", "required"):
-        choice = {"type": "function", "name": choice}
-    text_format = ((data.get("text") or {}).get("format")) or {"type": "text"}
-    return {
-        "id": rid,
-        "owner": owner,
-        "created_at": int(time.time()),
-        "model": data["model"],
-        "input_items": items,
-        "job_id": None,
-        "request": {
-            "background": bool(data.get("background")),
-            "instructions": data.get("instructions"),
-            "max_output_tokens": data.get("max_output_tokens"),
-            "parallel_tool_calls": data.get("parallel_tool_calls") is not False,
-            "previous_response_id": data.get("previous_response_id"),
-            "store": data.get("store") is not False,
-            "temperature": 1.0 if data.get("temperature") is None else data["temperature"],
-            "top_p": 1.0 if data.get("top_p") is None else data["top_p"],
-            "text_format": text_format,
-            "tool_choice": choice,
-            "tools": tools,
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _job(
+        self,
+        spec: ModelSpec,
+        data: dict[str, Any],
+        messages: list[dict[str, Any]],
+        options: JobOptions,
+    ) -> Job:
+        """The chat job of a response, its grammar checked (a 400 before anything is queued)."""
+        # A tool without parameters goes as the client gave it: its description in the prompt
+        # is the client's, so the worker's reply is the same as ever.
+        tools = [
+            {k: t[k] for k in ("name", "description", "parameters") if t.get(k) is not None}
+            for t in data.get("tools") or []
+        ]
+        choice = data.get("tool_choice") or ("auto" if tools else "none")
+        fmt = ((data.get("text") or {}).get("format")) or {"type": "text"}
+        json_schema = {"json_object": {}, "json_schema": fmt.get("schema") or {}}.get(fmt["type"])
+        parallel = data.get("parallel_tool_calls") is not False
+        try:
+            request_grammar(json_schema, tools, choice, parallel, TOOL_FORMATS[spec.tool_format])
+        except GrammarError as exc:  # it names a field of the job: the request's name for it
+            raise APIError(400, str(exc), param=request_param(exc.param, RESPONSE_PARAMS)) from None
+        temperature = data.get("temperature")
+        top_p = data.get("top_p")
+        own: JobOptions = {
             "user": data.get("user"),
-            "metadata": data.get("metadata") or {},
-        },
-    }
-
-
-def chat_job(data: dict[str, Any], messages: list[dict], spec) -> dict[str, Any]:
-    """The chat job of a response, its grammar checked (a 400 before anything is queued)."""
-    tools = [
-        {k: t[k] for k in ("name", "description", "parameters") if t.get(k) is not None}
-        for t in data.get("tools") or []
-    ]
-    choice = data.get("tool_choice") or ("auto" if tools else "none")
-    fmt = ((data.get("text") or {}).get("format")) or {"type": "text"}
-    json_schema = {"json_object": {}, "json_schema": fmt.get("schema") or {}}.get(fmt["type"])
-    parallel = data.get("parallel_tool_calls") is not False
-    try:
-        request_grammar(json_schema, tools, choice, parallel, TOOL_FORMATS[spec.tool_format])
-    except GrammarError as exc:
-        param = "text.format" if exc.param == "response_format" else exc.param
-        raise APIError(400, str(exc), param=param) from None
-    temperature = data.get("temperature")
-    top_p = data.get("top_p")
-    job: dict[str, Any] = {
-        "kind": "chat",
-        "messages": messages,
-        "user": data.get("user"),
-        "max_request_tokens": current_app.config["MAX_REQUEST_TOKENS"],
-        "params": {
+            "max_request_tokens": self.max_request_tokens,
+        }
+        if tools and choice != "none":
+            own["tools"] = cast(list[Tool], tools)  # see above: perhaps without parameters
+            own |= {"tool_choice": choice, "parallel_tool_calls": parallel}
+        if json_schema is not None:
+            own["json_schema"] = json_schema
+        own.update(options)
+        params: Params = {
             "max_tokens": data.get("max_output_tokens"),
             "temperature": 0.0 if top_p == 0 else (1.0 if temperature is None else temperature),
             "top_p": 1.0 if top_p is None else top_p,
             "n": 1,
-        },
-    }
-    if tools and choice != "none":
-        job |= {"tools": tools, "tool_choice": choice, "parallel_tool_calls": parallel}
-    if json_schema is not None:
-        job["json_schema"] = json_schema
-    return job
+        }
+        return chat_job(spec.name, messages, params, **own)
 
-
-def _collect(events: list[dict[str, Any]]) -> JobResult:
-    builder = ResultBuilder()
-    for event in events:
-        builder.add(event)
-    record_usage(builder.result["usage"])
-    return builder.result
-
-
-def _stream(record: dict[str, Any], events: Iterator[dict], first_status: str) -> Iterator[str]:
-    writer = ResponseEvents(record["id"])
-    yield from writer.opening(response_object(record, None, first_status))
-    builder = ResultBuilder()
-    try:
+    def _collect(self, events: list[Event]) -> JobResult:
+        builder = ResultBuilder()
         for event in events:
             builder.add(event)
-            if event["type"] == TOKEN:
-                yield from writer.token(event)
-            elif event["type"] == DONE:
-                record_usage(event.get("usage"))
-    except ClientGone:
-        _keep(record, _failure(ClientGone()))
-        return
-    except APIError as exc:
-        result = _failure(exc)
-        _keep(record, result)
-        yield from writer.error(exc.body)
-        yield from writer.closing(response_object(record, result, status_of(result, "failed")))
-        return
-    result = builder.result
-    _keep(record, result)
-    yield from writer.closing(response_object(record, result, status_of(result, "completed")))
+        result = finished(builder)
+        self.limits.record_usage(result["usage"])
+        return result
 
+    def _stream(
+        self, record: dict[str, Any], events: Iterator[Event], first_status: str
+    ) -> Iterator[str]:
+        writer = ResponseEvents(record["id"])
+        yield from writer.opening(response_object(record, None, first_status))
+        builder = ResultBuilder()
+        try:
+            for event in events:
+                builder.add(event)
+                if event["type"] == TOKEN:
+                    yield from writer.token(event)
+                elif event["type"] == DONE:
+                    self.limits.record_usage(event.get("usage"))
+        except ClientGone:
+            self._keep(record, _failure(ClientGone()))
+            return
+        except APIError as exc:
+            failed = _failure(exc)
+            self._keep(record, failed)
+            yield from writer.error(exc.body)
+            yield from writer.closing(response_object(record, failed, status_of(failed, "failed")))
+            return
+        result = finished(builder)
+        self._keep(record, result)
+        yield from writer.closing(response_object(record, result, status_of(result, "completed")))
 
-def _keep(record: dict[str, Any], result: JobResult) -> None:
-    """Store a response the front waited for (a background run's result the worker stores)."""
-    if not record["request"]["store"]:
-        return
-    if not record["request"]["background"]:
-        store().save(record)
-    store().set_result(record["id"], result)
+    def _keep(self, record: dict[str, Any], result: JobResult) -> None:
+        """Store a response the front waited for (a background run's result the worker
+        stores)."""
+        if not record["request"]["store"]:
+            return
+        if not record["request"]["background"]:
+            self.store.save(record)
+        self.store.set_result(record["id"], result)
+
+    def _pending_status(self, record: dict[str, Any]) -> str:
+        """The status of a response without a result yet."""
+        if not record["request"]["background"]:
+            return "in_progress"  # waited for by the front that runs it
+        if self.store.client.exists(cancel_key(record["job_id"])):
+            return "cancelled"
+        running = self.store.running_attempt(record)
+        return "in_progress" if self.store.is_claimed(running) else "queued"
+
+    def _cancel_run(self, record: dict[str, Any]) -> None:
+        """Stop a background run: its first attempt's id stops any attempt before it starts,
+        and the running attempt's id stops it at its engine's next step."""
+        pipe = self.store.client.pipeline(transaction=False)
+        for job_id in {record["job_id"], self.store.running_attempt(record)}:
+            pipe.set(cancel_key(job_id), 1, ex=self.store.ttl)
+        pipe.execute()
 
 
 def _failure(exc: APIError) -> JobResult:
+    """The result of a run the front waited for and saw fail, shaped as a worker records one
+    (its message as the client saw it: it names no field)."""
     error = exc.body["error"]
-    cancelled = error.get("code") in ("cancelled", "client_closed_request")
-    return {
-        "status": "cancelled" if cancelled else "failed",
-        "choices": [],
-        "usage": {},
-        "data": [],
-        "error": {"code": error.get("code"), "message": error["message"], "param": error["param"]},
-        "finished_at": time.time(),
+    code = error.get("code")
+    status: ResultStatus = CANCELLED if code in _CANCELLED_CODES else FAILED
+    # A failure without a code shows as server_error (see items.response_object).
+    failure: JobError = {
+        "code": code or "server_error",
+        "message": error["message"],
+        "field": None,
+        "details": {},
     }
-
-
-def _pending_status(record: dict[str, Any]) -> str:
-    """The status of a response without a result yet."""
-    if not record["request"]["background"]:
-        return "in_progress"  # waited for by the front that runs it
-    client = store().client
-    if client.exists(cancel_key(record["job_id"])):
-        return "cancelled"
-    return "in_progress" if store().is_claimed(store().running_attempt(record)) else "queued"
-
-
-def _cancel_run(record: dict[str, Any]) -> None:
-    """Stop a background run: its first attempt's id stops any attempt before it starts, and the
-    running attempt's id stops it at its engine's next step."""
-    client = store().client
-    pipe = client.pipeline(transaction=False)
-    for job_id in {record["job_id"], store().running_attempt(record)}:
-        pipe.set(cancel_key(job_id), 1, ex=store().ttl)
-    pipe.execute()
+    return empty_result(status, failure)

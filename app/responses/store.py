@@ -5,13 +5,14 @@ waited for it, or by the worker for a background run). Both live ``RESPONSES_TTL
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import redis
 
 from app.errors import APIError
 from app.responses.items import message_text, output_items
-from config.protocol import claim_key, decode, detached_key, encode
+from config.keys import claim_key, detached_key
+from config.protocol import decode, encode
 from config.results import JobResult
 
 MAX_CHAIN = 100  # responses a previous_response_id chain may go back
@@ -44,7 +45,7 @@ class ResponseStore:
 
     def result(self, response_id: str) -> JobResult | None:
         raw = self.client.get(result_key(response_id))
-        return decode(raw) if raw else None
+        return cast(JobResult, decode(raw)) if raw else None  # as the front or a worker wrote it
 
     def set_result(self, response_id: str, result: JobResult) -> None:
         self.client.set(result_key(response_id), encode(result), nx=True, ex=self.ttl)
@@ -52,10 +53,11 @@ class ResponseStore:
     def delete(self, response_id: str) -> None:
         self.client.delete(record_key(response_id), result_key(response_id))
 
-    def running_attempt(self, record: dict[str, Any]) -> str | None:
+    def running_attempt(self, record: dict[str, Any]) -> str:
         """The job id of a background run's current attempt (the workers may have retried)."""
         raw = self.client.get(detached_key(record["job_id"]))
-        return decode(raw)["job"]["id"] if raw else record["job_id"]
+        attempt: str = decode(raw)["job"]["id"] if raw else record["job_id"]
+        return attempt
 
     def is_claimed(self, job_id: str) -> bool:
         return bool(self.client.exists(claim_key(job_id)))
@@ -63,7 +65,7 @@ class ResponseStore:
     def conversation(self, response_id: str, owner: str) -> list[dict[str, Any]]:
         """The items of a chain up to and including ``response_id``: each response's input items
         and output items, oldest first (for ``previous_response_id``)."""
-        chain = []
+        chain: list[tuple[dict[str, Any], JobResult]] = []
         next_id: str | None = response_id
         while next_id and len(chain) < MAX_CHAIN:
             record = self.get(next_id, owner, "previous_response_id")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.responses.items import call_item, call_item_id, message_id, message_item, text_part
-from config.protocol import encode
+from config.protocol import TokenEvent, ToolCallDelta, encode
 
 
 class ResponseEvents:
@@ -35,13 +35,13 @@ class ResponseEvents:
             self.frame("response.in_progress", response=response),
         ]
 
-    def token(self, event: dict[str, Any]) -> list[str]:
+    def token(self, event: TokenEvent) -> list[str]:
         """The frames of one token event of the job: text deltas and call deltas."""
         frames = []
         if event.get("text"):
             if self._text is None:
                 frames += self._open_message()
-            self._text += event["text"]
+            self._text = (self._text or "") + event["text"]
             frames.append(
                 self.frame(
                     "response.output_text.delta",
@@ -135,7 +135,7 @@ class ResponseEvents:
             ),
         ]
 
-    def _open_call(self, delta: dict[str, Any]) -> list[str]:
+    def _open_call(self, delta: ToolCallDelta) -> list[str]:
         call = {
             "id": delta["id"],
             "name": delta["name"],

@@ -3,31 +3,45 @@ route: :mod:`app.api.completions`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from app.schemas import CompletionSchema
-from app.serving.generation import Choice, Reply, completion_logprobs
+from app.serving.generation import Chunk, Format, Reply, ResultUsage, completion_logprobs
+from config.protocol import (
+    Echo,
+    Job,
+    JobOptions,
+    Params,
+    Prompt,
+    TokenEvent,
+    TokenLogprob,
+    completion_job,
+)
+from config.registry import ModelSpec
+from config.results import ChoiceResult
 
 
-class CompletionFormat:
+class CompletionFormat(Format):
     schema = CompletionSchema()
     chunk_object = "text_completion"
     prefix = "cmpl"
 
-    def job_fields(self, data: dict) -> dict:
-        return {"kind": "completion", "prompts": data["prompt"]}
+    def prompts(self, data: dict[str, Any]) -> list[Prompt]:
+        return data["prompt"]
 
-    def check(self, fields: dict, spec) -> None:
-        """Nothing to compile: no grammar reaches this endpoint."""
+    def job(
+        self, spec: ModelSpec, data: dict[str, Any], params: Params, options: JobOptions
+    ) -> Job:
+        """The completion job: no grammar reaches this endpoint, nothing to compile."""
+        return completion_job(spec.name, data["prompt"], params, **options)
 
-    def start_chunks(self, reply: Reply, choices: int) -> list[dict]:
-        return []
-
-    def event_chunks(self, reply: Reply, data: dict, event: dict) -> list[dict]:
+    def event_chunks(self, reply: Reply, data: dict[str, Any], event: TokenEvent) -> list[Chunk]:
         offsets, index = reply.offsets, event["index"]
-        echo = event.get("echo") or {}
-        text = echo.get("text", "") + event["text"]
+        echo = event.get("echo")
+        text = (echo["text"] if echo else "") + event["text"]
         logprobs = None
         if data.get("logprobs") is not None:
-            entries = (echo.get("logprobs") or []) + (event.get("logprobs") or [])
+            entries = [*_echoed_logprobs(echo), *(event.get("logprobs") or [])]
             logprobs = completion_logprobs(entries, offsets.get(index, 0))
         offsets[index] = offsets.get(index, 0) + len(text)
         choice = {
@@ -38,17 +52,19 @@ class CompletionFormat:
         }
         return [reply.chunk(self.chunk_object, choice)]
 
-    def response(self, reply: Reply, data: dict, choices: list[Choice], usage: dict) -> dict:
-        def one(c: Choice) -> dict:
-            echo = c.echo or {}
+    def response(
+        self, reply: Reply, data: dict[str, Any], choices: list[ChoiceResult], usage: ResultUsage
+    ) -> Chunk:
+        def one(c: ChoiceResult) -> dict[str, Any]:
+            echo = c["echo"]
             logprobs = None
             if data.get("logprobs") is not None:
-                logprobs = completion_logprobs((echo.get("logprobs") or []) + c.logprobs, 0)
+                logprobs = completion_logprobs([*_echoed_logprobs(echo), *c["logprobs"]], 0)
             return {
-                "index": c.index,
-                "text": echo.get("text", "") + c.text,
+                "index": c["index"],
+                "text": (echo["text"] if echo else "") + c["text"],
                 "logprobs": logprobs,
-                "finish_reason": c.finish_reason,
+                "finish_reason": c["finish_reason"],
             }
 
         return {
@@ -60,6 +76,11 @@ class CompletionFormat:
             "choices": [one(c) for c in choices],
             "usage": usage,
         }
+
+
+def _echoed_logprobs(echo: Echo | None) -> list[TokenLogprob]:
+    """The prompt's logprob entries, with ``echo`` and ``logprobs``."""
+    return (echo.get("logprobs") or []) if echo else []
 
 
 FORMAT = CompletionFormat()

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from config.protocol import cancel_key, claim_key, finished_key
+from config.keys import cancel_key, claim_key, finished_key
 from tests.integration.conftest import FAULTY, STALL
 from tests.integration.http import get
 

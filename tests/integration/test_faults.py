@@ -12,7 +12,8 @@ import time
 
 from celery import Celery
 
-from config.protocol import GENERATE_TASK, claim_key, finished_key
+from config.keys import claim_key, finished_key
+from config.protocol import GENERATE_TASK
 from config.settings import celery_config
 from tests.integration.conftest import SMOL_B, TINY
 from tests.integration.http import open_stream, post, read_frames

@@ -8,7 +8,8 @@ import struct
 
 import pytest
 
-from config.protocol import decode, heartbeat_key
+from config.keys import heartbeat_key
+from config.protocol import decode
 from tests.integration.conftest import CHAT_MODEL, EMBED_MODEL, TINY
 from tests.integration.http import get, post
 

@@ -12,7 +12,7 @@ import jsonschema
 import openai
 import pytest
 
-from config.protocol import finished_key
+from config.keys import finished_key
 from tests.integration.conftest import FAULTY, FAULTY_RERUN, TOOLS
 from tests.integration.test_abandoned import running, wait_for
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from config.protocol import claim_key, decode, heartbeat_key
+from config.keys import claim_key, heartbeat_key
+from config.protocol import decode
 from devtools.localstack import ROOT, free_port, spawn, stop_process
 from tests.integration.conftest import ALIAS, BASE, EMBED_MODEL, LORA_A, LORA_B, SHARED, TINY
 from tests.integration.http import get, post

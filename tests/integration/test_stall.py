@@ -5,7 +5,7 @@ request runs again on another worker, /ready names it, and it exits non-zero."""
 import json
 import threading
 
-from config.protocol import claim_key
+from config.keys import claim_key
 from tests.integration.conftest import FAULTY_STALL
 from tests.integration.http import get, open_stream, post, read_frames
 from tests.integration.test_abandoned import wait_for

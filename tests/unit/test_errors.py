@@ -1,4 +1,4 @@
-from app.errors import APIError
+from app.errors import JOB_PARAMS, APIError, from_worker, param_names, request_param
 
 
 def assert_openai_error(response, status):
@@ -52,3 +52,32 @@ def test_unexpected_exception_is_an_openai_500(app):
 
     error = assert_openai_error(app.test_client().get("/boom"), 500)
     assert "kaboom" not in error["message"]  # internals stay in the log
+
+
+def test_a_worker_error_names_the_parameter_of_the_endpoint_that_asked():
+    """The engine names a job's field; chat and the Responses API name it as their requests do,
+    in ``param`` and in the message."""
+    event = {
+        "code": "context_length_exceeded",
+        "message": "The {param} is too long.",
+        "field": "messages",
+        "details": {"limit": 10},
+    }
+    chat = from_worker(event)
+    responses = from_worker(event, param_names(messages="input"))
+    assert chat.status == responses.status == 400
+    assert chat.body["error"]["param"] == "messages"
+    assert chat.body["error"]["message"] == "The messages is too long."
+    assert responses.body["error"]["param"] == "input"
+    assert responses.body["error"]["message"] == "The input is too long."
+    assert chat.body["error"]["code"] == "context_length_exceeded"
+
+
+def test_a_field_path_maps_to_the_parameter_it_lies_in():
+    names = param_names(params__max_tokens="max_output_tokens", json_schema="text.format")
+    assert request_param("prompts[2]", JOB_PARAMS) == "prompt"
+    assert request_param("messages[0].content", JOB_PARAMS) == "messages"
+    assert request_param("params.max_tokens", names) == "max_output_tokens"
+    assert request_param("json_schema", names) == "text.format"
+    assert request_param("inputs[1]", JOB_PARAMS) == "input"
+    assert request_param(None, JOB_PARAMS) is None

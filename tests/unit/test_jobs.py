@@ -6,7 +6,8 @@ import pytest
 
 from app.errors import APIError, from_worker
 from app.jobs import ClientGone, JobService, WorkerLost
-from config.protocol import WORKER_ERROR, EventSequence, cancel_key, claim_key, heartbeat_key
+from config.keys import cancel_key, claim_key, heartbeat_key
+from config.protocol import WORKER_ERROR, EventSequence
 
 
 class FakeRedis:
@@ -50,9 +51,9 @@ def service(client=None):
 
 def test_events_up_to_done_are_yielded_and_nothing_is_cancelled():
     seq = EventSequence("j1")
-    events = FakeEvents(
-        [seq.make("token", index=0, text="a", finish_reason="stop"), seq.make("done", usage={})]
-    )
+    token = {"index": 0, "text": "a", "token_ids": [1], "finish_reason": "stop"}
+    usage = {"prompt_tokens": 1, "total_tokens": 2}
+    events = FakeEvents([seq.token(token), seq.done(usage)])
     jobs = service()
     assert [e["type"] for e in jobs.iterate(events)] == ["token", "done"]
     assert events.closed and cancel_key("j1") not in jobs.client.data
@@ -60,8 +61,8 @@ def test_events_up_to_done_are_yielded_and_nothing_is_cancelled():
 
 def test_a_worker_error_becomes_its_http_error_and_an_error_after_a_gap_is_kept():
     seq = EventSequence("j1")
-    seq.make("token", index=0, text="lost", finish_reason=None)  # never published
-    events = FakeEvents([seq.error("invalid_request", "bad prompt", "prompt")])
+    seq.token({"index": 0, "text": "lost", "token_ids": [1], "finish_reason": None})  # lost
+    events = FakeEvents([seq.error("invalid_request", "bad prompt", "prompts[0]")])
     with pytest.raises(APIError) as info:
         list(service().iterate(events))
     assert (info.value.status, info.value.body["error"]["param"]) == (400, "prompt")

@@ -114,3 +114,15 @@ def test_no_module_imports_itself_through_others():
     assert cycles(graph) == []
     # the check sees a cycle where there is one
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_the_code_type_checks():
+    """mypy over the project (pyproject.toml's [tool.mypy]): its default checks everywhere, the
+    strict ones on the message contract (config/) and the engine (workers/engine/)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-error-summary"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr

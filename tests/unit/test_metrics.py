@@ -2,10 +2,13 @@
 
 from types import SimpleNamespace
 
+import redis
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.liveness import Liveness
 from app.metrics import Metrics
+from app.model_status import ModelStatus
 from config.protocol import EventSequence, encode
 
 
@@ -36,27 +39,23 @@ class Client:
         return SimpleNamespace(llen=lambda name: None, execute=lambda: [self.depth, 0, 0, 0])
 
 
-def make(statuses=(), depth=0):
-    from app.liveness import Liveness
-
+def make(statuses=(), depth=0, batches=None):
     client = Client(list(statuses), depth)
-    jobs = SimpleNamespace(
-        hub=SimpleNamespace(open_streams=0),
-        liveness=Liveness(client),
-        client=client,
-        registry={"m": None, "z": None},
-    )
-    return Metrics(jobs)
+    status = ModelStatus(client, Liveness(client), ["m", "z"])
+    counts = batches or {"statuses": {}, "lines": {"completed": 0, "failed": 0, "total": 0}}
+    return Metrics(lambda: 0, status.rows, lambda: counts)
 
 
 def test_a_job_s_events_count_tokens_finishes_and_times():
     metrics = make()
     watch = metrics.watch("m")
     seq = EventSequence("j")
-    watch.event(seq.make("token", index=0, text="a", token_ids=[1], finish_reason=None))
-    watch.event(seq.make("token", index=0, text="bc", token_ids=[2, 3], finish_reason="length"))
+    watch.event(seq.token({"index": 0, "text": "a", "token_ids": [1], "finish_reason": None}))
+    watch.event(
+        seq.token({"index": 0, "text": "bc", "token_ids": [2, 3], "finish_reason": "length"})
+    )
     usage = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
-    watch.event(seq.make("done", usage=usage, timing={"engine": 0.0}))
+    watch.event(seq.done(usage, timing={"engine": 0.0}))
     found = samples(metrics)
     m = (("model", "m"),)
     assert found[("llm_prompt_tokens_total", m)] == 5
@@ -86,3 +85,24 @@ def test_engine_load_comes_from_live_heartbeats():
     assert found[("llm_live_workers", m)] == 2 and found[("llm_stalled_workers", m)] == 1
     assert found[("llm_queue_depth", m)] == 4
     assert found[("llm_num_requests_running", (("model", "z"),))] == 0
+
+
+def test_open_streams_and_batches_are_read_when_scraped():
+    counts = {
+        "statuses": {"completed": 2, "in_progress": 1},
+        "lines": {"completed": 5, "failed": 1, "total": 9},
+    }
+    found = samples(Metrics(lambda: 3, lambda: [], lambda: counts))
+    assert found[("llm_open_streams", ())] == 3
+    assert found[("llm_batches", (("status", "completed"),))] == 2
+    assert found[("llm_batches", (("status", "in_progress"),))] == 1
+    assert found[("llm_batch_lines", (("state", "total"),))] == 9
+
+
+def test_a_scrape_while_redis_is_down_still_shows_the_counters():
+    def down():
+        raise redis.ConnectionError("down")
+
+    found = samples(Metrics(lambda: 0, down, down))
+    assert found[("llm_open_streams", ())] == 0
+    assert not [name for name, _ in found if name.startswith(("llm_batch", "llm_queue_depth"))]

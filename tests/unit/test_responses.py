@@ -75,21 +75,20 @@ def finished(events):
     return builder.result
 
 
+def token(text, finish_reason=None, **fields):
+    return {"index": 0, "text": text, "token_ids": [], "finish_reason": finish_reason, **fields}
+
+
 def test_a_result_becomes_output_items_and_a_status():
     seq = EventSequence("j")
     call = {"index": 0, "id": "call_1", "name": "w", "arguments": '{"c"'}
+    rest = {"index": 0, "arguments": ": 1}"}
     result = finished(
         [
-            seq.make("token", index=0, text="Let me check.", finish_reason=None),
-            seq.make("token", index=0, text="", tool_calls=[call], finish_reason=None),
-            seq.make(
-                "token",
-                index=0,
-                text="",
-                tool_calls=[{"index": 0, "arguments": ": 1}"}],
-                finish_reason="tool_calls",
-            ),
-            seq.make("done", usage={"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}),
+            seq.token(token("Let me check.")),
+            seq.token(token("", tool_calls=[call])),
+            seq.token(token("", tool_calls=[rest], finish_reason="tool_calls")),
+            seq.done({"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}),
         ]
     )
     items = output_items("resp_9", result)
