@@ -8,7 +8,8 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
 from config import protocol
-from config.protocol import ErrorEvent, error_body
+from config.events import ErrorEvent
+from config.protocol import error_body
 from config.results import JobError
 
 log = logging.getLogger(__name__)

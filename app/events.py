@@ -20,8 +20,8 @@ import time
 
 import redis
 
+from config.events import Event, EventOrder, event_from_wire
 from config.keys import events_channel
-from config.protocol import Event, EventOrder, event_from_wire
 
 log = logging.getLogger(__name__)
 

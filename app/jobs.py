@@ -15,6 +15,7 @@ from celery import Celery
 from app.errors import JOB_PARAMS, APIError, from_worker
 from app.events import EventHub, JobEvents
 from app.liveness import Liveness
+from config.events import Event, EventGap
 from config.keys import DETACHED_SET, cancel_key, claim_key, detached_key, flex_queue
 from config.protocol import (
     BULK,
@@ -23,8 +24,6 @@ from config.protocol import (
     ERROR,
     GENERATE_TASK,
     TERMINAL,
-    Event,
-    EventGap,
     Job,
     encode,
     next_attempt,

@@ -17,7 +17,7 @@ from flask import Response, g, request
 
 from app.errors import APIError
 from app.jobs import queue_unavailable
-from config.protocol import Usage
+from config.events import Usage
 
 WINDOW = 60
 

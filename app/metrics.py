@@ -28,7 +28,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 
 from app.model_status import ModelRow
-from config.protocol import DONE, STOP, TOKEN, Event
+from config.events import Event
+from config.protocol import DONE, STOP, TOKEN
 
 
 class BatchCounts(TypedDict):

@@ -4,7 +4,7 @@ Both sides import this module; it imports neither Flask nor torch. Everything on
 so the shapes are ``TypedDict``s: mypy checks every place that builds or reads one, and crossing
 the wire costs no conversion (token events are the hot path). A message enters typed at one of
 three boundaries, each through one function here: a job from Celery or a Redis list
-(:func:`job_from_wire`), an event from pub/sub (:func:`event_from_wire`), a heartbeat
+(:func:`job_from_wire`), an event from pub/sub (:func:`config.events.event_from_wire`), a heartbeat
 (:func:`status_from_wire`). The Redis names they travel under are in :mod:`config.keys`.
 
 A job (:class:`Job`) is made by one constructor per kind (:func:`chat_job`,
@@ -12,9 +12,9 @@ A job (:class:`Job`) is made by one constructor per kind (:func:`chat_job`,
 front submits again (its worker died) is :func:`next_attempt`: a new id, and the first attempt's
 id as ``origin``; at most one attempt of an origin runs to its end.
 
-Events, published for a job, each carry its id and a sequence number ``seq`` starting at 0
-(:class:`EventSequence` numbers them): any number of :class:`TokenEvent`, then exactly one
-terminal event, :class:`DoneEvent` or :class:`ErrorEvent`.
+Events, published for a job, each carry its id and a sequence number ``seq`` starting at 0: any
+number of token events, then exactly one terminal event, done or error. Their shapes are in
+:mod:`config.events`.
 
 Errors on the wire are domain errors: a ``code`` from :data:`ERROR_CODES`, a message, and the
 ``field`` of the job at fault (``messages``, ``prompts``, ``params.max_tokens``...). The workers
@@ -228,196 +228,6 @@ def job_from_wire(message: object) -> Job:
     ):
         raise MalformedMessage(f"not a job: {message!r:.200}")
     return cast(Job, message)
-
-
-# -- events -------------------------------------------------------------------------------------
-
-
-class ToolCallDelta(TypedDict):
-    """Part of a tool call: its first delta has ``id`` and ``name``; later ones only add
-    ``arguments`` (fragments that join into the call's JSON arguments)."""
-
-    index: int
-    id: NotRequired[str]
-    name: NotRequired[str]
-    arguments: str
-
-
-class TokenInfo(TypedDict):
-    """A token as logprobs show it: its id, its text and its raw bytes."""
-
-    id: int
-    token: str
-    bytes: list[int]
-
-
-class TopLogprob(TokenInfo):
-    logprob: float
-
-
-class TokenLogprob(TokenInfo):
-    """One token of a reply (or of an echoed prompt) with its logprob (None for a prompt's first
-    token) and its ``top`` alternatives."""
-
-    logprob: float | None
-    top: list[TopLogprob]
-
-
-class Echo(TypedDict):
-    """The prompt, sent with a choice's first event when the job asked for ``echo``."""
-
-    text: str
-    logprobs: NotRequired[list[TokenLogprob]]
-
-
-class TokenFields(TypedDict):
-    """What a :class:`TokenEvent` carries beside its envelope."""
-
-    index: int
-    text: str
-    token_ids: list[int]
-    finish_reason: FinishReason | None
-    logprobs: NotRequired[list[TokenLogprob]]
-    echo: NotRequired[Echo]
-    tool_calls: NotRequired[list[ToolCallDelta]]
-
-
-class TokenEvent(TokenFields):
-    """New text of one choice: ``text`` (delta, content only), its ``token_ids``,
-    ``finish_reason`` on the choice's last event (``tool_calls`` when the reply ends in calls);
-    ``logprobs`` when asked; ``echo`` (the prompt) on its first; ``tool_calls`` deltas."""
-
-    job: str
-    seq: int
-    type: Literal["token"]
-
-
-class PromptDetails(TypedDict):
-    cached_tokens: int  # prompt tokens read from the prefix cache
-
-
-class Usage(TypedDict):
-    prompt_tokens: int
-    total_tokens: int
-    completion_tokens: NotRequired[int]  # generation only
-    prompt_tokens_details: NotRequired[PromptDetails]  # generation only
-
-
-class Timing(TypedDict):
-    """Seconds the job spent in its engine, from its first prefill (or embedding pass) to its end:
-    the front subtracts it from the request's duration to learn its time in the queue."""
-
-    engine: float
-
-
-class DoneEvent(TypedDict):
-    """The job ended well: ``usage``, and ``data`` (base64 vectors) for an embedding job."""
-
-    job: str
-    seq: int
-    type: Literal["done"]
-    usage: Usage
-    timing: NotRequired[Timing]
-    data: NotRequired[list[str]]
-
-
-class ErrorEvent(TypedDict):
-    """The job failed: a domain error code (:data:`ERROR_CODES`), a message for the client, the
-    ``field`` of the job at fault (a path: ``messages``, ``prompts``, ``params.max_tokens``; None
-    when the worker itself failed) and ``details`` (numbers the message states, by name).
-
-    A message may name the field as ``{param}``: the front writes the endpoint's name for it
-    there (``messages`` for chat, ``input`` for responses)."""
-
-    job: str
-    seq: int
-    type: Literal["error"]
-    code: str
-    message: str
-    field: str | None
-    details: dict[str, Any]
-
-
-Event = TokenEvent | DoneEvent | ErrorEvent
-
-
-class EventSequence:
-    """Numbers the events of one job on the publishing side."""
-
-    def __init__(self, job_id: str) -> None:
-        self.job_id = job_id
-        self._next = 0
-
-    def _seq(self) -> int:
-        self._next += 1
-        return self._next - 1
-
-    def token(self, fields: TokenFields) -> TokenEvent:
-        return {"job": self.job_id, "seq": self._seq(), "type": TOKEN, **fields}
-
-    def done(
-        self, usage: Usage, timing: Timing | None = None, data: list[str] | None = None
-    ) -> DoneEvent:
-        """The job's terminal :class:`DoneEvent`."""
-        event: DoneEvent = {"job": self.job_id, "seq": self._seq(), "type": DONE, "usage": usage}
-        if timing is not None:
-            event["timing"] = timing
-        if data is not None:
-            event["data"] = data
-        return event
-
-    def error(
-        self,
-        code: str,
-        message: str,
-        field: str | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> ErrorEvent:
-        """The job's terminal :class:`ErrorEvent`."""
-        return {
-            "job": self.job_id,
-            "seq": self._seq(),
-            "type": ERROR,
-            "code": code,
-            "message": message,
-            "field": field,
-            "details": details or {},
-        }
-
-
-def event_from_wire(raw: str | bytes) -> Event:
-    """An event as pub/sub delivers it; :class:`MalformedMessage` if it is not one."""
-    message = decode(raw)
-    if message.get("type") not in (TOKEN, DONE, ERROR) or not isinstance(message.get("job"), str):
-        raise MalformedMessage(f"not an event: {message!r:.200}")
-    return cast(Event, message)
-
-
-class EventGap(Exception):
-    """Events of a job were lost between the worker and the front."""
-
-
-class EventOrder:
-    """Checks sequence numbers on the receiving side: drops duplicates, raises on a gap.
-
-    An ``error`` event is accepted even after a gap: it ends the job anyway, and the events it
-    follows may never have been published (an engine step that failed half-way through).
-    """
-
-    def __init__(self) -> None:
-        self._expected = 0
-
-    def accept(self, event: Event) -> bool:
-        """Return True if ``event`` is the next one, False for a duplicate; raise on a gap."""
-        seq = event.get("seq")
-        if not isinstance(seq, int):
-            raise EventGap(f"event without a sequence number: {event!r}")
-        if seq < self._expected:
-            return False
-        if seq > self._expected and event.get("type") != ERROR:
-            raise EventGap(f"expected event {self._expected}, got {seq}")
-        self._expected = seq + 1
-        return True
 
 
 # -- worker status ------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 from typing import Any, Literal, TypedDict
 
-from config.protocol import CANCELLED, DONE, TOKEN, Echo, Event, FinishReason, TokenLogprob, Usage
+from config.events import Echo, Event, TokenLogprob, Usage
+from config.protocol import CANCELLED, DONE, TOKEN, FinishReason
 
 
 class CallResult(TypedDict):
@@ -31,7 +32,7 @@ ResultStatus = Literal["completed", "failed", "cancelled"]
 
 
 class JobError(TypedDict):
-    """A failed job's error, as its :class:`~config.protocol.ErrorEvent` said it: the front
+    """A failed job's error, as its :class:`~config.events.ErrorEvent` said it: the front
     names the field as the endpoint that asked does (``app.errors.from_worker``)."""
 
     code: str

@@ -14,8 +14,9 @@ from typing import Any
 
 import redis
 
+from config.events import DoneEvent, ErrorEvent, Event
 from config.keys import DETACHED_SET, cancel_key, events_channel, finished_key
-from config.protocol import DONE, TERMINAL, TOKEN, DoneEvent, ErrorEvent, Event, encode
+from config.protocol import DONE, TERMINAL, TOKEN, encode
 from config.results import ResultBuilder
 from workers.engine.io import Unavailable
 

@@ -9,13 +9,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from config.events import EventSequence
 from config.keys import cancel_key, claim_key, events_channel, finished_key
 from config.protocol import (
     CANCELLED,
     DUPLICATE,
     ERROR,
     WORKER_ERROR,
-    EventSequence,
     Job,
     MalformedMessage,
     job_from_wire,

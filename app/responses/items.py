@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.errors import from_worker, param_names
-from config.protocol import LENGTH, Usage
+from config.events import Usage
+from config.protocol import LENGTH
 from config.results import COMPLETED, JobResult
 
 # The Responses API's names for a chat job's fields, in errors (see app.errors.param_names).

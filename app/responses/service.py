@@ -24,19 +24,10 @@ from app.responses.store import ResponseStore, result_key
 from app.responses.stream import ResponseEvents
 from app.serving.generation import finished
 from app.sse import Answer
+from config.events import Event
 from config.grammars import TOOL_FORMATS, GrammarError, request_grammar
 from config.keys import cancel_key
-from config.protocol import (
-    CANCELLED,
-    DONE,
-    TOKEN,
-    Event,
-    Job,
-    JobOptions,
-    Params,
-    Tool,
-    chat_job,
-)
+from config.protocol import CANCELLED, DONE, TOKEN, Job, JobOptions, Params, Tool, chat_job
 from config.registry import CHAT, ModelSpec
 from config.results import (
     FAILED,

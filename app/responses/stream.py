@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from app.responses.items import call_item, call_item_id, message_id, message_item, text_part
-from config.protocol import TokenEvent, ToolCallDelta, encode
+from config.events import TokenEvent, ToolCallDelta
+from config.protocol import encode
 
 
 class ResponseEvents:

@@ -8,16 +8,9 @@ from typing import Any
 from app.chat_schemas import ChatCompletionSchema
 from app.errors import JOB_PARAMS, APIError, request_param
 from app.serving.generation import Chunk, Format, Reply, ResultUsage, chat_logprobs
+from config.events import TokenEvent, ToolCallDelta
 from config.grammars import TOOL_FORMATS, GrammarError, request_grammar
-from config.protocol import (
-    TOOL_CALLS,
-    Job,
-    JobOptions,
-    Params,
-    TokenEvent,
-    ToolCallDelta,
-    chat_job,
-)
+from config.protocol import TOOL_CALLS, Job, JobOptions, Params, chat_job
 from config.registry import ModelSpec
 from config.results import CallResult, ChoiceResult
 

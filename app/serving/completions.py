@@ -7,16 +7,8 @@ from typing import Any
 
 from app.schemas import CompletionSchema
 from app.serving.generation import Chunk, Format, Reply, ResultUsage, completion_logprobs
-from config.protocol import (
-    Echo,
-    Job,
-    JobOptions,
-    Params,
-    Prompt,
-    TokenEvent,
-    TokenLogprob,
-    completion_job,
-)
+from config.events import Echo, TokenEvent, TokenLogprob
+from config.protocol import Job, JobOptions, Params, Prompt, completion_job
 from config.registry import ModelSpec
 from config.results import ChoiceResult
 

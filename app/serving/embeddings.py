@@ -15,7 +15,8 @@ from app.errors import APIError
 from app.jobs import JobService
 from app.limits import RateLimiter
 from app.schemas import EmbeddingSchema, load_request
-from config.protocol import DONE, Job, JobOptions, Usage, embedding_job
+from config.events import Usage
+from config.protocol import DONE, Job, JobOptions, embedding_job
 from config.registry import EMBEDDING, ModelSpec
 
 SCHEMA = EmbeddingSchema()

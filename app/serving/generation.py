@@ -19,18 +19,8 @@ from app.jobs import JobService
 from app.limits import RateLimiter
 from app.schemas import GenerationSchema, load_request
 from app.sse import DONE_FRAME, Answer, frame
-from config.protocol import (
-    BULK,
-    DONE,
-    TOKEN,
-    Event,
-    Job,
-    JobOptions,
-    Params,
-    Prompt,
-    TokenEvent,
-    Usage,
-)
+from config.events import Event, TokenEvent, Usage
+from config.protocol import BULK, DONE, TOKEN, Job, JobOptions, Params, Prompt
 from config.registry import CHAT, ModelSpec
 from config.results import ChoiceResult, JobResult, ResultBuilder
 
@@ -206,7 +196,7 @@ def empty_choice(index: int) -> ChoiceResult:
 
 
 def chat_logprobs(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Engine logprob entries (:class:`config.protocol.TokenLogprob`) in the chat API's shape."""
+    """Engine logprob entries (:class:`config.events.TokenLogprob`) in the chat API's shape."""
 
     def one(entry: Mapping[str, Any]) -> dict[str, Any]:
         return {

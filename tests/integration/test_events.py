@@ -8,8 +8,9 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from app.events import EventHub
+from config.events import EventSequence
 from config.keys import events_channel
-from config.protocol import EventSequence, encode
+from config.protocol import encode
 from config.redisconn import connect
 
 STREAMS = 64

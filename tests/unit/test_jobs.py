@@ -6,8 +6,9 @@ import pytest
 
 from app.errors import APIError, from_worker
 from app.jobs import ClientGone, JobService, WorkerLost
+from config.events import EventSequence
 from config.keys import cancel_key, claim_key, heartbeat_key
-from config.protocol import WORKER_ERROR, EventSequence
+from config.protocol import WORKER_ERROR
 
 
 class FakeRedis:

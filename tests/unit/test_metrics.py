@@ -9,7 +9,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.liveness import Liveness
 from app.metrics import Metrics
 from app.model_status import ModelStatus
-from config.protocol import EventSequence, encode
+from config.events import EventSequence
+from config.protocol import encode
 
 
 def samples(metrics):

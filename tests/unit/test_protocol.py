@@ -1,21 +1,18 @@
 import pytest
 
+from config.events import EventGap, EventOrder, EventSequence, event_from_wire
 from config.keys import cancel_key, events_channel, finished_key
 from config.protocol import (
     CHAT,
     COMPLETION,
     EMBEDDING,
     ERROR,
-    EventGap,
-    EventOrder,
-    EventSequence,
     MalformedMessage,
     chat_job,
     completion_job,
     decode,
     embedding_job,
     encode,
-    event_from_wire,
     job_from_wire,
     next_attempt,
     origin,

@@ -10,7 +10,7 @@ from app.responses.items import output_items, status_of, to_messages, with_ids
 from app.responses.schema import ResponseCreateSchema
 from app.responses.stream import ResponseEvents
 from app.schemas import load_request
-from config.protocol import EventSequence
+from config.events import EventSequence
 from config.results import ResultBuilder
 
 

@@ -13,7 +13,8 @@ from app.responses.service import ResponseService
 from app.serving import chat, completions, edits
 from app.serving.embeddings import EmbeddingService
 from app.serving.generation import GenerationService
-from config.protocol import BULK, CHAT, COMPLETION, EMBEDDING, EventSequence
+from config.events import EventSequence
+from config.protocol import BULK, CHAT, COMPLETION, EMBEDDING
 from config.registry import ModelSpec
 from config.results import ResultBuilder
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from config.protocol import Event
+from config.events import Event
 from workers.engine.batch import BatchState
 from workers.engine.errors import EngineFailed, JobFailed
 from workers.engine.isolation import run_isolated

@@ -11,17 +11,8 @@ from typing import Any, cast
 
 import numpy as np
 
-from config.protocol import (
-    DONE,
-    ERROR,
-    DoneEvent,
-    EngineLoad,
-    Event,
-    EventSequence,
-    Job,
-    Timing,
-    Usage,
-)
+from config.events import DoneEvent, Event, EventSequence, Timing, Usage
+from config.protocol import DONE, ERROR, EngineLoad, Job
 from workers.engine.base import EngineLoop
 from workers.engine.errors import EngineFailed
 from workers.engine.intake import check_request_tokens, tokenize

@@ -24,8 +24,9 @@ from typing import Any
 
 import torch
 
+from config.events import Event
 from config.grammars import TOOL_FORMATS
-from config.protocol import CANCELLED, EMBEDDING, ERROR, WORKER_SHUTDOWN, EngineLoad, Event, Job
+from config.protocol import CANCELLED, EMBEDDING, ERROR, WORKER_SHUTDOWN, EngineLoad, Job
 from workers.engine.admission import Admission
 from workers.engine.base import EngineLoop
 from workers.engine.constraints import load_constraints

@@ -13,8 +13,9 @@ from typing import Any, Protocol
 
 from jinja2 import TemplateError
 
+from config.events import EventSequence
 from config.grammars import GrammarError, ToolFormat, request_grammar
-from config.protocol import BULK, EventSequence, Job, Message, Prompt, Tool
+from config.protocol import BULK, Job, Message, Prompt, Tool
 from workers.engine.errors import ContextLengthExceeded, InvalidRequest, TooManyTokens
 from workers.engine.io import Ticket
 from workers.engine.sampling import SamplingParams, make_generator

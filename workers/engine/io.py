@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from config.protocol import Event
+from config.events import Event
 
 log = logging.getLogger(__name__)
 

@@ -11,20 +11,8 @@ from typing import Any
 
 import torch
 
-from config.protocol import (
-    DONE,
-    ERROR,
-    LENGTH,
-    STOP,
-    TOOL_CALLS,
-    Event,
-    FinishReason,
-    Timing,
-    TokenFields,
-    TokenInfo,
-    TokenLogprob,
-    ToolCallDelta,
-)
+from config.events import Event, Timing, TokenFields, TokenInfo, TokenLogprob, ToolCallDelta
+from config.protocol import DONE, ERROR, LENGTH, STOP, TOOL_CALLS, FinishReason
 from workers.engine.errors import EngineFailed, JobFailed
 from workers.engine.sampling import choose_tokens, process_logits, token_logprobs
 from workers.engine.sequences import CALLS_ONLY, JSON_ONLY, JobState, Sequence

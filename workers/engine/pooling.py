@@ -11,7 +11,8 @@ from typing import Any, cast
 import torch
 import torch.nn.functional as F
 
-from config.protocol import DONE, ERROR, DoneEvent, Event, EventSequence, Job
+from config.events import DoneEvent, Event, EventSequence
+from config.protocol import DONE, ERROR, Job
 from workers.engine.batch import prefill_inputs
 from workers.engine.embedding import EmbeddingJob, embedding_done
 from workers.engine.errors import EngineFailed

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from config.protocol import TokenInfo, TokenLogprob
+from config.events import TokenInfo, TokenLogprob
 
 GREEDY_BELOW = 1e-5  # temperatures under this sample greedily
 

@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 import torch
 
-from config.protocol import Echo, EventSequence, FinishReason, TokenLogprob, Usage
+from config.events import Echo, EventSequence, TokenLogprob, Usage
+from config.protocol import FinishReason
 from workers.engine.batch import BatchState
 from workers.engine.drafts import Drafter
 from workers.engine.io import Ticket

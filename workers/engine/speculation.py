@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import torch
 
-from config.protocol import Event
+from config.events import Event
 from workers.engine.batch import BatchState
 from workers.engine.drafts import Drafter
 from workers.engine.output import TokenOutput

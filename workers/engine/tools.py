@@ -14,8 +14,9 @@ import re
 import uuid
 from typing import Any
 
+from config.events import ToolCallDelta
 from config.grammars import ToolFormat
-from config.protocol import Tool, ToolCallDelta
+from config.protocol import Tool
 
 TOOLS_PROMPT = """# Tools
 
