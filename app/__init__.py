@@ -15,6 +15,7 @@ from flask import Config, Flask
 from config.redisconn import connect
 from config.registry import load_registry
 from config.settings import Settings, celery_config
+from config.tracing import instrument_flask
 
 if TYPE_CHECKING:
     from app.services import Services
@@ -74,6 +75,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health_bp)
     app.register_blueprint(openapi_bp)
     app.register_blueprint(playground_bp)
+    instrument_flask(app)  # only when OTEL_TRACES_EXPORTER asks for traces
     if app.config["CORS_ORIGINS"]:  # off unless configured: browsers may not call by default
         from flask_cors import CORS
 

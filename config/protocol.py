@@ -31,6 +31,8 @@ from typing import Any, Literal, NotRequired, TypedDict, Unpack, cast
 
 import orjson
 
+from config.tracing import context_carrier
+
 # -- event types, finish reasons, outcomes ------------------------------------------------------
 
 TOKEN: Literal["token"] = "token"
@@ -135,6 +137,7 @@ class JobOptions(TypedDict, total=False):
     tools: list[Tool]
     tool_choice: str
     parallel_tool_calls: bool
+    trace: dict[str, str]  # the request's trace context, W3C headers (see config/tracing.py)
 
 
 class Job(JobOptions):
@@ -153,7 +156,11 @@ class Job(JobOptions):
 
 
 def _job(kind: JobKind, model: str, options: JobOptions) -> Job:
-    head = {"id": uuid.uuid4().hex, "model": model, "kind": kind, "created": time.time()}
+    head: dict[str, Any] = {"id": uuid.uuid4().hex, "model": model, "kind": kind}
+    head["created"] = time.time()
+    trace = context_carrier()  # the request's trace, when tracing is on
+    if trace:
+        head["trace"] = trace
     return cast(Job, head | options)  # mypy cannot add a TypedDict's keys to another's
 
 

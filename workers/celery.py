@@ -13,6 +13,7 @@ from celery import Celery, signals
 
 from config.protocol import EMBED_TASK, EMBEDDING, GENERATE_TASK, Job
 from config.settings import Settings, celery_config
+from config.tracing import instrument_worker
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ app = create_celery()
 
 @signals.worker_init.connect
 def on_worker_init(sender, **_: object) -> None:
+    instrument_worker()  # only when OTEL_TRACES_EXPORTER asks for traces
     from workers.runtime import runtime
 
     logging.basicConfig(

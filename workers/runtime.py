@@ -24,6 +24,7 @@ from config.protocol import (
 from config.redisconn import connect
 from config.registry import load_registry
 from config.settings import Settings
+from config.tracing import engine_spans, job_span
 from workers.bulk import BulkFeeder
 from workers.engine import JobFailed
 from workers.engine.base import Engine
@@ -149,6 +150,14 @@ class WorkerRuntime:
             if isinstance(job_id, str):  # its front waits: it hears why at once
                 return self._fail(job_id, WORKER_ERROR, "The model worker got a malformed job.")
             return ERROR
+        trace = job.get("trace")
+        with job_span(job["id"], job["model"], job["kind"], trace, job["created"]) as span:
+            outcome, marks = self._run(job)
+            engine_spans(span, marks)
+            return outcome
+
+    def _run(self, job: Job) -> tuple[str, dict[str, int]]:
+        """:meth:`run` for a checked job: how it ended, and when its engine's phases began."""
         job_id = job["id"]
         io = self._io()
         client = io.client
@@ -170,7 +179,7 @@ class WorkerRuntime:
         if finished or cancelled or not (listeners or detached):
             why = "already answered" if finished else "cancelled" if cancelled else "unheard"
             log.info("job %s %s; dropping this copy", job_id, why)
-            return DUPLICATE if finished else CANCELLED
+            return (DUPLICATE if finished else CANCELLED), {}
         if detached:
             ttl = int(job.get("result_ttl") or CLAIM_TTL)
             progress = job.get("progress_key") or ""
@@ -184,16 +193,16 @@ class WorkerRuntime:
         except JobFailed as exc:
             if exc.code == WORKER_ERROR:
                 log.error("job %s: %s", job_id, exc.message)
-            return self._fail(job_id, exc.code, exc.message, exc.field, exc.details)
+            return self._fail(job_id, exc.code, exc.message, exc.field, exc.details), {}
         except Exception:  # noqa: BLE001 - any fault ends the job now, not after a timeout
             log.exception("job %s: the worker failed before running it", job_id)
             message = "The model worker failed while preparing this request."
-            return self._fail(job_id, WORKER_ERROR, message)
+            return self._fail(job_id, WORKER_ERROR, message), {}
         ticket.wait()
         outcome = ticket.outcome or ERROR
         if job.get("origin"):  # a retried attempt answers its origin's request
             client.set(finished_key(origin(job)), outcome, ex=CLAIM_TTL)
-        return outcome
+        return outcome, ticket.marks
 
     def _io(self) -> RedisJobIO:
         if self.io is None:

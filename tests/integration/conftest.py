@@ -35,6 +35,7 @@ from tests.integration.http import get
 TINY = "tiny-chat"
 STALL = "tiny-stall"
 OFFLINE = "tiny-offline"
+TRACED = "tiny-traced"  # served only by the tracing test's own worker
 SMOL_B = "smol-b"  # the SmolLM2 weights under a second name, for workers the fault tests kill
 SMOL_C = "smol-c"  # and a third, for the worker the shutdown tests stop
 BASE = "tiny-base"  # the tiny model again, with an alias and two LoRA adapters on it
@@ -134,7 +135,7 @@ def stack(
         "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
         "max_batch_size": 8,
     }
-    entries = [{"name": name, **tiny} for name in (TINY, STALL, OFFLINE)]
+    entries = [{"name": name, **tiny} for name in (TINY, STALL, OFFLINE, TRACED)]
     entries += [
         {"name": BASE, **tiny, "aliases": [ALIAS]},
         {"name": LORA_A, "kind": "chat", "source": str(tiny_adapter_dirs[0]), "base": BASE},

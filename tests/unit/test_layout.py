@@ -24,6 +24,19 @@ def test_the_front_never_imports_torch_or_transformers():
     assert heavy_modules_loaded(setup, ("torch", "transformers")) == []
 
 
+def test_tracing_costs_nothing_when_off():
+    """Without OTEL_TRACES_EXPORTER, neither side loads OpenTelemetry's instrumentations or
+    exporters (redis-py imports OpenTelemetry's API itself), and jobs carry no trace."""
+    setup = (
+        "import os; os.environ.pop('OTEL_TRACES_EXPORTER', None);"
+        "from app import create_app; create_app({'REDIS_URL': 'redis://127.0.0.1:1'});"
+        "import workers.celery, workers.runtime; from config.protocol import chat_job;"
+        "assert 'trace' not in chat_job('m', [], {})"
+    )
+    loaded = ("opentelemetry.instrumentation", "opentelemetry.exporter", "opentelemetry.propagate")
+    assert heavy_modules_loaded(setup, loaded) == []
+
+
 def test_the_engine_never_imports_flask_or_celery():
     setup = "import workers.engine, workers.engine.embedding"
     assert heavy_modules_loaded(setup, ("flask", "celery")) == []

@@ -116,6 +116,8 @@ class Admission:
         def run(jobs: list[list[Sequence]]) -> tuple[Any, BatchState, list[Sequence], list[int]]:
             return self._prefill_forward([seq for seqs in jobs for seq in seqs])
 
+        for seq in joining:
+            seq.job.ticket.mark("prefill")
         for jobs, result, error in run_isolated(list(by_job.values()), run):
             seqs = [seq for group in jobs for seq in group]
             if result is not None:
@@ -211,6 +213,7 @@ class Admission:
         for seq, row in zip(joining, rows, strict=True):
             if seq.job.started is None:
                 seq.job.started = now
+                seq.job.ticket.mark("first_token")
             if seq.wants_prompt_logprobs and seq.echo is not None:
                 seq.echo["logprobs"] = self.output.prompt_logprobs(seq, out.logits[row])
         group = self.running.join(joining, joined, self.max_batch_size)

@@ -30,9 +30,17 @@ class Ticket:
     def __init__(self) -> None:
         self._done = threading.Event()
         self.outcome: str | None = None  # "done", "error" or "cancelled"
+        # When (time.time_ns) the job reached each phase: submitted, prefill, first_token, end
+        # (what a trace shows of the engine; see config/tracing.py).
+        self.marks: dict[str, int] = {"submitted": time.time_ns()}
+
+    def mark(self, phase: str) -> None:
+        """Note that the job reached ``phase`` now (the first time only)."""
+        self.marks.setdefault(phase, time.time_ns())
 
     def finish(self, outcome: str) -> None:
         self.outcome = outcome
+        self.mark("end")
         self._done.set()
 
     def wait(self, timeout: float | None = None) -> bool:
