@@ -5,7 +5,8 @@ import queue
 import pytest
 
 from app.errors import APIError, from_worker
-from app.jobs import ClientGone, JobService, WorkerLost
+from app.jobs import JobService
+from app.relay import ClientGone, WorkerLost
 from config.events import EventSequence
 from config.keys import cancel_key, claim_key, heartbeat_key
 from config.protocol import WORKER_ERROR
