@@ -36,6 +36,12 @@ def detached_key(origin_id: str) -> str:
     return f"llm:detached:{origin_id}"
 
 
+def events_stream(job_id: str) -> str:
+    """A Redis Stream of a detached job's events, kept when the job asks (``keep_events``: a
+    background response), so that a client can stream them again from any front."""
+    return f"llm:events-log:{job_id}"
+
+
 def bulk_queue(model: str) -> str:
     """A Redis list of the batches that have lines waiting for a model; workers go round it,
     taking lines from each batch's :func:`batch_queue` when their engine has room for them."""

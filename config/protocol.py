@@ -127,6 +127,9 @@ class JobOptions(TypedDict, total=False):
     # A hash whose field ``completed`` or ``failed`` the worker increments when it records the
     # result (the progress of a batch), in the same step, once.
     progress_key: str
+    # Also append its events to a capped Redis Stream (config.keys.events_stream), kept as long
+    # as its result: a background response, whose stream a client may read again.
+    keep_events: bool
     # BULK: runs in the capacity interactive work leaves (batch lines, the flex tier). A batch
     # line waits in its batch's queue (config.keys.batch_queue), not on Celery.
     priority: Literal["interactive", "bulk"]

@@ -15,12 +15,13 @@ from typing import Any
 import redis
 
 from config.events import DoneEvent, ErrorEvent, Event
-from config.keys import DETACHED_SET, cancel_key, events_channel, finished_key
+from config.keys import DETACHED_SET, cancel_key, events_channel, events_stream, finished_key
 from config.protocol import DONE, TERMINAL, TOKEN, encode
 from config.results import ResultBuilder
 from workers.engine.io import Unavailable
 
 FINISHED_TTL = 24 * 3600
+EVENTS_KEPT = 100_000  # a background response's events logged, at most (one a token or so)
 
 
 # Record a result once, and count it in its batch's progress only if it was recorded.
@@ -39,6 +40,7 @@ class _Detached:
     result_key: str
     ttl: int
     progress_key: str = ""
+    keep_events: bool = False  # also append its events to its Redis Stream (a resumable run)
     builder: ResultBuilder = field(default_factory=ResultBuilder)
 
 
@@ -50,12 +52,20 @@ class RedisJobIO:
         self._outage = False  # the last round trip failed: Redis went away
 
     def detach(
-        self, job_id: str, origin: str, result_key: str, ttl: int, progress_key: str = ""
+        self,
+        job_id: str,
+        origin: str,
+        result_key: str,
+        ttl: int,
+        progress_key: str = "",
+        keep_events: bool = False,
     ) -> None:
         """Record the result of ``job_id`` under ``result_key`` when it ends (and count it in
-        ``progress_key``)."""
+        ``progress_key``); with ``keep_events``, log its events in its Redis Stream too."""
         with self._lock:
-            self._detached[job_id] = _Detached(job_id, origin, result_key, ttl, progress_key)
+            self._detached[job_id] = _Detached(
+                job_id, origin, result_key, ttl, progress_key, keep_events
+            )
 
     def exchange(self, events: list[Event], job_ids: list[str]) -> set[str]:
         """Publish ``events`` and mark terminal jobs finished (recording detached jobs' results);
@@ -103,6 +113,11 @@ class RedisJobIO:
         if detached is None:
             return
         fed.setdefault(event["job"], []).append(event)
+        if detached.keep_events:
+            key = events_stream(event["job"])
+            pipe.xadd(key, {"event": encode(event)}, maxlen=EVENTS_KEPT, approximate=True)
+            if event["seq"] == 0 or event["type"] in TERMINAL:
+                pipe.expire(key, detached.ttl)
         if event["type"] not in TERMINAL:
             return
         preview = copy.deepcopy(detached.builder)  # committed only if the round trip succeeds

@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -151,7 +152,8 @@ class WorkerRuntime:
                 return self._fail(job_id, WORKER_ERROR, "The model worker got a malformed job.")
             return ERROR
         trace = job.get("trace")
-        with job_span(job["id"], job["model"], job["kind"], trace, job["created"]) as span:
+        created = job.get("created") or time.time()  # a job a test (or an old front) made
+        with job_span(job["id"], job["model"], job["kind"], trace, created) as span:
             outcome, marks = self._run(job)
             engine_spans(span, marks)
             return outcome
@@ -183,7 +185,8 @@ class WorkerRuntime:
         if detached:
             ttl = int(job.get("result_ttl") or CLAIM_TTL)
             progress = job.get("progress_key") or ""
-            io.detach(job_id, origin(job), job["result_key"], ttl, progress)
+            keep = bool(job.get("keep_events"))
+            io.detach(job_id, origin(job), job["result_key"], ttl, progress, keep)
         client.set(claim_key(job_id), self.worker_id, ex=CLAIM_TTL)
         try:
             engine = self.engines.get(job["model"])

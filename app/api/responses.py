@@ -8,6 +8,7 @@ from flask import Response, jsonify, request
 
 from app.api.blueprint import bp, limit_arg, order_arg, request_owner
 from app.body import read_json
+from app.errors import APIError
 from app.responses.schema import ResponseCreateSchema
 from app.schemas import load_request
 from app.services import services
@@ -24,7 +25,19 @@ def create_response() -> Response:
 
 @bp.get("/responses/<response_id>")
 def retrieve_response(response_id: str) -> Response:
-    return jsonify(services().responses.retrieve(response_id, request_owner()))
+    """The response; with ``stream=true``, a background response's stream again, from its start
+    or after ``starting_after`` (a sequence number), then live until it ends."""
+    if request.args.get("stream", "").lower() != "true":
+        return jsonify(services().responses.retrieve(response_id, request_owner()))
+    after = request.args.get("starting_after")
+    if after is not None and not (after.isascii() and after.isdigit()):
+        raise APIError(400, "starting_after must be a sequence number.", "starting_after")
+    frames = services().responses.resume(response_id, request_owner(), _int(after))
+    return respond(frames)
+
+
+def _int(value: str | None) -> int | None:
+    return None if value is None else int(value)
 
 
 @bp.delete("/responses/<response_id>")

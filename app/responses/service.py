@@ -9,8 +9,9 @@ from typing import Any, cast
 
 from app.disconnect import client_gone_check
 from app.errors import APIError, request_param
-from app.jobs import ClientGone, JobService
+from app.jobs import JobService
 from app.limits import RateLimiter
+from app.relay import ClientGone
 from app.responses.items import (
     RESPONSE_PARAMS,
     new_id,
@@ -20,6 +21,7 @@ from app.responses.items import (
     to_messages,
     with_ids,
 )
+from app.responses.replay import replay
 from app.responses.store import ResponseStore, result_key
 from app.responses.stream import ResponseEvents
 from app.serving.generation import finished
@@ -70,8 +72,12 @@ class ResponseService:
         previous = data.get("previous_response_id")
         history = self.store.conversation(previous, owner) if previous else []
         options: JobOptions = {}
-        if data.get("background"):  # the worker records its result, under the response's key
-            options = {"result_key": result_key(rid), "result_ttl": self.store.ttl}
+        if data.get("background"):  # the worker records its result (and events) for it
+            options = {
+                "result_key": result_key(rid),
+                "result_ttl": self.store.ttl,
+                "keep_events": True,
+            }
         prepared = self.prepare(rid, data, owner, history, options=options)
         record, spec, job = prepared.record, prepared.spec, prepared.job
         if data.get("background"):
@@ -205,10 +211,31 @@ class ResponseService:
         self.limits.record_usage(result["usage"])
         return result
 
+    def resume(self, response_id: str, owner: str, after: int | None) -> Iterator[str]:
+        """A background response's stream again, from its start or after sequence number
+        ``after``, then live until it ends: from its events' log, on any front."""
+        record = self.store.get(response_id, owner)
+        if not record["request"]["background"]:
+            raise APIError(
+                400, "Only a background response can be streamed again.", "stream", "not_background"
+            )
+        job_id = self.store.running_attempt(record)
+        # Silent for as long as a job may wait in its queue, or a worker may hold it mute.
+        idle = max(self.jobs.relay.timeout, self.jobs.relay.queue_timeout)
+        events = replay(self.store.client, job_id, RESPONSE_PARAMS, idle)
+        frames = self._stream(record, events, "queued", -1 if after is None else after)
+        return (frame for frame in frames if frame)
+
     def _stream(
-        self, record: dict[str, Any], events: Iterator[Event], first_status: str
+        self,
+        record: dict[str, Any],
+        events: Iterator[Event],
+        first_status: str,
+        after: int | None = None,
     ) -> Iterator[str]:
-        writer = ResponseEvents(record["id"])
+        """The response's frames as its job's events come. ``after``: a replay, whose frames up
+        to that sequence number the client has (written as ""), and whose usage counted once."""
+        writer = ResponseEvents(record["id"], -1 if after is None else after)
         yield from writer.opening(response_object(record, None, first_status))
         builder = ResultBuilder()
         try:
@@ -216,7 +243,7 @@ class ResponseService:
                 builder.add(event)
                 if event["type"] == TOKEN:
                     yield from writer.token(event)
-                elif event["type"] == DONE:
+                elif event["type"] == DONE and after is None:
                     self.limits.record_usage(event.get("usage"))
         except ClientGone:
             self._keep(record, _failure(ClientGone()))

@@ -17,8 +17,12 @@ from config.protocol import encode
 
 
 class ResponseEvents:
-    def __init__(self, response_id: str) -> None:
+    """Writes one response's frames. ``after``: the frames up to this sequence number are
+    written as "" (a client that resumes the stream has them)."""
+
+    def __init__(self, response_id: str, after: int = -1) -> None:
         self.response_id = response_id
+        self.after = after
         self._seq = 0
         self._outputs = 0  # output items opened so far
         self._text: str | None = None  # the message's text, once its item is open
@@ -28,6 +32,8 @@ class ResponseEvents:
     def frame(self, type_: str, **payload: Any) -> str:
         event = {"type": type_, "sequence_number": self._seq, **payload}
         self._seq += 1
+        if event["sequence_number"] <= self.after:
+            return ""
         return f"event: {type_}\ndata: {encode(event)}\n\n"
 
     def opening(self, response: dict[str, Any]) -> list[str]:
