@@ -146,15 +146,16 @@ class JobService:
     ) -> list[Event]:
         """Run a job and return all its events; if its worker dies, run it again elsewhere.
         ``gone`` tells whether the client has left (then the job is cancelled, see
-        :meth:`iterate`); ``names``: the endpoint's names for the job's fields, in errors."""
+        :meth:`app.relay.EventRelay.iterate`); ``names``: the endpoint's names for the job's
+        fields, in errors."""
         for _ in range(self.retries):
             events = self.submit(spec, job)
             try:
-                return list(self.iterate(events, gone, names=names))
+                return list(self.relay.iterate(events, gone, names=names))
             except WorkerLost:
                 log.warning("job %s: worker lost; running it again", events.job_id)
                 job = next_attempt(job)
-        return list(self.iterate(self.submit(spec, job), gone, names=names))
+        return list(self.relay.iterate(self.submit(spec, job), gone, names=names))
 
     def start(
         self,
@@ -167,7 +168,7 @@ class JobService:
         return the job id and an iterator over all its events."""
         for attempt in range(self.retries + 1):
             events = self.submit(spec, job)
-            iterator = self.iterate(events, gone, names=names)
+            iterator = self.relay.iterate(events, gone, names=names)
             try:
                 first = next(iterator)
             except WorkerLost:
@@ -178,17 +179,6 @@ class JobService:
                 continue
             return events.job_id, _chain(first, iterator)
         raise AssertionError("unreachable: the last attempt returns or raises")
-
-    def iterate(
-        self,
-        events: JobEvents,
-        gone: ClientCheck | None = None,
-        cancel: bool = True,
-        names: dict[str, str] = JOB_PARAMS,
-    ) -> Iterator[Event]:
-        """Yield a job's events up to and including the terminal one: see
-        :meth:`app.relay.EventRelay.iterate`."""
-        return self.relay.iterate(events, gone, cancel, names)
 
     def _check_queue(self, spec: ModelSpec) -> None:
         """Backpressure: refuse a job when its model's queue already holds its cap of them."""

@@ -87,7 +87,7 @@ class ResponseService:
             if events is None:
                 return response_object(record, None, "queued")
             # The run outlives its stream: not cancelled if the client leaves.
-            stream = self.jobs.iterate(events, cancel=False, names=RESPONSE_PARAMS)
+            stream = self.jobs.relay.iterate(events, cancel=False, names=RESPONSE_PARAMS)
             return self._stream(record, stream, "queued")
         gone = client_gone_check()
         if data.get("stream"):

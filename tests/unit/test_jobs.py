@@ -57,7 +57,7 @@ def test_events_up_to_done_are_yielded_and_nothing_is_cancelled():
     usage = {"prompt_tokens": 1, "total_tokens": 2}
     events = FakeEvents([seq.token(token), seq.done(usage)])
     jobs = service()
-    assert [e["type"] for e in jobs.iterate(events)] == ["token", "done"]
+    assert [e["type"] for e in jobs.relay.iterate(events)] == ["token", "done"]
     assert events.closed and cancel_key("j1") not in jobs.client.data
 
 
@@ -66,7 +66,7 @@ def test_a_worker_error_becomes_its_http_error_and_an_error_after_a_gap_is_kept(
     seq.token({"index": 0, "text": "lost", "token_ids": [1], "finish_reason": None})  # lost
     events = FakeEvents([seq.error("invalid_request", "bad prompt", "prompts[0]")])
     with pytest.raises(APIError) as info:
-        list(service().iterate(events))
+        list(service().relay.iterate(events))
     assert (info.value.status, info.value.body["error"]["param"]) == (400, "prompt")
 
 
@@ -74,7 +74,7 @@ def test_a_client_that_left_cancels_its_job():
     events = FakeEvents([])
     jobs = service()
     with pytest.raises(ClientGone) as info:
-        list(jobs.iterate(events, gone=lambda: True))
+        list(jobs.relay.iterate(events, gone=lambda: True))
     assert info.value.status == 499
     assert jobs.client.data[cancel_key("j1")] == 1
 
@@ -84,7 +84,7 @@ def test_a_stalled_worker_holding_the_job_is_lost():
     client.data[claim_key("j1")] = "w1"
     client.data[heartbeat_key("w1")] = '{"id": "w1", "models": ["m"], "stalled": ["m"]}'
     with pytest.raises(WorkerLost):
-        list(service(client).iterate(FakeEvents([])))
+        list(service(client).relay.iterate(FakeEvents([])))
     assert client.data[cancel_key("j1")] == 1
 
 
