@@ -159,8 +159,21 @@ def build_services(config: Config, celery: Celery) -> Services:
     )
     generation = GenerationService(jobs, limits, caps)
     embeddings = EmbeddingService(jobs, limits, caps)
+    # Streams read again block on Redis between events: a pool of their own, so that many
+    # of them never take the connections every other request needs.
+    replays = connect(
+        config["REDIS_URL"],
+        config["REDIS_SENTINEL_MASTER"],
+        blocking=64,
+        timeout=10,
+        client_name="llm-front-replays",
+    )
     responses = ResponseService(
-        jobs, ResponseStore(client, config["RESPONSES_TTL"]), limits, config["MAX_REQUEST_TOKENS"]
+        jobs,
+        ResponseStore(client, config["RESPONSES_TTL"]),
+        limits,
+        config["MAX_REQUEST_TOKENS"],
+        replays,
     )
     # Batch lines run through the endpoints' own services.
     lines = BatchLines(generation, embeddings, responses)

@@ -6,6 +6,7 @@ finishes its jobs but takes no new ones) or its heartbeat says an engine stalled
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -13,6 +14,8 @@ import redis
 
 from config.keys import WORKERS_SET, heartbeat_key
 from config.protocol import WorkerStatus, status_from_wire
+
+log = logging.getLogger(__name__)
 
 
 class Liveness:
@@ -42,7 +45,10 @@ class Liveness:
             if raw is None:
                 dead.append(worker_id)  # heartbeat expired: the worker is gone
             else:
-                statuses.append(status_from_wire(raw))
+                try:
+                    statuses.append(status_from_wire(raw))
+                except ValueError:  # not a worker's status (MalformedMessage is one)
+                    log.error("ignoring a malformed heartbeat of %s", worker_id)
         if dead:
             self.client.srem(WORKERS_SET, *dead)
         with self._lock:

@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
 
 import redis
 
 from config.keys import batch_progress, batch_queue, bulk_processing, bulk_queue, flex_queue
 from config.protocol import CANCELLED, Job, MalformedMessage, decode, job_from_wire
+from workers.engine.base import Engine
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class BulkFeeder:
     def __init__(
         self,
         client: redis.Redis,
-        engines: dict[str, Any],
+        engines: Mapping[str, Engine],
         worker_id: str,
         run: Callable[[object], str],
     ) -> None:
@@ -64,8 +64,7 @@ class BulkFeeder:
         waiting for it; whether any line was taken."""
         took = False
         for name, engine in self.engines.items():
-            room = getattr(engine, "bulk_room", None)
-            if room is None or room() <= 0:
+            if engine.bulk_room() <= 0:
                 continue
             raw = self.client.lmove(flex_queue(name), self.processing, "RIGHT", "LEFT")
             if raw is not None:  # a flex request, whose client waits: before batch lines

@@ -79,9 +79,13 @@ class Reaper:
                 continue
             restored = 0
             while (raw := self.client.lindex(key, -1)) is not None:
-                requeue(self.client, job_from_wire(decode(raw)), raw)
+                try:
+                    requeue(self.client, job_from_wire(decode(raw)), raw)
+                except ValueError:  # not a job (MalformedMessage is one): it cannot run again
+                    log.error("dropping a malformed bulk job of %s: %.200r", worker, raw)
+                else:
+                    restored += 1
                 self.client.rpop(key)
-                restored += 1
             if restored:
                 log.warning("put back %d bulk jobs of the dead worker %s", restored, worker)
 

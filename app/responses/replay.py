@@ -5,7 +5,7 @@ to, see ``workers/io.py``), from the first, then followed live until the termina
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
@@ -25,18 +25,29 @@ def replay(
     names: dict[str, str],
     idle_timeout: float,
     gone: ClientCheck | None = None,
+    moved: Callable[[], bool] | None = None,
 ) -> Iterator[Event]:
     """The job's events, in order, up to its terminal one (an ``error`` raised as its
-    :class:`APIError`, its fields named as ``names`` say); a job silent for ``idle_timeout``
-    seconds is a 504."""
+    :class:`APIError`, its fields named as ``names`` say). A job silent for ``idle_timeout``
+    seconds is a 504; one that ``moved()`` says ended or restarted elsewhere with no more
+    events here (checked while it is silent, then once more) is a 409."""
     key, last, order = events_stream(job_id), "0-0", EventOrder()
-    heard = time.monotonic()
+    heard, moving = time.monotonic(), False
     while True:
         # [[key, [(entry id, {field: value})...]]], or nothing after BLOCK_MS
         reply: Any = client.xread({key: last}, count=256, block=BLOCK_MS)
         if not reply:
             if gone is not None and gone():
                 raise ClientGone()
+            if moving:  # one more read after it moved found nothing either
+                raise APIError(
+                    409,
+                    "This response's run ended or restarted on another worker without more "
+                    "events here: retrieve it, or stream it again.",
+                    "stream",
+                    "stream_interrupted",
+                )
+            moving = moved is not None and moved()
             if time.monotonic() - heard > idle_timeout:
                 raise APIError(
                     504,

@@ -7,6 +7,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import redis
+
 from app.disconnect import client_gone_check
 from app.errors import APIError, request_param
 from app.jobs import JobService
@@ -28,7 +30,7 @@ from app.serving.generation import finished
 from app.sse import Answer
 from config.events import Event
 from config.grammars import TOOL_FORMATS, GrammarError, request_grammar
-from config.keys import cancel_key
+from config.keys import cancel_key, events_stream
 from config.protocol import CANCELLED, DONE, TOKEN, Job, JobOptions, Params, Tool, chat_job
 from config.registry import CHAT, ModelSpec
 from config.results import (
@@ -58,12 +60,18 @@ class ResponseService:
     ``max_request_tokens``: MAX_REQUEST_TOKENS, which its job carries."""
 
     def __init__(
-        self, jobs: JobService, store: ResponseStore, limits: RateLimiter, max_request_tokens: int
+        self,
+        jobs: JobService,
+        store: ResponseStore,
+        limits: RateLimiter,
+        max_request_tokens: int,
+        replays: redis.Redis | None = None,
     ) -> None:
         self.jobs = jobs
         self.store = store
         self.limits = limits
         self.max_request_tokens = max_request_tokens
+        self.replays = replays  # what reads a background run's events again (else the store's)
 
     def create(self, data: dict[str, Any], owner: str) -> Answer:
         """Run the response the request describes; returns the response object, or an iterator
@@ -220,9 +228,26 @@ class ResponseService:
                 400, "Only a background response can be streamed again.", "stream", "not_background"
             )
         job_id = self.store.running_attempt(record)
+        client = self.replays or self.store.client
+        stored = self.store.result(response_id)
+        if stored is not None and not client.exists(events_stream(job_id)):
+            # It ended with no events logged (cancelled while queued, given up): its result.
+            writer = ResponseEvents(record["id"], -1 if after is None else after)
+            ended = writer.opening(response_object(record, None, "queued"))
+            ended += writer.closing(response_object(record, stored, status_of(stored, "failed")))
+            return (frame for frame in ended if frame)
+
+        def moved() -> bool:
+            """The run ended, or the workers started it again, without more events here."""
+            return (
+                self.store.result(response_id) is not None
+                or self.store.running_attempt(record) != job_id
+            )
+
         # Silent for as long as a job may wait in its queue, or a worker may hold it mute.
         idle = max(self.jobs.relay.timeout, self.jobs.relay.queue_timeout)
-        events = replay(self.store.client, job_id, RESPONSE_PARAMS, idle)
+        gone = client_gone_check()
+        events = replay(client, job_id, RESPONSE_PARAMS, idle, gone, moved)
         frames = self._stream(record, events, "queued", -1 if after is None else after)
         return (frame for frame in frames if frame)
 
@@ -252,6 +277,8 @@ class ResponseService:
             failed = _failure(exc)
             self._keep(record, failed)
             yield from writer.error(exc.body)
+            if after is not None:  # a replay cut short: the run itself goes on, or has ended
+                return
             yield from writer.closing(response_object(record, failed, status_of(failed, "failed")))
             return
         result = finished(builder)
@@ -261,8 +288,8 @@ class ResponseService:
     def _keep(self, record: dict[str, Any], result: JobResult) -> None:
         """Store a response the front waited for (a background run's result the worker
         stores)."""
-        if not record["request"]["store"]:
-            return
+        if not record["request"]["store"] or record["request"]["background"]:
+            return  # a background run's result is its worker's to record (or the reaper's)
         if not record["request"]["background"]:
             self.store.save(record)
         self.store.set_result(record["id"], result)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.chat_schemas import EditSchema
+from app.errors import param_names
 from app.serving.generation import Chunk, Format, Reply, ResultUsage
 from config.protocol import Job, JobOptions, Params, chat_job
 from config.registry import ModelSpec
@@ -21,6 +22,7 @@ class EditFormat(Format):
     schema = EditSchema()  # it refuses ``stream``: no chunks to shape
     prefix = "edit"
     chunk_object = "edit"
+    names = param_names(messages="input")  # its one conversation is made of its input
 
     def job(
         self, spec: ModelSpec, data: dict[str, Any], params: Params, options: JobOptions

@@ -14,7 +14,7 @@ from typing import Any
 
 from app.caps import Caps
 from app.disconnect import client_gone_check
-from app.errors import APIError
+from app.errors import JOB_PARAMS, APIError
 from app.jobs import JobService
 from app.limits import RateLimiter
 from app.schemas import GenerationSchema, load_request
@@ -57,6 +57,7 @@ class Format:
     schema: GenerationSchema
     prefix: str
     chunk_object: str
+    names: dict[str, str] = JOB_PARAMS  # the request's names for its job's fields, in errors
 
     def prompts(self, data: dict[str, Any]) -> list[Prompt] | None:
         """The request's prompts, each one or more choices; None: one conversation."""
@@ -110,10 +111,10 @@ class GenerationService:
         gone = client_gone_check()
         if data.get("stream"):
             # Waits for the first event, so an error before it is a plain HTTP error.
-            job_id, events = self.jobs.start(spec, job, gone)
+            job_id, events = self.jobs.start(spec, job, gone, fmt.names)
             reply = Reply(fmt.prefix, job_id, data["model"])
             return self._stream(fmt, reply, data, prepared.choices, events)
-        collected = self.jobs.collect(spec, job, gone)
+        collected = self.jobs.collect(spec, job, gone, fmt.names)
         reply = Reply(fmt.prefix, collected[0]["job"], data["model"])
         builder = ResultBuilder()
         for event in collected:

@@ -47,7 +47,6 @@ class Admission:
         *,
         parts: bool,
         adapters: bool,
-        max_batch_size: int,
         pad_id: int,
         name: str,
     ) -> None:
@@ -61,7 +60,6 @@ class Admission:
         self.fail = fail
         self.parts = parts  # the model's layers allow prefix reuse and chunks
         self.adapters = adapters
-        self.max_batch_size = max_batch_size
         self.pad_id = pad_id
         self.name = name
         self.chunk = budget.most  # tokens a lone long prompt prefills this step
@@ -154,7 +152,7 @@ class Admission:
         started = time.perf_counter()
         extra = adapter_names(firsts, self.adapters)
         # Rows that start the running batch get room for a full batch beside them.
-        room = 0 if self.running.rows else self.max_batch_size
+        room = 0 if self.running.rows else self.scheduler.max_batch_size
         out, state = prefill_forward(self.model, pieces, self.pad_id, keep_all, extra, room)
         self.budget.prefilled(sum(len(p.tokens) for p in pieces), time.perf_counter() - started)
         return out, state, firsts, rows
@@ -216,7 +214,7 @@ class Admission:
                 seq.job.ticket.mark("first_token")
             if seq.wants_prompt_logprobs and seq.echo is not None:
                 seq.echo["logprobs"] = self.output.prompt_logprobs(seq, out.logits[row])
-        group = self.running.join(joining, joined, self.max_batch_size)
+        group = self.running.join(joining, joined, self.scheduler.max_batch_size)
         first_row = len(group.rows) - len(joining)
         last = out.logits[:, -1, :].index_select(0, torch.tensor(rows, device=out.logits.device))
         try:

@@ -125,7 +125,6 @@ class GenerationEngine(EngineLoop[None]):
             self._fail,
             parts=self.parts,
             adapters=bool(self.adapters),
-            max_batch_size=max_batch_size,
             pad_id=self.pad_id,
             name=name,
         )

@@ -187,7 +187,7 @@ def chat_prompt(
         # Templates refuse conversations they cannot render (roles that do not alternate, say)
         # with raise_exception(): the request's fault, in the template's words.
         raise InvalidRequest(
-            "The chat template refused the conversation: " + str(exc).replace("{", "{{"),
+            f"The chat template refused the conversation: {exc}",
             "messages",
         ) from None
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -210,10 +210,12 @@ def job_prompts(
             tokenize(tokenizer, p, vocab_size, f"prompts[{i}]")
             for i, p in enumerate(job.get("prompts") or [])
         ]
+    chat = job.get("messages") is not None
     for number, prompt in enumerate(prompts):
         if not prompt:
             if tokenizer.bos_token_id is None:
-                raise InvalidRequest("The {param} is empty.", f"prompts[{number}]")
+                field = "messages" if chat else f"prompts[{number}]"
+                raise InvalidRequest("The {param} is empty.", field)
             prompt.append(tokenizer.bos_token_id)
     return prompts
 
