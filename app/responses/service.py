@@ -286,12 +286,11 @@ class ResponseService:
         yield from writer.closing(response_object(record, result, status_of(result, "completed")))
 
     def _keep(self, record: dict[str, Any], result: JobResult) -> None:
-        """Store a response the front waited for (a background run's result the worker
-        stores)."""
+        """Store a response the front waited for. A background run's result is its worker's to
+        record (or the reaper's), whatever a stream of it saw."""
         if not record["request"]["store"] or record["request"]["background"]:
-            return  # a background run's result is its worker's to record (or the reaper's)
-        if not record["request"]["background"]:
-            self.store.save(record)
+            return
+        self.store.save(record)
         self.store.set_result(record["id"], result)
 
     def _pending_status(self, record: dict[str, Any]) -> str:
