@@ -113,23 +113,17 @@ def build_services(config: Config, celery: Celery) -> Services:
 
     # A bounded pool: under load, greenlets wait for a connection instead of opening more, so
     # the count of Redis connections stays constant whatever the number of open requests.
-    client = connect(
-        config["REDIS_URL"],
-        config["REDIS_SENTINEL_MASTER"],
+    redis_client = functools.partial(
+        connect, config["REDIS_URL"], config["REDIS_SENTINEL_MASTER"], timeout=10
+    )
+    client = redis_client(
         blocking=32,
-        timeout=10,
         health_check_interval=30,
         client_name="llm-front",  # named in CLIENT LIST, for operators and bench/load.py
     )
     # The event subscriptions get a client of their own: one connection, never health-checked
     # (see app/events.py for why).
-    events_client = connect(
-        config["REDIS_URL"],
-        config["REDIS_SENTINEL_MASTER"],
-        blocking=1,
-        timeout=10,
-        client_name="llm-front-events",
-    )
+    events_client = redis_client(blocking=1, client_name="llm-front-events")
     registry = load_registry(config["MODELS_FILE"])
     hub = EventHub(events_client)
     status = ModelStatus(client, Liveness(client), registry)
@@ -161,13 +155,7 @@ def build_services(config: Config, celery: Celery) -> Services:
     embeddings = EmbeddingService(jobs, limits, caps)
     # Streams read again block on Redis between events: a pool of their own, so that many
     # of them never take the connections every other request needs.
-    replays = connect(
-        config["REDIS_URL"],
-        config["REDIS_SENTINEL_MASTER"],
-        blocking=64,
-        timeout=10,
-        client_name="llm-front-replays",
-    )
+    replays = redis_client(blocking=64, client_name="llm-front-replays")
     responses = ResponseService(
         jobs,
         ResponseStore(client, config["RESPONSES_TTL"]),

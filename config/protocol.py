@@ -80,7 +80,6 @@ COMPLETION: Literal["completion"] = "completion"
 EMBEDDING: Literal["embedding"] = "embedding"
 JobKind = Literal["chat", "completion", "embedding"]
 
-INTERACTIVE: Literal["interactive"] = "interactive"
 BULK: Literal["bulk"] = "bulk"  # runs in the capacity interactive work leaves
 
 Message = dict[str, Any]  # an OpenAI chat message, as the request gave it (checked by the front)
