@@ -36,6 +36,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         MODELS_FILE=settings.models_file,
         MAX_QUEUED_JOBS=settings.max_queued_jobs,
         RATE_LIMITS=settings.rate_limits,
+        KEY_WEIGHTS=settings.key_weights,
         # Flask answers a larger body with 413 (an OpenAI-shaped one, via the error handlers).
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
         CORS_ORIGINS=settings.cors_origins,
@@ -104,7 +105,7 @@ def build_services(config: Config, celery: Celery) -> Services:
     from app.metrics import Metrics
     from app.model_status import ModelStatus
     from app.openapi import build_spec
-    from app.owners import Owners
+    from app.owners import KeyWeights, Owners
     from app.responses.service import ResponseService
     from app.responses.store import ResponseStore
     from app.services import Services
@@ -136,8 +137,12 @@ def build_services(config: Config, celery: Celery) -> Services:
     )
     # What the metrics read at a scrape; the job service reports each job's events to them.
     metrics = Metrics(
-        lambda: hub.open_streams, status.rows, functools.partial(batch_counts, client)
+        lambda: hub.open_streams,
+        status.rows,
+        functools.partial(batch_counts, client),
+        status.key_loads,
     )
+    owners = Owners(client, bool(config["API_KEYS"]), config.get("OWNER_HASH_SECRET"))
     jobs = JobService(
         celery,
         client,
@@ -147,6 +152,7 @@ def build_services(config: Config, celery: Celery) -> Services:
         max_queued=config["MAX_QUEUED_JOBS"],
         queue_timeout=config["QUEUE_TIMEOUT"],
         metrics=metrics,
+        key_of=KeyWeights(owners, config["KEY_WEIGHTS"]).current,
     )
     caps = Caps(
         config["MAX_REQUEST_CHOICES"], config["MAX_EMBEDDING_INPUTS"], config["MAX_REQUEST_TOKENS"]
@@ -171,7 +177,7 @@ def build_services(config: Config, celery: Celery) -> Services:
     return Services(
         jobs=jobs,
         limits=limits,
-        owners=Owners(client, bool(config["API_KEYS"]), config.get("OWNER_HASH_SECRET")),
+        owners=owners,
         metrics=metrics,
         status=status,
         files=files,

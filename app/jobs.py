@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import redis
@@ -17,7 +17,8 @@ from app.liveness import Liveness
 from app.relay import ClientCheck, EventRelay, WorkerLost
 from config.events import Event
 from config.keys import DETACHED_SET, cancel_key, detached_key, flex_queue
-from config.protocol import BULK, EMBED_TASK, EMBEDDING, GENERATE_TASK, Job, encode, next_attempt
+from config.lanes import Lanes, share
+from config.protocol import BULK, TURN_TASK, Job, encode, next_attempt
 from config.registry import CHAT, ModelSpec, public_names
 
 if TYPE_CHECKING:  # the metrics read the service's state: no import at run time
@@ -27,6 +28,11 @@ log = logging.getLogger(__name__)
 
 CANCEL_TTL = 3600
 PUBLISHERS = 8  # concurrent send_task calls, under kombu's 10 connections per channel
+
+
+def no_keys() -> tuple[str, float]:
+    """Every request's key and weight with API keys off: one lane, first come first served."""
+    return "", 1.0
 
 
 def _chain(first: Event, rest: Iterator[Event]) -> Iterator[Event]:
@@ -46,8 +52,11 @@ class JobService:
         max_queued: int = 256,
         queue_timeout: float = 600.0,
         metrics: Metrics | None = None,
+        key_of: Callable[[], tuple[str, float]] = no_keys,
     ) -> None:
         self.celery = celery
+        self.lanes = Lanes(client)
+        self.key_of = key_of  # the current request's key (its owner hash) and weight
         self._publishing = threading.BoundedSemaphore(PUBLISHERS)
         self.retries = retries
         self.max_queued = max_queued
@@ -105,25 +114,34 @@ class JobService:
 
     def _send(self, spec: ModelSpec, job: Job) -> None:
         log.info("job %s: %s for %s (user %s)", job["id"], job["kind"], spec.name, job.get("user"))
-        task = EMBED_TASK if job["kind"] == EMBEDDING else GENERATE_TASK
         try:
             if job.get("priority") == BULK and not job.get("batch"):
                 # Flex: taken by the workers' bulk feeders (workers/bulk.py), into room that
                 # interactive work leaves; not a Celery task holding a worker slot.
                 self.client.lpush(flex_queue(spec.name), encode(job))
                 return
-            # kombu's Redis channel allows 10 connections and fails past them ("Too many
-            # connections"); publishing takes a millisecond, so excess publishers just wait.
+            entry = self.lanes.push(spec.name, self._shared(job))
+        except redis.RedisError as exc:
+            raise queue_unavailable(exc) from exc
+        try:
+            # The job waits in its key's lane; the turn on the model's queue runs whichever job
+            # is fairest when a worker takes it (config/lanes.py). kombu's Redis channel allows
+            # 10 connections and fails past them ("Too many connections"); publishing takes a
+            # millisecond, so excess publishers just wait.
             with self._publishing:
-                self.celery.send_task(task, args=[job], queue=spec.name)
+                self.celery.send_task(TURN_TASK, args=[spec.name], queue=spec.name)
         except Exception as exc:
+            try:
+                self.lanes.withdraw(spec.name, job, entry)
+            except redis.RedisError:
+                pass  # taken by a turn, or still there: a worker drops it (nobody listens)
             raise queue_unavailable(exc) from exc
 
     def submit_detached(self, spec: ModelSpec, job: Job, listen: bool = False) -> JobEvents | None:
         """Enqueue a detached job (its ``result_key`` set: the worker records its result, and
         the workers run it again if its worker dies), registered so that they can. ``listen``:
         also subscribe to its events, as for a streamed background response."""
-        record = {"job": job, "attempts": 1}
+        record = {"job": self._shared(job), "attempts": 1}  # a retry keeps its share
         try:
             pipe = self.client.pipeline(transaction=False)
             pipe.set(detached_key(job["id"]), encode(record), ex=job.get("result_ttl") or None)
@@ -179,6 +197,13 @@ class JobService:
                 continue
             return events.job_id, _chain(first, iterator)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _shared(self, job: Job) -> Job:
+        """``job`` with its share of its model (config/lanes.py): the current request's key and
+        weight, unless it has one (a retry keeps its first attempt's)."""
+        if "share" not in job:
+            job["share"] = share(job, *self.key_of())
+        return job
 
     def _check_queue(self, spec: ModelSpec) -> None:
         """Backpressure: refuse a job when its model's queue already holds its cap of them."""

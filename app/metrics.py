@@ -6,7 +6,8 @@ status and their duration; per model, prompt and generated tokens, finished choi
 reason, failed jobs by error code, and histograms of time to first token, inter-token latency,
 end-to-end latency and time in the queue. Read from Redis at each scrape, per model: sequences
 running and waiting in the engines (from the workers' heartbeats), jobs in the queue, live and
-stalled workers; and this front's open streams.
+stalled workers; per model and API key (by owner hash), requests and tokens waiting in its lane
+and tokens served (config/lanes.py); and this front's open streams.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from app.model_status import ModelRow
 from config.events import Event
+from config.lanes import KeyLoad
 from config.protocol import DONE, STOP, TOKEN
 
 
@@ -53,6 +55,7 @@ class Metrics:
         open_streams: Callable[[], int],
         model_rows: Callable[[], list[ModelRow]],
         batch_counts: Callable[[], BatchCounts],
+        key_loads: Callable[[], dict[str, dict[str, KeyLoad]]] = dict,
     ) -> None:
         self.registry = registry = CollectorRegistry()
         self.requests = Counter(
@@ -127,6 +130,7 @@ class Metrics:
         streams.set_function(open_streams)
         registry.register(_EngineCollector(model_rows))
         registry.register(_BatchCollector(batch_counts))
+        registry.register(_KeyCollector(key_loads))
 
     def watch(self, model: str) -> JobWatch:
         return JobWatch(self, model)
@@ -243,6 +247,42 @@ class _BatchCollector:
             lines.add_metric([state], count)
         yield batches
         yield lines
+
+
+class _KeyCollector:
+    """Per model and API key (by its owner hash, never the key itself; ``anonymous`` with keys
+    off): requests and estimated tokens waiting in its lane, and tokens served; read when
+    scraped."""
+
+    def __init__(self, loads: Callable[[], dict[str, dict[str, KeyLoad]]]) -> None:
+        self.loads = loads
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        labels = ["model", "key"]
+        requests = GaugeMetricFamily(
+            "llm_key_waiting_requests", "Requests waiting in a key's lane", labels=labels
+        )
+        tokens = GaugeMetricFamily(
+            "llm_key_waiting_tokens",
+            "Tokens (estimated) of the requests waiting in a key's lane",
+            labels=labels,
+        )
+        served = CounterMetricFamily(
+            "llm_key_served_tokens", "Tokens served to a key's finished requests", labels=labels
+        )
+        try:
+            loads = self.loads()
+        except redis.RedisError:  # a scrape during an outage shows the counters, without these
+            return
+        for model, keys in sorted(loads.items()):
+            for key, load in sorted(keys.items()):
+                names = [model, key or "anonymous"]
+                requests.add_metric(names, load["waiting_requests"])
+                tokens.add_metric(names, load["waiting_tokens"])
+                served.add_metric(names, load["served_tokens"])
+        yield requests
+        yield tokens
+        yield served
 
 
 def start_timer() -> None:

@@ -1,6 +1,7 @@
 """What each model's workers and queues say now: live and stalled workers, rows running and
-waiting in their engines (from the heartbeats), and requests queued (on the model's Celery queue
-or its flex list). ``/status`` and ``/metrics`` read it."""
+waiting in their engines (from the heartbeats), requests queued (turns on the model's Celery
+queue, and its flex list), and each API key's work waiting and served (config/lanes.py).
+``/status`` and ``/metrics`` read it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import redis
 
 from app.liveness import Liveness
 from config.keys import flex_queue
+from config.lanes import KeyLoad, Lanes
 
 
 class ModelRow(TypedDict):
@@ -29,6 +31,7 @@ class ModelStatus:
         self.client = client
         self.liveness = liveness
         self.models = sorted(models)
+        self.lanes = Lanes(client)
 
     def rows(self) -> list[ModelRow]:
         """What the workers' heartbeats and the queues say of each model, for ``/status`` and
@@ -58,3 +61,8 @@ class ModelStatus:
                 }
             )
         return rows
+
+    def key_loads(self) -> dict[str, dict[str, KeyLoad]]:
+        """Per model, each API key's (owner hash's) work waiting in its lane and tokens served,
+        for ``/metrics`` (raises ``RedisError``)."""
+        return {name: self.lanes.loads(name) for name in self.models}

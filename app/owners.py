@@ -13,6 +13,7 @@ import hmac
 import secrets
 
 import redis
+from flask import has_request_context
 
 from app.limits import request_key
 
@@ -46,3 +47,18 @@ class Owners:
                 return self.secret()
             self._secret = stored if isinstance(stored, bytes) else stored.encode()
         return self._secret
+
+
+class KeyWeights:
+    """The current request's key for fair shares (its owner hash: see :mod:`config.lanes`) and
+    that key's weight (``KEY_WEIGHTS``: key, or "*", -> weight; 1 when unnamed)."""
+
+    def __init__(self, owners: Owners, weights: dict[str, float]) -> None:
+        self.owners = owners
+        self.weights = weights
+
+    def current(self) -> tuple[str, float]:
+        if not has_request_context():
+            return "", 1.0
+        weight = self.weights.get(request_key(), self.weights.get("*", 1.0))
+        return self.owners.current(), weight

@@ -75,3 +75,22 @@ def heartbeat_key(worker_id: str) -> str:
     """Key (with a TTL) that says a worker is alive; its value is its encoded
     :class:`config.protocol.WorkerStatus`."""
     return f"llm:worker:{worker_id}"
+
+
+def lane(model: str, key: str) -> str:
+    """A Redis list of one API key's interactive jobs waiting for a model, oldest at the right;
+    each entry is a job behind a short header (see :mod:`config.lanes`). ``key``: the owner hash
+    of the API key ('' with keys off)."""
+    return f"llm:lane:{model}:{key}"
+
+
+def lanes_waiting(model: str) -> str:
+    """A sorted set of the keys with jobs in a lane of a model, scored by virtual time."""
+    return f"llm:lanes:{model}"
+
+
+def lanes_state(model: str) -> str:
+    """A hash of a model's lanes: each key's virtual time (``vt:<key>``), the virtual time of
+    the job taken last (``now``), each key's estimated tokens waiting (``waiting:<key>``) and
+    tokens served (``served:<key>``)."""
+    return f"llm:lanes-state:{model}"

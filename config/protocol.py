@@ -8,7 +8,8 @@ three boundaries, each through one function here: a job from Celery or a Redis l
 (:func:`status_from_wire`). The Redis names they travel under are in :mod:`config.keys`.
 
 A job (:class:`Job`) is made by one constructor per kind (:func:`chat_job`,
-:func:`completion_job`, :func:`embedding_job`) and enqueued on its model's queue. A job the
+:func:`completion_job`, :func:`embedding_job`) and enqueued in its key's lane of its model, with a
+turn on the model's Celery queue (:mod:`config.lanes`). A job the
 front submits again (its worker died) is :func:`next_attempt`: a new id, and the first attempt's
 id as ``origin``; at most one attempt of an origin runs to its end.
 
@@ -50,8 +51,9 @@ FinishReason = Literal["stop", "length", "tool_calls"]
 # or DUPLICATE (a copy of a job whose request was already answered, dropped).
 DUPLICATE: Literal["duplicate"] = "duplicate"
 
-GENERATE_TASK = "llm.generate"
-EMBED_TASK = "llm.embed"
+# The one Celery task: a turn on a model's queue (its argument: the model's name). The job it
+# runs is chosen when a worker takes the turn, from the model's lanes (config/lanes.py).
+TURN_TASK = "llm.turn"
 
 # Domain error codes a worker may send (the front maps each to a status, see app/errors.py).
 INVALID_REQUEST = "invalid_request"  # the request's content cannot be run (a bad prompt, ...)
@@ -113,10 +115,20 @@ class Tool(TypedDict):
     parameters: dict[str, Any]
 
 
+class Share(TypedDict):
+    """Whose job it is, for fair shares (config/lanes.py): the owner hash of its API key ('' with
+    keys off), the key's weight, and the tokens the job is estimated to cost."""
+
+    key: str
+    weight: float
+    cost: int
+
+
 class JobOptions(TypedDict, total=False):
     """What a job may carry beside its kind's content."""
 
     user: str | None
+    share: Share  # set when it is enqueued interactively (config/lanes.py)
     max_request_tokens: int | None  # prompt tokens the whole job may hold
     # A detached job (a background response, a batch line): nobody waits on its events. The
     # worker records its result (config.results.JobResult) under this key, once, and a lost

@@ -26,6 +26,17 @@ def _rate_limits() -> dict[str, dict[str, Any]]:
     return limits
 
 
+def _key_weights() -> dict[str, float]:
+    """KEY_WEIGHTS (JSON): {"<key>" or "*": weight}, each key's share of a busy model."""
+    raw = os.environ.get("KEY_WEIGHTS")
+    weights = json.loads(raw) if raw else {}
+    if not isinstance(weights, dict) or not all(
+        isinstance(w, int | float) and not isinstance(w, bool) and w > 0 for w in weights.values()
+    ):
+        raise ValueError('KEY_WEIGHTS must map a key (or "*") to a positive number')
+    return {key: float(w) for key, w in weights.items()}
+
+
 def default_cache_dir() -> str:
     """Where converted models are cached, beside Hugging Face's own cache."""
     root = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
@@ -50,6 +61,7 @@ class Settings:
     max_request_bytes: int = 8 * 1024 * 1024
     cors_origins: list[str] = field(default_factory=list)
     rate_limits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    key_weights: dict[str, float] = field(default_factory=dict)
     model_cache_dir: str = field(default_factory=lambda: default_cache_dir())
     device: str = "auto"
     dtype: str = "auto"
@@ -95,6 +107,7 @@ class Settings:
             max_request_bytes=int(os.environ.get("MAX_REQUEST_BYTES", cls.max_request_bytes)),
             cors_origins=_env_list("CORS_ORIGINS"),
             rate_limits=_rate_limits(),
+            key_weights=_key_weights(),
             model_cache_dir=os.environ.get("MODEL_CACHE_DIR") or default_cache_dir(),
             device=os.environ.get("DEVICE", cls.device),
             dtype=_dtype(os.environ.get("DTYPE", cls.dtype)),

@@ -2,11 +2,12 @@
 when it is not: no tracer, no instrumentation, no context in the jobs (and none of our imports of
 OpenTelemetry runs).
 
-One trace holds a request: the front's request span (Flask's instrumentation), the job's
-publication (Celery's), then on the worker the job's time in the queue and its run, with the
+One trace holds a request: the front's request span (Flask's instrumentation), the publication
+of its turn (Celery's), then on the worker the job's time in the queue and its run, with the
 engine's phases as child spans (waiting for a slot, prefill, decode; never a span per token).
-The trace context travels in the job itself (``trace``, W3C ``traceparent``), so jobs that do
-not go through Celery (flex requests, batch lines, retries) keep their trace too.
+The trace context travels in the job itself (``trace``, W3C ``traceparent``), not in the Celery
+message, which is only a turn: each job keeps its own trace, whichever turn runs it, and so do
+jobs that never go through Celery (flex requests, batch lines).
 
 Configured only by OpenTelemetry's own variables: ``OTEL_TRACES_EXPORTER``,
 ``OTEL_SERVICE_NAME``, ``OTEL_EXPORTER_OTLP_ENDPOINT`` (and the rest the OTLP exporter reads).
@@ -77,12 +78,13 @@ def instrument_flask(app: Any) -> None:
 
 
 def instrument_worker() -> None:
-    """Celery's instrumentation in a worker, when tracing is on."""
-    if not setup("llm-worker"):
-        return
-    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+    """Tracing in a worker, when it is on: its spans come from :func:`job_span`.
 
-    CeleryInstrumentor().instrument()  # type: ignore[no-untyped-call]
+    Not Celery's instrumentation: a task is a turn on a model's queue, and the job a turn runs
+    is chosen when the worker takes it (config/lanes.py), often another request's than the one
+    that sent the turn. The task's span would sit in the wrong trace; the job's spans follow the
+    trace the job carries."""
+    setup("llm-worker")
 
 
 def context_carrier() -> dict[str, str] | None:

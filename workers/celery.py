@@ -11,7 +11,8 @@ import logging
 
 from celery import Celery, signals
 
-from config.protocol import EMBED_TASK, EMBEDDING, GENERATE_TASK, Job
+from config.lanes import Lanes, share
+from config.protocol import TURN_TASK, Job
 from config.settings import Settings, celery_config
 from config.tracing import instrument_worker
 
@@ -84,9 +85,10 @@ def on_worker_init(sender, **_: object) -> None:
 def on_worker_ready(sender, **_: object) -> None:
     from workers.runtime import runtime
 
-    def send(job: Job) -> None:  # a detached job's new attempt, on its model's queue
-        task = EMBED_TASK if job["kind"] == EMBEDDING else GENERATE_TASK
-        sender.app.send_task(task, args=[job], queue=job["model"])
+    def send(job: Job) -> None:  # a detached job's new attempt: in its lane, with a turn
+        job.setdefault("share", share(job, "", 1.0))  # one recorded before shares were
+        Lanes(runtime.client()).push(job["model"], job)
+        sender.app.send_task(TURN_TASK, args=[job["model"]], queue=job["model"])
 
     runtime.announce(getattr(sender, "hostname", None), send)
 

@@ -10,8 +10,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
+
 from config.events import EventSequence
 from config.keys import cancel_key, claim_key, events_channel, finished_key
+from config.lanes import CLAIM_TTL, Lanes, Turn
 from config.protocol import (
     CANCELLED,
     DUPLICATE,
@@ -19,6 +22,7 @@ from config.protocol import (
     WORKER_ERROR,
     Job,
     MalformedMessage,
+    decode,
     job_from_wire,
     origin,
 )
@@ -29,6 +33,7 @@ from config.tracing import engine_spans, job_span
 from workers.bulk import BulkFeeder
 from workers.engine import JobFailed
 from workers.engine.base import Engine
+from workers.engine.io import Ticket
 from workers.heartbeat import Heartbeat
 from workers.io import RedisJobIO
 from workers.loading import load_engines
@@ -37,7 +42,8 @@ from workers.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
-CLAIM_TTL = 24 * 3600
+IDLE = "idle"  # a turn that found no job (another turn ran the one it was sent for)
+REDIS_PATIENCE = 600.0  # seconds a turn waits for Redis to come back to take its job
 
 
 class WorkerRuntime:
@@ -48,6 +54,7 @@ class WorkerRuntime:
         self.heartbeat: Heartbeat | None = None
         self.bulk: BulkFeeder | None = None
         self.io: RedisJobIO | None = None
+        self.lanes: Lanes | None = None
         self.settings: Settings | None = None
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -67,6 +74,7 @@ class WorkerRuntime:
         self.io = RedisJobIO(
             connect(settings.redis_url, settings.redis_sentinel_master, client_name="llm-worker")
         )
+        self.lanes = Lanes(self.io.client)
         specs = [registry[name] for name in models if name not in self.engines]
         loaded = load_engines(specs, registry, self.io, settings)
         self.engines.update(loaded)
@@ -133,7 +141,47 @@ class WorkerRuntime:
         for engine in self._distinct():
             engine.stop()
 
+    def client(self) -> redis.Redis:
+        return self._io().client
+
+    def take(self, model: str) -> str:
+        """A turn on ``model``'s queue: run the job its lanes give this turn by fair share, then
+        settle what its key was charged with the tokens it was served (config/lanes.py)."""
+        turn = self._take(model)
+        if turn is None:
+            return IDLE
+        served = 0
+        try:
+            try:
+                message: object = decode(turn.raw)
+            except ValueError:  # not JSON: run() fails it as malformed
+                message = turn.raw
+            outcome, served = self.run_counted(message)
+            return outcome
+        finally:
+            try:
+                self._lanes().settle(model, turn, served)
+            except redis.RedisError as exc:
+                log.warning("could not settle a job's share of %s: %s", model, exc)
+
+    def _take(self, model: str) -> Turn | None:
+        """The next job of ``model``'s lanes, waiting for Redis while it is away: its job is
+        still in its lane, and this turn may be the only one left to run it."""
+        deadline = time.monotonic() + REDIS_PATIENCE
+        while True:
+            try:
+                return self._lanes().take(model, self.worker_id)
+            except redis.RedisError as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("cannot take a job of %s (%s); waiting for Redis", model, exc)
+                time.sleep(1)
+
     def run(self, message: object) -> str:
+        """:meth:`run_counted`'s outcome alone."""
+        return self.run_counted(message)[0]
+
+    def run_counted(self, message: object) -> tuple[str, int]:
         """Run one job to its end on its model's engine; return how it ended.
 
         A job whose request already got its answer (a redelivered copy, or an attempt the front
@@ -141,7 +189,7 @@ class WorkerRuntime:
         to any more is dropped, so no request runs to completion twice and none runs for nobody.
         Whatever fails before the job reaches its engine ends it at once with one ``error``
         event: the request's fault (bad text, a refused template) as :class:`InvalidRequest`,
-        anything else as the worker's own.
+        anything else as the worker's own. Returns how it ended and the tokens it was served.
         """
         try:
             job = job_from_wire(message)
@@ -149,17 +197,18 @@ class WorkerRuntime:
             log.error("dropping a malformed job: %s", exc)
             job_id = message.get("id") if isinstance(message, dict) else None
             if isinstance(job_id, str):  # its front waits: it hears why at once
-                return self._fail(job_id, WORKER_ERROR, "The model worker got a malformed job.")
-            return ERROR
+                return self._fail(job_id, WORKER_ERROR, "The model worker got a malformed job."), 0
+            return ERROR, 0
         trace = job.get("trace")
         created = job.get("created") or time.time()  # a job a test (or an old front) made
         with job_span(job["id"], job["model"], job["kind"], trace, created) as span:
-            outcome, marks = self._run(job)
-            engine_spans(span, marks)
-            return outcome
+            outcome, ticket = self._run(job)
+            engine_spans(span, ticket.marks if ticket else {})
+            return outcome, ticket.tokens if ticket else 0
 
-    def _run(self, job: Job) -> tuple[str, dict[str, int]]:
-        """:meth:`run` for a checked job: how it ended, and when its engine's phases began."""
+    def _run(self, job: Job) -> tuple[str, Ticket | None]:
+        """:meth:`run` for a checked job: how it ended, and its ticket if it reached its engine
+        (when its phases began, the tokens it was served)."""
         job_id = job["id"]
         io = self._io()
         client = io.client
@@ -181,7 +230,8 @@ class WorkerRuntime:
         if finished or cancelled or not (listeners or detached):
             why = "already answered" if finished else "cancelled" if cancelled else "unheard"
             log.info("job %s %s; dropping this copy", job_id, why)
-            return (DUPLICATE if finished else CANCELLED), {}
+            client.delete(claim_key(job_id))  # taking it from its lane claimed it: it never ran
+            return (DUPLICATE if finished else CANCELLED), None
         if detached:
             ttl = int(job.get("result_ttl") or CLAIM_TTL)
             progress = job.get("progress_key") or ""
@@ -196,16 +246,21 @@ class WorkerRuntime:
         except JobFailed as exc:
             if exc.code == WORKER_ERROR:
                 log.error("job %s: %s", job_id, exc.message)
-            return self._fail(job_id, exc.code, exc.message, exc.field, exc.details), {}
+            return self._fail(job_id, exc.code, exc.message, exc.field, exc.details), None
         except Exception:  # noqa: BLE001 - any fault ends the job now, not after a timeout
             log.exception("job %s: the worker failed before running it", job_id)
             message = "The model worker failed while preparing this request."
-            return self._fail(job_id, WORKER_ERROR, message), {}
+            return self._fail(job_id, WORKER_ERROR, message), None
         ticket.wait()
         outcome = ticket.outcome or ERROR
         if job.get("origin"):  # a retried attempt answers its origin's request
             client.set(finished_key(origin(job)), outcome, ex=CLAIM_TTL)
-        return outcome, ticket.marks
+        return outcome, ticket
+
+    def _lanes(self) -> Lanes:
+        if self.lanes is None:
+            raise RuntimeError("the worker's models are not loaded yet")
+        return self.lanes
 
     def _io(self) -> RedisJobIO:
         if self.io is None:

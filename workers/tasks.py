@@ -1,18 +1,14 @@
-"""Celery tasks: thin wrappers that hand a JSON job to the worker's runtime."""
+"""The Celery task: a turn on a model's queue, handed to the worker's runtime, which runs the
+job its model's lanes give it (config/lanes.py)."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from config.protocol import EMBED_TASK, GENERATE_TASK
+from config.protocol import TURN_TASK
 from workers.runtime import runtime
 
 
-@shared_task(name=GENERATE_TASK)
-def generate(job: object) -> str:
-    return runtime.run(job)  # checked there: config.protocol.job_from_wire
-
-
-@shared_task(name=EMBED_TASK)
-def embed(job: object) -> str:
-    return runtime.run(job)
+@shared_task(name=TURN_TASK)
+def turn(model: object) -> str:
+    return runtime.take(str(model))

@@ -49,6 +49,7 @@ FAULTY_STALL = "tiny-faulty-stall"  # the same, for the workers the stall test l
 FAULTY_BG = "tiny-faulty-bg"  # the same, for the batch tests' slow and killed workers
 FAULTY_RERUN = "tiny-faulty-rerun"  # the same, for the worker a background run outlives
 FAULTY_DRAIN = "tiny-faulty-drain"  # the same, for the worker whose drain runs out of time
+FAIR = "tiny-fair"  # the same, for the fair-shares test's worker
 CHAT_MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
 
@@ -145,7 +146,7 @@ def stack(
     faulty = {"kind": "chat", "source": str(faulty_model_dir), "trust_remote_code": True}
     entries += [
         {"name": name, **faulty, "max_batch_size": 4}
-        for name in (FAULTY, FAULTY_STALL, FAULTY_BG, FAULTY_RERUN, FAULTY_DRAIN)
+        for name in (FAULTY, FAULTY_STALL, FAULTY_BG, FAULTY_RERUN, FAULTY_DRAIN, FAIR)
     ]
     entries.append({"name": TOOLS, "kind": "chat", "source": str(long_model_dir)})
     models_file.write_text(json.dumps(entries + [{"name": n, **smol} for n in (SMOL_B, SMOL_C)]))

@@ -10,7 +10,8 @@ import pytest
 from celery import Celery
 
 from config.keys import events_channel
-from config.protocol import EMBED_TASK, GENERATE_TASK
+from config.lanes import Lanes
+from config.protocol import TURN_TASK
 from config.settings import celery_config
 from tests.faulty_model import BOOM
 from tests.integration.conftest import CHAT_MODEL, EMBED_MODEL, FAULTY, TINY
@@ -108,16 +109,18 @@ def test_malformed_bodies_are_400s_and_the_front_goes_on(front, raw):
 # -- failures inside the worker, sent straight to it (bypassing the front's checks) -----------
 
 
-def direct(redis_server, redis_client, queue: str, job: dict, task=GENERATE_TASK) -> list[dict]:
+def direct(redis_server, redis_client, queue: str, job: dict) -> list[dict]:
     """Send ``job`` to a worker as the front would; return every event it publishes (waiting a
     little after the terminal one, so that a second terminal event would be seen)."""
     job = {"id": uuid.uuid4().hex, "model": queue, "created": time.time(), **job}
+    job["share"] = {"key": "", "weight": 1.0, "cost": 1}
     pubsub = redis_client.pubsub()
     pubsub.subscribe(events_channel(job["id"]))
     assert pubsub.get_message(timeout=5)["type"] == "subscribe"
     producer = Celery("direct")
     producer.conf.update(celery_config(redis_server.url))
-    producer.send_task(task, args=[job], queue=queue)
+    Lanes(redis_client).push(queue, job)
+    producer.send_task(TURN_TASK, args=[queue], queue=queue)
     events, deadline = [], time.monotonic() + 30
     while time.monotonic() < deadline:
         message = pubsub.get_message(timeout=0.5)
@@ -173,7 +176,7 @@ def test_a_job_for_a_model_the_worker_does_not_serve_ends_with_one_error(
 @pytest.mark.usefixtures("embed_worker")
 def test_an_embedding_worker_refuses_bad_text_with_one_error(redis_server, redis_client):
     job = {"kind": "embedding", "inputs": ["fine", "bad \ud800"]}
-    error = only_error(direct(redis_server, redis_client, EMBED_MODEL, job, EMBED_TASK))
+    error = only_error(direct(redis_server, redis_client, EMBED_MODEL, job))
     assert (error["code"], error["field"]) == ("invalid_request", "inputs[1]")
 
 

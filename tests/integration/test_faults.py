@@ -1,4 +1,4 @@
-"""Faults caused for real: workers killed with SIGKILL mid-job, a finished job redelivered.
+"""Faults caused for real: workers killed with SIGKILL mid-job, a finished job queued again.
 
 The killed workers serve ``smol-b`` (SmolLM2 under a second name), slow enough on 2 CPU cores
 that a job is certainly still running when its worker dies.
@@ -13,7 +13,8 @@ import time
 from celery import Celery
 
 from config.keys import claim_key, finished_key
-from config.protocol import GENERATE_TASK
+from config.lanes import Lanes
+from config.protocol import TURN_TASK
 from config.settings import celery_config
 from tests.integration.conftest import SMOL_B, TINY
 from tests.integration.http import open_stream, post, read_frames
@@ -81,8 +82,8 @@ def test_request_of_a_killed_worker_is_run_again_by_another(stack, front, redis_
     assert wait_for(lambda: redis_client.get(finished_key(first_attempt)), 5) == "done"
 
 
-def test_a_redelivered_job_that_already_finished_is_dropped(
-    front, tiny_worker, openai_client, redis_server
+def test_a_job_queued_again_after_it_finished_is_dropped(
+    front, tiny_worker, openai_client, redis_server, redis_client
 ):
     reply = openai_client.completions.create(model=TINY, prompt="Hello", max_tokens=3)
     job_id = reply.id.removeprefix("cmpl-")
@@ -92,10 +93,12 @@ def test_a_redelivered_job_that_already_finished_is_dropped(
         "kind": "completion",
         "prompts": ["Hello"],
         "params": {"max_tokens": 3},
+        "share": {"key": "", "weight": 1.0, "cost": 5},
     }
     producer = Celery("redeliver")
     producer.conf.update(celery_config(redis_server.url))
-    producer.send_task(GENERATE_TASK, args=[job], queue=TINY)  # as Celery redelivers a message
+    Lanes(redis_client).push(TINY, job)  # the same job queued again
+    producer.send_task(TURN_TASK, args=[TINY], queue=TINY)
     wait_for(lambda: f"job {job_id} already answered; dropping" in tiny_worker.log.read_text())
     producer.close()
 

@@ -29,6 +29,9 @@ class FakeRedis:
     def mget(self, keys):
         return [self.get(k) for k in keys]
 
+    def register_script(self, script):  # the lanes' scripts (config/lanes.py), never run here
+        return None
+
 
 class FakeEvents:
     def __init__(self, events, job_id="j1"):

@@ -1,10 +1,14 @@
 """Priorities in the engine: interactive sequences first, bulk ones in the capacity left, bulk rows
-above their share preempted for waiting interactive ones and resumed exactly."""
+above their share preempted for waiting interactive ones and resumed exactly; interactive rows
+shared between API keys by weight."""
+
+from types import SimpleNamespace
 
 import pytest
 
 from tests.unit.test_engine import MemoryIO, job, run_until_done
 from workers.engine import GenerationEngine
+from workers.engine.scheduler import Scheduler
 
 
 @pytest.fixture
@@ -78,3 +82,43 @@ def test_bulk_fills_idle_capacity_and_keeps_its_share_beside_interactive_work(ma
     while engine.load()["running"]:
         engine.step()
     assert engine.bulk_room() == 4
+
+
+# -- fair shares between API keys (the scheduler alone) ----------------------------------------
+
+
+def waiting(key, weight=1.0, part=None):
+    return SimpleNamespace(
+        bulk=False, finish_reason=None, part=part, key=key, weight=weight, context=lambda: [1]
+    )
+
+
+def take_keys(scheduler, rows, size=8):
+    return [s.key for s in scheduler.take(rows, 1000, lambda s: (1, False))][:size]
+
+
+def test_waiting_sequences_join_round_the_keys_fewest_rows_first():
+    scheduler = Scheduler(max_batch_size=8, bulk_share=0.25)
+    scheduler.add([waiting("a") for _ in range(4)] + [waiting("b") for _ in range(2)])
+    rows = [waiting("a"), waiting("a")]  # a already holds two rows
+    assert take_keys(scheduler, rows) == ["b", "b", "a", "a", "a", "a"]
+
+
+def test_a_keys_weight_is_its_share_of_the_rows():
+    scheduler = Scheduler(max_batch_size=6, bulk_share=0.25)
+    scheduler.add([waiting("a", weight=2.0) for _ in range(6)] + [waiting("b") for _ in range(6)])
+    assert sorted(take_keys(scheduler, [])) == ["a"] * 4 + ["b"] * 2
+
+
+def test_one_key_keeps_its_order_and_a_prompt_part_way_through_its_prefill_stays_first():
+    scheduler = Scheduler(max_batch_size=8, bulk_share=0.25)
+    alone = [waiting("a") for _ in range(3)]
+    scheduler.add(alone)
+    assert scheduler.take([], 1000, lambda s: (1, False)) == alone
+    chunked = waiting("a", part=object())
+    scheduler.add([waiting("b"), waiting("b"), waiting("a")])
+    scheduler.resume_first(chunked)
+    # a holds more rows, so b's go before a's other prompt; the chunked one goes on first.
+    taken = scheduler.take([waiting("a")] * 3, 1000, lambda s: (1, False))
+    assert taken[0] is chunked
+    assert [s.key for s in taken[1:]] == ["b", "b", "a"]

@@ -37,6 +37,11 @@ class EmbeddingJob:
     tokens: int  # what its usage reports: the tokens the model reads (after truncation)
     adapter: str = BASE
 
+    @property
+    def served(self) -> int:
+        """The tokens it cost (what its API key pays for in fair shares)."""
+        return self.tokens
+
 
 def take_batch(waiting: deque[EmbeddingJob], size: int) -> list[EmbeddingJob]:
     """The jobs at the front of ``waiting`` for one step: up to ``size`` inputs in all, and
@@ -119,7 +124,7 @@ class EmbeddingEngine(EngineLoop[list[EmbeddingJob]]):
                 self.io.exchange(events, [])
             finally:
                 for job in work:
-                    job.ticket.finish(ERROR)
+                    job.ticket.finish(ERROR, job.served)
         finally:
             self._busy = 0
 
@@ -146,7 +151,7 @@ class EmbeddingEngine(EngineLoop[list[EmbeddingJob]]):
                     start = end
             exchange_patiently(self.io, events, [], self._still_waiting)
             for job, outcome in outcomes:
-                job.ticket.finish(outcome)
+                job.ticket.finish(outcome, job.served)
 
     def _encode(self, jobs: list[EmbeddingJob]) -> np.ndarray:
         vectors = self.model.encode(

@@ -226,7 +226,7 @@ class GenerationEngine(EngineLoop[None]):
         # Only now, with its terminal event published, may a job count as finished: the Celery
         # task acknowledges the message when its ticket finishes.
         for job, outcome in self.output.ending:
-            job.ticket.finish(outcome)
+            job.ticket.finish(outcome, job.served)
         self.output.ending.clear()
         self._embedding_now = []
         if cancelled:
@@ -296,7 +296,7 @@ class GenerationEngine(EngineLoop[None]):
             exchange_patiently(self.io, events, [], self._still_waiting)
             log.info("engine %s: cancelled %s", self.name, ", ".join(sorted(jobs)))
         for job in jobs.values():
-            job.ticket.finish(CANCELLED)
+            job.ticket.finish(CANCELLED, job.served)
 
     def _fail_all(self, code: str, message: str) -> None:
         """End every job the engine holds with one error (a shutdown, or a failure outside the
@@ -320,4 +320,4 @@ class GenerationEngine(EngineLoop[None]):
         except Exception:  # noqa: BLE001
             log.exception("engine %s: could not publish the failure", self.name)
         for job in jobs:
-            job.ticket.finish(ERROR)
+            job.ticket.finish(ERROR, job.served)

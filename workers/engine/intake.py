@@ -61,6 +61,8 @@ def generation_job(job: Job, model: Model) -> JobState:
     calls_tools = bool(job.get("tools")) and job.get("tool_choice") != "none"
     forced = forced_reply(job, grammar, calls_tools)
     state = JobState(id=job["id"], ticket=Ticket(), events=EventSequence(job["id"]))
+    if "share" in job:  # its key's share of the batch (workers/engine/scheduler.py)
+        state.key, state.weight = job["share"]["key"], job["share"]["weight"]
     adapter = model.adapters.get(job.get("model", ""), BASE)
     for number, prompt in enumerate(prompts):
         where = field if field == "messages" else f"prompts[{number}]"

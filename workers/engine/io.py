@@ -30,6 +30,7 @@ class Ticket:
     def __init__(self) -> None:
         self._done = threading.Event()
         self.outcome: str | None = None  # "done", "error" or "cancelled"
+        self.tokens = 0  # what it was served, prompt and reply (what its key pays for)
         # When (time.time_ns) the job reached each phase: submitted, prefill, first_token, end
         # (what a trace shows of the engine; see config/tracing.py).
         self.marks: dict[str, int] = {"submitted": time.time_ns()}
@@ -38,8 +39,8 @@ class Ticket:
         """Note that the job reached ``phase`` now (the first time only)."""
         self.marks.setdefault(phase, time.time_ns())
 
-    def finish(self, outcome: str) -> None:
-        self.outcome = outcome
+    def finish(self, outcome: str, tokens: int = 0) -> None:
+        self.outcome, self.tokens = outcome, tokens
         self.mark("end")
         self._done.set()
 

@@ -7,10 +7,15 @@ fast); any above it are preempted (their cache dropped; they keep their tokens a
 later, prefilling prompt and generated tokens, which continues them exactly). So an interactive
 sequence waits behind bulk work for at most one step; with no interactive work at all, bulk
 fills the whole batch.
+
+Among interactive sequences of several API keys, the batch is shared by weight: the waiting ones
+join round the keys, the key with the fewest rows for its weight first, each key's in the order
+they came (the queue before the engine shares its turns the same way, see config/lanes.py).
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -20,6 +25,12 @@ from typing import Any, Protocol
 class Seq(Protocol):
     bulk: bool
     finish_reason: str | None
+    part: Any  # its prefill is part-way done (a long prompt's chunks)
+
+    @property
+    def key(self) -> str: ...  # its API key's owner hash
+    @property
+    def weight(self) -> float: ...  # that key's weight
 
     def context(self) -> list[int]: ...
 
@@ -73,6 +84,7 @@ class Scheduler:
         """Waiting sequences for one prefill: interactive first, then bulk up to its limit, as
         many as fit the batch and ``budget`` tokens. ``cost`` tells of a sequence the tokens it
         would prefill and whether it goes alone (a long prompt, prefilled in chunks)."""
+        self._share(rows)
         taken: list[Any] = []
         tokens = 0
         room = self.max_batch_size - len(rows)
@@ -94,6 +106,33 @@ class Scheduler:
                 if alone:
                     return taken
         return taken
+
+    def _share(self, rows: list[Any]) -> None:
+        """Put the waiting interactive sequences in fair order when several keys wait: round
+        the keys, fewest rows running and taken for the key's weight first (ties: the key that
+        came first), each key's own in the order they came. One part-way through its prefill
+        stays first."""
+        line = self.interactive
+        head = 1 if line and line[0].part is not None else 0
+        keys: dict[str, deque[Any]] = {}
+        for seq in list(line)[head:]:
+            keys.setdefault(seq.key, deque()).append(seq)
+        if len(keys) < 2:
+            return
+        load = dict.fromkeys(keys, 0.0)
+        for seq in _live(rows):
+            if not seq.bulk and seq.key in load:
+                load[seq.key] += 1 / seq.weight
+        turns = [(load[key], order, key) for order, key in enumerate(keys)]
+        heapq.heapify(turns)
+        fair = list(line)[:head]
+        while turns:
+            used, order, key = heapq.heappop(turns)
+            seq = keys[key].popleft()
+            fair.append(seq)
+            if keys[key]:
+                heapq.heappush(turns, (used + 1 / seq.weight, order, key))
+        self.interactive = deque(fair)
 
     def bulk_room(self, rows: list[Any]) -> int:
         """How many more bulk sequences the engine would run now."""

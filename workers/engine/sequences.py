@@ -34,10 +34,18 @@ class JobState:
     prompt_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens whose keys and values came from the prefix cache
     started: float | None = None  # when its first prompt joined the batch (monotonic)
+    key: str = ""  # its API key's owner hash, and that key's weight (config/lanes.py)
+    weight: float = 1.0
 
     @property
     def finished(self) -> bool:
         return all(s.finish_reason is not None for s in self.sequences)
+
+    @property
+    def served(self) -> int:
+        """The tokens it cost so far, prompt and reply (what its API key pays for in fair
+        shares)."""
+        return self.prompt_tokens + sum(len(s.generated) for s in self.sequences)
 
     def usage(self) -> Usage:
         completion = sum(len(s.generated) for s in self.sequences)
@@ -87,6 +95,14 @@ class Sequence:
         """The tokens its next prefill reads: the prompt, or, after a preemption, the prompt
         and what it generated (whose next token then continues it exactly)."""
         return self.resumed if self.resumed is not None else self.prompt
+
+    @property
+    def key(self) -> str:
+        return self.job.key
+
+    @property
+    def weight(self) -> float:
+        return self.job.weight
 
     @property
     def prefilled(self) -> int:
