@@ -134,15 +134,17 @@ class JobService:
             try:
                 self.lanes.withdraw(spec.name, job, entry)
             except redis.RedisError:
-                pass  # taken by a turn, or still there: a worker drops it (nobody listens)
+                pass  # still there: a worker drops it when it takes it (nobody listens)
+            # Taken already by another job's turn, or left there: the workers' reaper sends a
+            # turn for every job in a lane that has none (workers/reaper.py).
             raise queue_unavailable(exc) from exc
 
     def submit_detached(self, spec: ModelSpec, job: Job, listen: bool = False) -> JobEvents | None:
         """Enqueue a detached job (its ``result_key`` set: the worker records its result, and
         the workers run it again if its worker dies), registered so that they can. ``listen``:
         also subscribe to its events, as for a streamed background response."""
-        record = {"job": self._shared(job), "attempts": 1}  # a retry keeps its share
         try:
+            record = {"job": self._shared(job), "attempts": 1}  # a retry keeps its share
             pipe = self.client.pipeline(transaction=False)
             pipe.set(detached_key(job["id"]), encode(record), ex=job.get("result_ttl") or None)
             pipe.zadd(DETACHED_SET, {job["id"]: job["created"]})
@@ -206,19 +208,26 @@ class JobService:
         return job
 
     def _check_queue(self, spec: ModelSpec) -> None:
-        """Backpressure: refuse a job when its model's queue already holds its cap of them."""
+        """Backpressure: refuse a job when its model's queue already holds its cap of them,
+        unless the request's key holds less than its part of the cap (the cap over the keys
+        waiting, this one counted): one key's flood never locks the other keys out."""
         cap = spec.max_queued if spec.max_queued is not None else self.max_queued
         try:
             depth = self.client.llen(spec.name)  # Celery's Redis transport: one list per queue
+            if depth < cap:
+                return
+            mine, keys = self.lanes.backlog(spec.name, self.key_of()[0])
         except redis.RedisError as exc:
             raise queue_unavailable(exc) from exc
-        if depth >= cap:
-            raise APIError(
-                429,
-                f"The model `{spec.name}` has {depth} requests waiting; try again shortly.",
-                code="queue_full",
-                headers={"Retry-After": "1"},
-            )
+        if mine < cap / (keys + (0 if mine else 1)):
+            return
+        raise APIError(
+            429,
+            f"The model `{spec.name}` has {depth} requests waiting ({mine} of them this API "
+            "key's); try again shortly.",
+            code="queue_full",
+            headers={"Retry-After": "1"},
+        )
 
     def cancel(self, job_id: str) -> None:
         try:

@@ -58,7 +58,7 @@ class KeyWeights:
         self.weights = weights
 
     def current(self) -> tuple[str, float]:
-        if not has_request_context():
-            return "", 1.0
+        if not (self.owners.keys_on and has_request_context()):
+            return "", 1.0  # keys off: one lane
         weight = self.weights.get(request_key(), self.weights.get("*", 1.0))
         return self.owners.current(), weight

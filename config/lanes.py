@@ -173,6 +173,23 @@ class Lanes:
         keys = [lanes_waiting(model), lanes_state(model)]
         self._run(_SETTLE, keys, [turn.key, f"{delta:.6f}", tokens])
 
+    def backlog(self, model: str, key: str) -> tuple[int, int]:
+        """The jobs in ``key``'s lane of ``model``, and how many keys have jobs waiting."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.llen(lane(model, key))
+        pipe.zcard(lanes_waiting(model))
+        mine, keys = pipe.execute()
+        return int(mine), int(keys)
+
+    def waiting(self, model: str) -> int:
+        """The jobs in all of ``model``'s lanes."""
+        found = cast(list[bytes | str], self.client.zrange(lanes_waiting(model), 0, -1))
+        keys = [_text(k) for k in found]
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.llen(lane(model, key))
+        return sum(int(n) for n in pipe.execute()) if keys else 0
+
     def loads(self, model: str) -> dict[str, KeyLoad]:
         """Each key's waiting and served work for ``model``. Raises ``redis.RedisError``."""
         state = {

@@ -31,9 +31,10 @@ def _key_weights() -> dict[str, float]:
     raw = os.environ.get("KEY_WEIGHTS")
     weights = json.loads(raw) if raw else {}
     if not isinstance(weights, dict) or not all(
-        isinstance(w, int | float) and not isinstance(w, bool) and w > 0 for w in weights.values()
+        isinstance(w, int | float) and not isinstance(w, bool) and 0.01 <= w <= 100
+        for w in weights.values()
     ):
-        raise ValueError('KEY_WEIGHTS must map a key (or "*") to a positive number')
+        raise ValueError('KEY_WEIGHTS must map a key (or "*") to a weight from 0.01 to 100')
     return {key: float(w) for key, w in weights.items()}
 
 

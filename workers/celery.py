@@ -11,8 +11,7 @@ import logging
 
 from celery import Celery, signals
 
-from config.lanes import Lanes, share
-from config.protocol import TURN_TASK, Job
+from config.protocol import TURN_TASK
 from config.settings import Settings, celery_config
 from config.tracing import instrument_worker
 
@@ -85,12 +84,10 @@ def on_worker_init(sender, **_: object) -> None:
 def on_worker_ready(sender, **_: object) -> None:
     from workers.runtime import runtime
 
-    def send(job: Job) -> None:  # a detached job's new attempt: in its lane, with a turn
-        job.setdefault("share", share(job, "", 1.0))  # one recorded before shares were
-        Lanes(runtime.client()).push(job["model"], job)
-        sender.app.send_task(TURN_TASK, args=[job["model"]], queue=job["model"])
+    def turn(model: str) -> None:  # one turn on a model's queue (config/lanes.py)
+        sender.app.send_task(TURN_TASK, args=[model], queue=model)
 
-    runtime.announce(getattr(sender, "hostname", None), send)
+    runtime.announce(getattr(sender, "hostname", None), turn)
 
 
 @signals.worker_shutting_down.connect

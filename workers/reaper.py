@@ -1,13 +1,18 @@
 """Detached jobs (background responses, batch lines) have no front waiting to run them again when
 their worker dies, so the workers do it: every few seconds one of them (under a lock) looks at the
 detached jobs without a result whose worker's heartbeat is gone or stalled, and enqueues a new
-attempt, up to :data:`MAX_ATTEMPTS`; the result is recorded once, whichever attempt ends it."""
+attempt, up to :data:`MAX_ATTEMPTS`; the result is recorded once, whichever attempt ends it.
+
+It also puts back what dead workers held of the bulk queues, and sends a turn for every job in a
+lane of its models beyond the turns on their queues (config/lanes.py): a front that died between
+queueing a job and sending its turn, a turn lost in a Redis outage, leave no job waiting for
+good. A turn too many finds no job and ends at once."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import redis
 
@@ -19,6 +24,7 @@ from config.keys import (
     detached_key,
     heartbeat_key,
 )
+from config.lanes import Lanes
 from config.protocol import (
     CANCELLED,
     WORKER_ERROR,
@@ -45,10 +51,15 @@ class Reaper:
         send: Callable[[Job], None],
         worker_id: str,
         interval: float = 5.0,
+        models: Sequence[str] = (),
+        turn: Callable[[str], None] = lambda model: None,
     ) -> None:
         self.client = client
-        self.send = send  # enqueues a job on its model's queue
+        self.send = send  # enqueues a job: in its lane, with a turn on its model's queue
         self.worker_id = worker_id
+        self.models = models  # the models this worker serves, whose turns it keeps
+        self.turn = turn  # sends one turn on a model's queue
+        self.lanes = Lanes(client)
         self.interval = interval
         self._next = 0.0
 
@@ -68,6 +79,16 @@ class Reaper:
             except (redis.RedisError, ValueError, KeyError):
                 log.exception("reaper: could not check detached job %s", origin)
         self._restore_bulk()
+        self._restore_turns()
+
+    def _restore_turns(self) -> None:
+        """Send the turns missing for the jobs waiting in the models' lanes."""
+        for model in self.models:
+            missing = self.lanes.waiting(model) - self.client.llen(model)
+            for _ in range(missing):
+                self.turn(model)
+            if missing > 0:
+                log.warning("sent %d missing turns for %s", missing, model)
 
     def _restore_bulk(self) -> None:
         """Put the bulk jobs that dead workers held back in their queues (first in line)."""
@@ -116,12 +137,13 @@ class Reaper:
             self._record(job, origin, FAILED, error)
         else:
             retry: Job = {**next_attempt(job), "origin": origin}  # the set's name for it
+            # Queued before it is recorded: a record never names an attempt that is nowhere.
+            self.send(retry)
             self.client.set(
                 detached_key(origin),
                 encode({"job": retry, "attempts": record["attempts"] + 1}),
                 keepttl=True,
             )
-            self.send(retry)
             log.warning("detached job %s: its worker %s is gone; running it again", origin, worker)
 
     def _alive(self, worker: str) -> bool:

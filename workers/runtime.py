@@ -14,7 +14,7 @@ import redis
 
 from config.events import EventSequence
 from config.keys import cancel_key, claim_key, events_channel, finished_key
-from config.lanes import CLAIM_TTL, Lanes, Turn
+from config.lanes import CLAIM_TTL, Lanes, Turn, share
 from config.protocol import (
     CANCELLED,
     DUPLICATE,
@@ -90,10 +90,10 @@ class WorkerRuntime:
         return list({id(e): e for e in self.engines.values()}.values())
 
     def announce(
-        self, hostname: str | None = None, send: Callable[[Job], None] | None = None
+        self, hostname: str | None = None, turn: Callable[[str], None] | None = None
     ) -> None:
-        """Start the heartbeat (with the stall watchdog and the reaper of detached jobs, which
-        enqueues retries with ``send``)."""
+        """Start the heartbeat (with the stall watchdog and the reaper, which sends turns on
+        the models' queues with ``turn``)."""
         self.worker_id = worker_id = f"{hostname or socket.gethostname()}:{os.getpid()}"
         client, settings = self._io().client, self._settings()
         self.heartbeat = heartbeat = Heartbeat(
@@ -105,7 +105,14 @@ class WorkerRuntime:
             settings.heartbeat_ttl,
         )
         watchdog = Watchdog(self.engines, settings.engine_stall_timeout, heartbeat)
-        reaper = Reaper(client, send or (lambda job: None), worker_id)
+        turn = turn or (lambda model: None)
+
+        def send(job: Job) -> None:  # a detached job's new attempt: in its lane, with a turn
+            job.setdefault("share", share(job, "", 1.0))  # one recorded before shares were
+            self._lanes().push(job["model"], job)
+            turn(job["model"])
+
+        reaper = Reaper(client, send, worker_id, models=sorted(self.engines), turn=turn)
 
         def before_beat() -> None:
             watchdog.check()
@@ -141,28 +148,27 @@ class WorkerRuntime:
         for engine in self._distinct():
             engine.stop()
 
-    def client(self) -> redis.Redis:
-        return self._io().client
-
     def take(self, model: str) -> str:
         """A turn on ``model``'s queue: run the job its lanes give this turn by fair share, then
-        settle what its key was charged with the tokens it was served (config/lanes.py)."""
-        turn = self._take(model)
-        if turn is None:
-            return IDLE
-        served = 0
-        try:
+        settle what its key was charged with the tokens it was served (config/lanes.py). A job
+        dropped unrun (its request had ended) does not use the turn up: the turn was sent for
+        another job, which it takes next."""
+        while (turn := self._take(model)) is not None:
+            served = 0
             try:
-                message: object = decode(turn.raw)
-            except ValueError:  # not JSON: run() fails it as malformed
-                message = turn.raw
-            outcome, served = self.run_counted(message)
-            return outcome
-        finally:
-            try:
-                self._lanes().settle(model, turn, served)
-            except redis.RedisError as exc:
-                log.warning("could not settle a job's share of %s: %s", model, exc)
+                try:
+                    message: object = decode(turn.raw)
+                except ValueError:  # not JSON: run_counted fails it as malformed
+                    message = turn.raw
+                outcome, served = self.run_counted(message)
+            finally:
+                try:
+                    self._lanes().settle(model, turn, served)
+                except redis.RedisError as exc:
+                    log.warning("could not settle a job's share of %s: %s", model, exc)
+            if outcome not in (DUPLICATE, CANCELLED) or served:
+                return outcome
+        return IDLE
 
     def _take(self, model: str) -> Turn | None:
         """The next job of ``model``'s lanes, waiting for Redis while it is away: its job is

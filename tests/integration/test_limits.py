@@ -92,3 +92,38 @@ def test_tokens_per_minute(limited_fronts):
     )
     assert status == 429 and "tokens per minute" in body["error"]["message"]
     assert headers["x-ratelimit-remaining-tokens"] == "0"
+
+
+@pytest.mark.usefixtures("tiny_worker")
+def test_a_key_that_filled_the_queue_does_not_lock_another_key_out(
+    stack, stall_worker, redis_client
+):
+    front = stack.front(MAX_QUEUED_JOBS="2", API_KEYS="flood-key,other-key")
+    body = {**CHAT, "model": STALL}
+    flood, other = ({"Authorization": f"Bearer {k}"} for k in ("flood-key", "other-key"))
+    assert post(front, "/v1/chat/completions", body, flood)[0] == 200
+    os.killpg(stall_worker.pid, signal.SIGSTOP)  # nothing leaves the queue now
+    results = []
+
+    def send(headers):
+        results.append(post(front, "/v1/chat/completions", body, headers)[0])
+
+    threads = []
+    try:
+        deadline = time.monotonic() + 10
+        while redis_client.llen(STALL) < 2 and time.monotonic() < deadline:
+            threads.append(threading.Thread(target=send, args=(flood,)))
+            threads[-1].start()
+            time.sleep(0.3)
+        status, _, reply = post(front, "/v1/chat/completions", body, flood)
+        assert status == 429, reply  # the flooding key is over the cap
+        # The other key still gets its part of the cap: queued, and answered once thawed.
+        threads.append(threading.Thread(target=send, args=(other,)))
+        threads[-1].start()
+        time.sleep(1)
+        assert results == []  # waiting, not refused
+    finally:
+        os.killpg(stall_worker.pid, signal.SIGCONT)
+        for thread in threads:
+            thread.join(60)
+    assert results == [200] * len(threads)

@@ -1,7 +1,8 @@
 """The workers' reaper against a real Redis of its own (no worker beside it to race): a detached
 job whose worker died runs again as a new attempt, until its last attempt dies too, when its
 result is recorded as failed and it is not sent again; bulk work a dead worker held goes back in
-line (a batch line to its batch, a flex request to its model's flex list)."""
+line (a batch line to its batch, a flex request to its model's flex list); a job left in its lane
+without a turn gets one."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from config.keys import (
     detached_key,
     flex_queue,
 )
+from config.lanes import Lanes, share
 from config.protocol import completion_job, encode
 from devtools.localstack import EmbeddedRedis
 from workers.reaper import MAX_ATTEMPTS, Reaper
@@ -71,3 +73,18 @@ def test_bulk_work_of_a_dead_worker_goes_back_in_line(client):
     assert json.loads(client.lindex("llm:batch:b1:queue", 0))["id"] == line["id"]
     assert client.lrange(bulk_queue("m"), 0, -1) == ["b1"]
     assert json.loads(client.lindex(flex_queue("m"), 0))["id"] == flex["id"]
+
+
+def test_jobs_left_in_a_lane_without_their_turns_get_them(client):
+    """A front that died between queueing a job and sending its turn (or a turn lost in an
+    outage): the reaper sends the turns missing for its models' lanes, and only those."""
+    lanes = Lanes(client)
+    for key in ("a", "a", "b"):
+        job = completion_job("m", ["x"], {})
+        job["share"] = share(job, key, 1.0)
+        lanes.push("m", job)
+    client.rpush("m", "a turn already queued")  # the model's Celery queue
+    turns = []
+    reaper = Reaper(client, lambda job: None, "reaper:3", 0.001, models=["m"], turn=turns.append)
+    reaper.check()
+    assert turns == ["m", "m"]

@@ -87,9 +87,15 @@ def test_bulk_fills_idle_capacity_and_keeps_its_share_beside_interactive_work(ma
 # -- fair shares between API keys (the scheduler alone) ----------------------------------------
 
 
-def waiting(key, weight=1.0, part=None):
+def waiting(key, weight=1.0, part=None, job=None):
     return SimpleNamespace(
-        bulk=False, finish_reason=None, part=part, key=key, weight=weight, context=lambda: [1]
+        bulk=False,
+        finish_reason=None,
+        part=part,
+        key=key,
+        weight=weight,
+        job=job or object(),
+        context=lambda: [1],
     )
 
 
@@ -122,3 +128,10 @@ def test_one_key_keeps_its_order_and_a_prompt_part_way_through_its_prefill_stays
     taken = scheduler.take([waiting("a")] * 3, 1000, lambda s: (1, False))
     assert taken[0] is chunked
     assert [s.key for s in taken[1:]] == ["b", "b", "a"]
+
+
+def test_a_jobs_choices_join_together():
+    scheduler = Scheduler(max_batch_size=8, bulk_share=0.25)
+    job = object()
+    scheduler.add([waiting("a", job=job) for _ in range(3)] + [waiting("b"), waiting("b")])
+    assert take_keys(scheduler, []) == ["a", "a", "a", "b", "b"]

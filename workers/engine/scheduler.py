@@ -26,6 +26,7 @@ class Seq(Protocol):
     bulk: bool
     finish_reason: str | None
     part: Any  # its prefill is part-way done (a long prompt's chunks)
+    job: Any  # the job it is a choice of
 
     @property
     def key(self) -> str: ...  # its API key's owner hash
@@ -110,8 +111,8 @@ class Scheduler:
     def _share(self, rows: list[Any]) -> None:
         """Put the waiting interactive sequences in fair order when several keys wait: round
         the keys, fewest rows running and taken for the key's weight first (ties: the key that
-        came first), each key's own in the order they came. One part-way through its prefill
-        stays first."""
+        came first), each key's own in the order they came, a job's choices together. One
+        part-way through its prefill stays first."""
         line = self.interactive
         head = 1 if line and line[0].part is not None else 0
         keys: dict[str, deque[Any]] = {}
@@ -128,10 +129,15 @@ class Scheduler:
         fair = list(line)[:head]
         while turns:
             used, order, key = heapq.heappop(turns)
-            seq = keys[key].popleft()
+            mine = keys[key]
+            seq = mine.popleft()
             fair.append(seq)
-            if keys[key]:
-                heapq.heappush(turns, (used + 1 / seq.weight, order, key))
+            used += 1 / seq.weight
+            while mine and mine[0].job is seq.job:  # a job's choices together: one prefill
+                fair.append(mine.popleft())
+                used += 1 / seq.weight
+            if mine:
+                heapq.heappush(turns, (used, order, key))
         self.interactive = deque(fair)
 
     def bulk_room(self, rows: list[Any]) -> int:
