@@ -109,9 +109,10 @@ def test_malformed_bodies_are_400s_and_the_front_goes_on(front, raw):
 # -- failures inside the worker, sent straight to it (bypassing the front's checks) -----------
 
 
-def direct(redis_server, redis_client, queue: str, job: dict) -> list[dict]:
-    """Send ``job`` to a worker as the front would; return every event it publishes (waiting a
-    little after the terminal one, so that a second terminal event would be seen)."""
+def direct(redis_server, redis_client, queue: str, job: dict, old: bool = False) -> list[dict]:
+    """Send ``job`` to a worker as the front would (``old``: as fronts did before lanes, the job
+    in the Celery task); return every event it publishes (waiting a little after the terminal
+    one, so that a second terminal event would be seen)."""
     job = {"id": uuid.uuid4().hex, "model": queue, "created": time.time(), **job}
     job["share"] = {"key": "", "weight": 1.0, "cost": 1}
     pubsub = redis_client.pubsub()
@@ -119,8 +120,11 @@ def direct(redis_server, redis_client, queue: str, job: dict) -> list[dict]:
     assert pubsub.get_message(timeout=5)["type"] == "subscribe"
     producer = Celery("direct")
     producer.conf.update(celery_config(redis_server.url))
-    Lanes(redis_client).push(queue, job)
-    producer.send_task(TURN_TASK, args=[queue], queue=queue)
+    if old:
+        producer.send_task("llm.generate", args=[job], queue=queue)
+    else:
+        Lanes(redis_client).push(queue, job)
+        producer.send_task(TURN_TASK, args=[queue], queue=queue)
     events, deadline = [], time.monotonic() + 30
     while time.monotonic() < deadline:
         message = pubsub.get_message(timeout=0.5)
@@ -131,6 +135,13 @@ def direct(redis_server, redis_client, queue: str, job: dict) -> list[dict]:
     pubsub.close()
     producer.close()
     return events
+
+
+def test_a_job_sent_the_old_way_still_runs(redis_server, redis_client):
+    """A front from before lanes, during a rolling upgrade: its job is the task's argument."""
+    job = {"kind": "completion", "prompts": ["Hello"], "params": {"max_tokens": 2}}
+    events = direct(redis_server, redis_client, TINY, job, old=True)
+    assert [e["type"] for e in events][-1] == "done"
 
 
 def only_error(events: list[dict]) -> dict:
