@@ -59,7 +59,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         level=logging.INFO, format="[%(asctime)s: %(levelname)s/%(name)s] %(message)s"
     )
 
-    from app.api import bp
+    from app.api import bp, root
     from app.errors import register_error_handlers
     from app.health import bp as health_bp
     from app.metrics import start_timer
@@ -73,6 +73,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.before_request(start_timer)
     app.after_request(services.metrics.count_request)
     app.register_blueprint(bp)
+    app.register_blueprint(root)
     app.register_blueprint(health_bp)
     app.register_blueprint(openapi_bp)
     app.register_blueprint(playground_bp)
@@ -97,6 +98,8 @@ def build_services(config: Config, celery: Celery) -> Services:
     from app.batches.service import BatchService, batch_counts
     from app.blobs import BlobStore, DirectoryBlobs, RedisBlobs
     from app.caps import Caps
+    from app.conversations.service import ConversationService
+    from app.conversations.store import ConversationStore
     from app.events import EventHub
     from app.files import FileStore
     from app.jobs import JobService
@@ -111,6 +114,8 @@ def build_services(config: Config, celery: Celery) -> Services:
     from app.services import Services
     from app.serving.embeddings import EmbeddingService
     from app.serving.generation import GenerationService
+    from app.serving.scoring import ScoringService
+    from app.serving.tokens import TokenService
 
     # A bounded pool: under load, greenlets wait for a connection instead of opening more, so
     # the count of Redis connections stays constant whatever the number of open requests.
@@ -159,15 +164,19 @@ def build_services(config: Config, celery: Celery) -> Services:
     )
     generation = GenerationService(jobs, limits, caps)
     embeddings = EmbeddingService(jobs, limits, caps)
+    scoring = ScoringService(jobs, limits, caps)
     # Streams read again block on Redis between events: a pool of their own, so that many
     # of them never take the connections every other request needs.
     replays = redis_client(blocking=64, client_name="llm-front-replays")
+    # Conversations are kept as long as responses, from their last change.
+    conversations = ConversationStore(client, config["RESPONSES_TTL"])
     responses = ResponseService(
         jobs,
         ResponseStore(client, config["RESPONSES_TTL"]),
         limits,
         config["MAX_REQUEST_TOKENS"],
         replays,
+        conversations,
     )
     # Batch lines run through the endpoints' own services.
     lines = BatchLines(generation, embeddings, responses)
@@ -183,7 +192,10 @@ def build_services(config: Config, celery: Celery) -> Services:
         files=files,
         generation=generation,
         embeddings=embeddings,
+        scoring=scoring,
+        tokens=TokenService(jobs),
         responses=responses,
+        conversations=ConversationService(conversations),
         batches=batches,
         openapi=functools.cache(functools.partial(build_spec, registry)),
     )

@@ -35,15 +35,16 @@ class Caps:
                 code="too_many_choices",
             )
 
-    def check_inputs(self, count: int) -> None:
-        """At most MAX_EMBEDDING_INPUTS inputs in one embedding request (OpenAI allows 2,048)."""
+    def check_inputs(self, count: int, param: str = "input") -> None:
+        """At most MAX_EMBEDDING_INPUTS inputs in one embedding request (OpenAI allows 2,048),
+        or documents (pairs) in one rerank (score) request."""
         limit = self.max_embedding_inputs
         if count > limit:
             raise APIError(
                 400,
                 f"This request has {count} inputs; at most {limit} are allowed per request "
                 "(MAX_EMBEDDING_INPUTS).",
-                param="input",
+                param=param,
                 code="too_many_inputs",
             )
 

@@ -16,10 +16,10 @@ from app.events import EventHub, JobEvents
 from app.liveness import Liveness
 from app.relay import ClientCheck, EventRelay, WorkerLost
 from config.events import Event
-from config.keys import DETACHED_SET, cancel_key, detached_key, flex_queue
+from config.keys import DETACHED_SET, cancel_key, detached_key, flex_queue, quick_queue
 from config.lanes import Lanes, share
 from config.protocol import BULK, TURN_TASK, Job, encode, next_attempt
-from config.registry import CHAT, ModelSpec, public_names
+from config.registry import CHAT, EMBEDDING, ModelSpec, public_names
 
 if TYPE_CHECKING:  # the metrics read the service's state: no import at run time
     from app.metrics import Metrics
@@ -70,14 +70,16 @@ class JobService:
             client, self.liveness, timeout, queue_timeout, self.cancel, queue_unavailable, metrics
         )
 
-    def resolve(self, name: str, kind: str, live: bool = True) -> ModelSpec:
-        """The entry for ``name``: 404 if unknown, 400 if the wrong kind, 503 if no live worker
-        (unless not ``live``: work that may wait for one)."""
+    def resolve(self, name: str, kind: str | None, live: bool = True) -> ModelSpec:
+        """The entry for ``name``: 404 if unknown, 400 if not of ``kind`` (None: any), 503 if
+        no live worker (unless not ``live``: work that may wait for one)."""
         spec = self.names.get(name)
         if spec is None:
             raise APIError(404, f"The model `{name}` does not exist.", "model", "model_not_found")
-        if not spec.serves(kind):
-            what = "chat and completions" if kind == CHAT else "embeddings"
+        if kind is not None and not spec.serves(kind):
+            what = {CHAT: "chat and completions", EMBEDDING: "embeddings"}.get(
+                kind, "rerank and score"
+            )
             raise APIError(
                 400, f"The model `{name}` does not support {what}.", "model", "model_not_supported"
             )
@@ -138,6 +140,21 @@ class JobService:
             # Taken already by another job's turn, or left there: the workers' reaper sends a
             # turn for every job in a lane that has none (workers/reaper.py).
             raise queue_unavailable(exc) from exc
+
+    def ask(self, spec: ModelSpec, job: Job, names: dict[str, str] = JOB_PARAMS) -> list[Event]:
+        """Run a quick job (tokenize, detokenize): on the model's quick list, which a worker
+        answers at once outside its engine (workers/quick.py); all its events."""
+        try:
+            events = self.hub.open(job["id"])  # before the enqueue: pub/sub keeps nothing
+        except redis.RedisError as exc:
+            raise queue_unavailable(exc) from exc
+        try:
+            self.client.lpush(quick_queue(spec.name), encode(job))
+        except redis.RedisError as exc:
+            events.close()
+            raise queue_unavailable(exc) from exc
+        events.model = job["model"]
+        return list(self.relay.iterate(events, names=names))
 
     def submit_detached(self, spec: ModelSpec, job: Job, listen: bool = False) -> JobEvents | None:
         """Enqueue a detached job (its ``result_key`` set: the worker records its result, and

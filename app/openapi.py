@@ -16,6 +16,7 @@ from flask import Blueprint, Response, jsonify
 from marshmallow import Schema, fields
 
 from app import chat_schemas, schemas
+from app.conversations import schema as conversation_schema
 from app.openapi_responses import COMPONENTS
 from app.responses import schema as response_schema
 from app.services import services
@@ -58,6 +59,44 @@ CUSTOM_FIELDS: dict[type[fields.Field], dict[str, Any]] = {
     response_schema.ResponseInput: {
         "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}, "minItems": 1}]
     },
+    response_schema.ConversationRef: {
+        "oneOf": [
+            {"type": "string", "minLength": 1},
+            {"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]},
+        ],
+        "nullable": True,
+    },
+    conversation_schema.ConversationItems: {
+        "type": "array",
+        "items": {"type": "object"},
+        "maxItems": conversation_schema.MAX_ITEMS,
+    },
+    conversation_schema.Metadata: {
+        "type": "object",
+        "additionalProperties": {"type": "string", "maxLength": conversation_schema.MAX_VALUE},
+        "maxProperties": conversation_schema.MAX_METADATA,
+    },
+}
+CONVERSATION = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"type": "string", "enum": ["conversation"]},
+        "created_at": {"type": "integer"},
+        "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+    "required": ["id", "object", "created_at", "metadata"],
+}
+ITEM_LIST = {
+    "type": "object",
+    "properties": {
+        "object": {"type": "string", "enum": ["list"]},
+        "data": {"type": "array", "items": {"type": "object"}},
+        "first_id": {"type": "string", "nullable": True},
+        "last_id": {"type": "string", "nullable": True},
+        "has_more": {"type": "boolean"},
+    },
+    "required": ["object", "data", "first_id", "last_id", "has_more"],
 }
 
 
@@ -127,6 +166,13 @@ def build_spec(registry: dict[str, ModelSpec]) -> dict[str, Any]:
         ("EmbeddingRequest", schemas.EmbeddingSchema),
         ("ResponseRequest", response_schema.ResponseCreateSchema),
     )
+    modelless: tuple[tuple[str, type[Schema]], ...] = (
+        ("ConversationRequest", conversation_schema.ConversationCreateSchema),
+        ("ConversationUpdateRequest", conversation_schema.ConversationUpdateSchema),
+        ("ConversationItemsRequest", conversation_schema.ItemsCreateSchema),
+    )
+    for name, schema in modelless:
+        spec.components.schema(name, schema=schema)
     for name, schema in requests:
         spec.components.schema(name, schema=schema)
         kind = EMBEDDING if schema is schemas.EmbeddingSchema else CHAT
@@ -203,6 +249,7 @@ def build_spec(registry: dict[str, ModelSpec]) -> dict[str, Any]:
         },
     )
     _responses_paths(spec, secured)
+    _conversations_paths(spec, secured)
     for path, summary in (("/health", "The process is up"), ("/ready", "Ready to serve")):
         responses = {"200": {"description": summary, "content": _json("Health")}}
         if path == "/ready":
@@ -266,6 +313,84 @@ def _responses_paths(spec: APISpec, secured: dict) -> None:
     spec.path(
         "/v1/responses/{response_id}/input_items",
         operations={"get": operation("A response's input items", 400, 401, 404, 429, 503)},
+    )
+
+
+def _conversations_paths(spec: APISpec, secured: dict) -> None:
+    """The Conversations API: its requests validated by their schemas, a conversation and a list
+    of items described, an item loosely."""
+    ids = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in ("conversation_id", "item_id")
+    ]
+    paging = [
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+        },
+        {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["asc", "desc"]}},
+        {"name": "after", "in": "query", "schema": {"type": "string"}},
+    ]
+
+    def operation(
+        summary: str, answer: dict, request: str | None = None, parameters: list | None = None
+    ) -> dict:
+        done = {"description": "The result", "content": _json(answer)}
+        found = {"200": done, **_errors(400, 401, 404, 413, 429, 503)}
+        described: dict[str, Any] = {"summary": summary, "responses": found, **secured}
+        if parameters:
+            described["parameters"] = parameters
+        if request:
+            described["requestBody"] = {"required": True, "content": _json(request)}
+        return described
+
+    create = operation("Create a conversation", CONVERSATION, "ConversationRequest")
+    create["requestBody"]["required"] = False  # no body: an empty conversation
+    spec.path("/v1/conversations", operations={"post": create})
+    deleted = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"type": "string", "enum": ["conversation.deleted"]},
+            "deleted": {"type": "boolean"},
+        },
+        "required": ["id", "object", "deleted"],
+    }
+    one = ids[:1]
+    spec.path(
+        "/v1/conversations/{conversation_id}",
+        operations={
+            "get": operation("A conversation", CONVERSATION, parameters=one),
+            "post": operation(
+                "Update a conversation's metadata",
+                CONVERSATION,
+                "ConversationUpdateRequest",
+                parameters=one,
+            ),
+            "delete": operation("Delete a conversation", deleted, parameters=one),
+        },
+    )
+    spec.path(
+        "/v1/conversations/{conversation_id}/items",
+        operations={
+            "get": operation("A conversation's items", ITEM_LIST, parameters=one + paging),
+            "post": operation(
+                "Add items to a conversation", ITEM_LIST, "ConversationItemsRequest", one
+            ),
+        },
+    )
+    item = {"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}
+    spec.path(
+        "/v1/conversations/{conversation_id}/items/{item_id}",
+        operations={
+            "get": operation("An item of a conversation", item, parameters=ids),
+            "delete": operation(
+                "Delete an item of a conversation (answers the conversation)",
+                CONVERSATION,
+                parameters=ids,
+            ),
+        },
     )
 
 

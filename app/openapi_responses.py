@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from config.registry import CAPABILITIES
+from config.registry import ALL_CAPABILITIES
 
 
 class ErrorDetail(Schema):
@@ -136,7 +136,7 @@ class Model(Schema):
     root = fields.String()
     parent = fields.String(allow_none=True)
     capabilities = fields.List(
-        fields.String(validate=validate.OneOf(CAPABILITIES)),
+        fields.String(validate=validate.OneOf(ALL_CAPABILITIES)),
         metadata={"description": "What requests the model answers."},
     )
     permission = fields.List(fields.Dict())

@@ -14,6 +14,7 @@ from typing import Any
 from flask import current_app
 
 from app.batches.service import BatchService
+from app.conversations.service import ConversationService
 from app.files import FileStore
 from app.jobs import JobService
 from app.limits import RateLimiter
@@ -23,6 +24,8 @@ from app.owners import Owners
 from app.responses.service import ResponseService
 from app.serving.embeddings import EmbeddingService
 from app.serving.generation import GenerationService
+from app.serving.scoring import ScoringService
+from app.serving.tokens import TokenService
 
 EXTENSION = "services"  # the key of the one entry in app.extensions
 
@@ -37,7 +40,10 @@ class Services:
     files: FileStore
     generation: GenerationService  # chat, completions and edits
     embeddings: EmbeddingService
+    scoring: ScoringService  # rerank and score
+    tokens: TokenService  # tokenize and detokenize
     responses: ResponseService
+    conversations: ConversationService
     batches: BatchService
     openapi: Callable[[], dict[str, Any]]  # the OpenAPI document (built once, when first asked)
 

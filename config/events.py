@@ -89,8 +89,19 @@ class Timing(TypedDict):
     engine: float
 
 
+class Tokenized(TypedDict):
+    """A tokenize or detokenize job's answer: the token ids, the model's context length, and
+    each token's text (when asked) or the whole text (detokenize)."""
+
+    tokens: list[int]
+    max_model_len: int
+    token_strs: NotRequired[list[str]]
+    text: NotRequired[str]
+
+
 class DoneEvent(TypedDict):
-    """The job ended well: ``usage``, and ``data`` (base64 vectors) for an embedding job."""
+    """The job ended well: ``usage``, and ``data`` (base64 vectors) for an embedding job,
+    ``scores`` (one per pair) for a score job, ``tokenized`` for a (de)tokenize job."""
 
     job: str
     seq: int
@@ -98,6 +109,8 @@ class DoneEvent(TypedDict):
     usage: Usage
     timing: NotRequired[Timing]
     data: NotRequired[list[str]]
+    scores: NotRequired[list[float]]
+    tokenized: NotRequired[Tokenized]
 
 
 class ErrorEvent(TypedDict):
@@ -135,7 +148,12 @@ class EventSequence:
         return {"job": self.job_id, "seq": self._seq(), "type": TOKEN, **fields}
 
     def done(
-        self, usage: Usage, timing: Timing | None = None, data: list[str] | None = None
+        self,
+        usage: Usage,
+        timing: Timing | None = None,
+        data: list[str] | None = None,
+        scores: list[float] | None = None,
+        tokenized: Tokenized | None = None,
     ) -> DoneEvent:
         """The job's terminal :class:`DoneEvent`."""
         event: DoneEvent = {"job": self.job_id, "seq": self._seq(), "type": DONE, "usage": usage}
@@ -143,6 +161,10 @@ class EventSequence:
             event["timing"] = timing
         if data is not None:
             event["data"] = data
+        if scores is not None:
+            event["scores"] = scores
+        if tokenized is not None:
+            event["tokenized"] = tokenized
         return event
 
     def error(

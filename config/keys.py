@@ -55,6 +55,12 @@ def flex_queue(model: str) -> str:
     return f"llm:flex:{model}"
 
 
+def quick_queue(model: str) -> str:
+    """A Redis list of quick jobs (tokenize, detokenize) for a model: any of its workers takes
+    one at once and answers it outside its engine, so it never waits behind generation."""
+    return f"llm:quick:{model}"
+
+
 def batch_queue(batch_id: str) -> str:
     """A Redis list of a batch's line jobs not taken yet (a worker LMOVEs one into its
     :func:`bulk_processing` list). Deleting it cancels the lines not started."""

@@ -28,7 +28,7 @@ import redis
 from redis.commands.core import Script
 
 from config.keys import claim_key, lane, lanes_state, lanes_waiting
-from config.protocol import COMPLETION, EMBEDDING, Job, Share, encode
+from config.protocol import COMPLETION, EMBEDDING, SCORE, Job, Share, encode
 
 DEFAULT_REPLY = 256  # the tokens estimated for a reply without max_tokens
 LONGEST_REPLY = 2048  # at most this many per reply: an estimate is settled when the job ends
@@ -88,17 +88,26 @@ redis.call('HINCRBY', KEYS[2], 'served:' .. ARGV[1], ARGV[3])
 
 
 def estimate(job: Job) -> int:
-    """The tokens a job should cost, before it runs: its prompt's characters over four (token
+    """The tokens a job should cost, before it runs: its input's characters over four (token
     ids one each), and its replies' ``max_tokens`` (:data:`DEFAULT_REPLY` without one, at most
     :data:`LONGEST_REPLY`)."""
-    content = job.get("messages") or job.get("prompts") or job.get("inputs") or []
-    prompt = sum(len(p) if isinstance(p, list) else len(encode(p)) // 4 for p in content)
-    if job["kind"] == EMBEDDING:
+    content: list[Any] = (
+        job.get("messages") or job.get("prompts") or job.get("inputs") or job.get("pairs") or []
+    )
+    prompt = sum(_tokens(item) for item in content)
+    if job["kind"] in (EMBEDDING, SCORE):
         return max(1, prompt)
     params = job.get("params") or {}
     replies = (params.get("n") or 1) * (len(content) if job["kind"] == COMPLETION else 1)
     reply = min(params.get("max_tokens") or DEFAULT_REPLY, LONGEST_REPLY)
     return max(1, prompt + replies * reply)
+
+
+def _tokens(item: object) -> int:
+    """About how many tokens one input is: token ids one each, text a quarter of its JSON."""
+    if isinstance(item, list) and all(isinstance(i, int) for i in item):
+        return len(item)
+    return len(encode(item)) // 4
 
 
 def share(job: Job, key: str, weight: float) -> Share:

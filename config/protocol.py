@@ -8,8 +8,8 @@ three boundaries, each through one function here: a job from Celery or a Redis l
 (:func:`status_from_wire`). The Redis names they travel under are in :mod:`config.keys`.
 
 A job (:class:`Job`) is made by one constructor per kind (:func:`chat_job`,
-:func:`completion_job`, :func:`embedding_job`) and enqueued in its key's lane of its model, with a
-turn on the model's Celery queue (:mod:`config.lanes`). A job the
+:func:`completion_job`, :func:`embedding_job`, :func:`score_job`) and enqueued in its key's
+lane of its model, with a turn on the model's Celery queue (:mod:`config.lanes`). A job the
 front submits again (its worker died) is :func:`next_attempt`: a new id, and the first attempt's
 id as ``origin``; at most one attempt of an origin runs to its end.
 
@@ -80,7 +80,13 @@ ERROR_CODES = frozenset(
 CHAT: Literal["chat"] = "chat"
 COMPLETION: Literal["completion"] = "completion"
 EMBEDDING: Literal["embedding"] = "embedding"
-JobKind = Literal["chat", "completion", "embedding"]
+SCORE: Literal["score"] = "score"  # a cross-encoder's relevance of text pairs (rerank, score)
+# A prompt (or a chat's messages) to token ids, or token ids to text: answered by a worker at
+# once, never queued in an engine (see config.keys.quick_queue).
+TOKENIZE: Literal["tokenize"] = "tokenize"
+DETOKENIZE: Literal["detokenize"] = "detokenize"
+QUICK_KINDS = frozenset({TOKENIZE, DETOKENIZE})
+JobKind = Literal["chat", "completion", "embedding", "score", "tokenize", "detokenize"]
 
 BULK: Literal["bulk"] = "bulk"  # runs in the capacity interactive work leaves
 
@@ -152,6 +158,9 @@ class JobOptions(TypedDict, total=False):
     tool_choice: str
     parallel_tool_calls: bool
     trace: dict[str, str]  # the request's trace context, W3C headers (see config/tracing.py)
+    # Tokenize: the text's special tokens (a chat's come from its template); its tokens' text.
+    add_special_tokens: bool
+    token_strs: bool
 
 
 class Job(JobOptions):
@@ -167,6 +176,7 @@ class Job(JobOptions):
     messages: NotRequired[list[Message]]
     prompts: NotRequired[list[Prompt]]
     inputs: NotRequired[list[Prompt]]
+    pairs: NotRequired[list[list[str]]]  # score: [text_1, text_2] each
 
 
 def _job(kind: JobKind, model: str, options: JobOptions) -> Job:
@@ -203,6 +213,35 @@ def embedding_job(model: str, inputs: list[Prompt], **options: Unpack[JobOptions
     return job
 
 
+def score_job(model: str, pairs: list[list[str]], **options: Unpack[JobOptions]) -> Job:
+    """A score job: one relevance score per pair of texts, by a cross-encoder."""
+    job = _job(SCORE, model, options)
+    job["pairs"] = pairs
+    return job
+
+
+def tokenize_job(
+    model: str,
+    prompt: str | None,
+    messages: list[Message] | None,
+    **options: Unpack[JobOptions],
+) -> Job:
+    """A tokenize job: a prompt, or a chat's messages through the model's template."""
+    job = _job(TOKENIZE, model, options)
+    if messages is not None:
+        job["messages"] = messages
+    else:
+        job["prompts"] = [prompt or ""]
+    return job
+
+
+def detokenize_job(model: str, tokens: list[int], **options: Unpack[JobOptions]) -> Job:
+    """A detokenize job: token ids to text."""
+    job = _job(DETOKENIZE, model, options)
+    job["prompts"] = [tokens]
+    return job
+
+
 def origin(job: Job) -> str:
     """The id of the request a job serves: a retried job is a new attempt with its own id."""
     return job.get("origin") or job["id"]
@@ -233,7 +272,15 @@ class MalformedMessage(ValueError):
     """What came off the wire is not a message of the contract."""
 
 
-_CONTENT = {CHAT: "messages", COMPLETION: "prompts", EMBEDDING: "inputs"}  # what each kind runs
+# What each kind runs (a tokenize job: either).
+_CONTENT = {
+    CHAT: ("messages",),
+    COMPLETION: ("prompts",),
+    EMBEDDING: ("inputs",),
+    SCORE: ("pairs",),
+    TOKENIZE: ("messages", "prompts"),
+    DETOKENIZE: ("prompts",),
+}
 
 
 def job_from_wire(message: object) -> Job:
@@ -244,7 +291,7 @@ def job_from_wire(message: object) -> Job:
         and isinstance(message.get("id"), str)
         and isinstance(message.get("model"), str)
         and message.get("kind") in _CONTENT
-        and isinstance(message.get(_CONTENT[message["kind"]]), list)
+        and any(isinstance(message.get(field), list) for field in _CONTENT[message["kind"]])
         and isinstance(message.get("params", {}), dict)
     ):
         raise MalformedMessage(f"not a job: {message!r:.200}")

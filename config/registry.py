@@ -22,10 +22,18 @@ from config.grammars import TOOL_FORMATS
 
 CHAT = "chat"
 EMBEDDING = "embedding"
-KINDS = (CHAT, EMBEDDING)
-# What a model can answer, as /v1/models lists it: a chat model all of it, an embedding model
-# only embeddings.
-CAPABILITIES = ("chat", "completions", "responses", "tools", "embeddings")
+RERANK = "rerank"  # a cross-encoder (sentence-transformers' CrossEncoder): rerank and score
+KINDS = (CHAT, EMBEDDING, RERANK)
+SCORING = "score"  # the requests /v1/rerank and /v1/score make (what serves() is asked)
+# What a model can answer, as /v1/models lists it: a chat model chat and embeddings, an
+# embedding model embeddings, rerank and score (by cosine similarity), a cross-encoder rerank
+# and score.
+CAPABILITIES = {
+    CHAT: ["chat", "completions", "responses", "tools", "embeddings"],
+    EMBEDDING: ["embeddings", "rerank", "score"],
+    RERANK: ["rerank", "score"],
+}
+ALL_CAPABILITIES = ("chat", "completions", "responses", "tools", "embeddings", "rerank", "score")
 DTYPES = ("float32", "float16", "bfloat16")
 
 
@@ -69,15 +77,18 @@ class ModelSpec:
             raise ValueError(f"model {self.name!r}: tool_prompt must be auto, model or builtin")
 
     def serves(self, kind: str) -> bool:
-        """Whether requests of ``kind`` may use this model: a chat model also answers
-        embeddings (mean-pooled hidden states, as FastChat's model workers compute them)."""
+        """Whether requests of ``kind`` (CHAT, EMBEDDING or SCORING) may use this model: a chat
+        model also answers embeddings (mean-pooled hidden states, as FastChat's model workers
+        compute them); an embedding model or a cross-encoder answers rerank and score."""
+        if kind == SCORING:
+            return self.kind in (EMBEDDING, RERANK)
         return kind == self.kind or (self.kind == CHAT and kind == EMBEDDING)
 
     @property
     def capabilities(self) -> list[str]:
         """What requests the model answers, as ``/v1/models`` lists them (so a client, the
         playground too, can tell a chat model from an embedding model)."""
-        return list(CAPABILITIES) if self.kind == CHAT else ["embeddings"]
+        return list(CAPABILITIES[self.kind])
 
     @property
     def names(self) -> tuple[str, ...]:

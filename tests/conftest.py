@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tiny_model import build_tiny_adapter, build_tiny_model
+from tests.tiny_model import build_tiny_adapter, build_tiny_cross_encoder, build_tiny_model
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +23,11 @@ def long_model_dir(tmp_path_factory):
     """The tiny model with a 2,048-token context: room for the tools prompt, which its small
     vocabulary spells out in about 500 tokens."""
     return build_tiny_model(tmp_path_factory.mktemp("long-model"), context=2048)
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder_dir(tmp_path_factory):
+    return build_tiny_cross_encoder(tmp_path_factory.mktemp("tiny-cross-encoder"))
 
 
 @pytest.fixture(scope="session")

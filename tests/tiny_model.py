@@ -90,3 +90,29 @@ def build_tiny_adapter(base_dir: Path, directory: Path, seed: int) -> Path:
                 param.normal_(0, 0.5)
     model.save_pretrained(directory)
     return directory
+
+
+def build_tiny_cross_encoder(directory: Path) -> Path:
+    """A tiny random BERT cross-encoder (one relevance label), with the default embedding
+    model's tokenizer: what ``CrossEncoder`` loads. Its scores mean nothing, but they are the
+    same for the same pair, whatever else shares its batch."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from config.registry import DEFAULT_MODELS, EMBEDDING, resolve_source
+
+    (embedder,) = (spec for spec in DEFAULT_MODELS if spec.kind == EMBEDDING)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_source(embedder))
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        num_labels=1,
+    )
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).eval().save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

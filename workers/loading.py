@@ -14,11 +14,12 @@ from typing import Any, TypeVar
 
 import torch
 
-from config.registry import CHAT, ModelSpec, resolve_source
+from config.registry import CHAT, RERANK, ModelSpec, resolve_source
 from config.settings import Settings
 from workers.engine import GenerationEngine, JobIO
 from workers.engine.attention import use_few_query_attention
 from workers.engine.embedding import EmbeddingEngine
+from workers.engine.scoring import ScoringEngine
 from workers.int4 import describe as describe_int4
 from workers.int4 import int4_layers, pack_int4
 
@@ -166,6 +167,9 @@ def _load_engine(
             prefix_cache_bytes=settings.prefix_cache_mb * 1024 * 1024,
             lookup_tokens=settings.prompt_lookup_tokens,
         )
+    elif spec.kind == RERANK:
+        model = _load_cross_encoder(source, device, dtype)
+        engine = ScoringEngine(model, io, settings.embedding_batch_size, spec.name)
     else:
         model = _load_sentence_model(source, device, dtype)
         engine = EmbeddingEngine(model, io, settings.embedding_batch_size, spec.name)
@@ -265,6 +269,12 @@ def _convert_gguf(source: str, gguf_file: str, target: Path) -> None:
     except OSError:  # another worker finished the same conversion first
         shutil.rmtree(partial, ignore_errors=True)
     log.info("converted %s in %.1f s", gguf_file, time.monotonic() - started)
+
+
+def _load_cross_encoder(source: str, device: torch.device, dtype: torch.dtype):
+    from sentence_transformers import CrossEncoder
+
+    return CrossEncoder(source, device=str(device), model_kwargs={"dtype": dtype})
 
 
 def _load_sentence_model(source: str, device: torch.device, dtype: torch.dtype):

@@ -12,13 +12,15 @@ from typing import Any
 
 import redis
 
-from config.events import EventSequence
+from config.events import EventSequence, Usage
 from config.keys import cancel_key, claim_key, events_channel, finished_key
 from config.lanes import CLAIM_TTL, Lanes, Turn, share
 from config.protocol import (
     CANCELLED,
+    DONE,
     DUPLICATE,
     ERROR,
+    QUICK_KINDS,
     WORKER_ERROR,
     Job,
     MalformedMessage,
@@ -37,11 +39,13 @@ from workers.engine.io import Ticket
 from workers.heartbeat import Heartbeat
 from workers.io import RedisJobIO
 from workers.loading import load_engines
+from workers.quick import QuickFeeder
 from workers.reaper import Reaper
 from workers.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
+NOTHING_USED: Usage = {"prompt_tokens": 0, "total_tokens": 0}  # a quick job's: no model ran
 IDLE = "idle"  # a turn that found no job (another turn ran the one it was sent for)
 REDIS_PATIENCE = 600.0  # seconds a turn waits for Redis to come back to take its job
 
@@ -53,6 +57,7 @@ class WorkerRuntime:
         self.engines: dict[str, Engine] = {}
         self.heartbeat: Heartbeat | None = None
         self.bulk: BulkFeeder | None = None
+        self.quick: QuickFeeder | None = None
         self.io: RedisJobIO | None = None
         self.lanes: Lanes | None = None
         self.settings: Settings | None = None
@@ -122,6 +127,8 @@ class WorkerRuntime:
         heartbeat.start()
         self.bulk = BulkFeeder(client, self.engines, worker_id, self.run)
         self.bulk.start()
+        self.quick = QuickFeeder(client, sorted(self.engines), self.run)
+        self.quick.start()
         log.info("worker %s ready: serving %s", worker_id, ", ".join(sorted(self.engines)))
 
     def drain(self, timeout: float) -> None:
@@ -129,6 +136,8 @@ class WorkerRuntime:
         and give the running sequences ``timeout`` seconds before failing what is left."""
         if self.bulk:  # no more batch lines: what it holds finishes, the rest waits in Redis
             self.bulk.stop()
+        if self.quick:
+            self.quick.stop()
         if self.heartbeat:
             self.heartbeat.draining = True
             self.heartbeat.beat()
@@ -248,6 +257,11 @@ class WorkerRuntime:
             engine = self.engines.get(job["model"])
             if engine is None:
                 raise JobFailed(f"This worker does not serve the model {job['model']!r}.")
+            if job["kind"] in QUICK_KINDS:  # answered now, by the tokenizer: no engine step
+                answer = engine.tokenize(job)
+                done = EventSequence(job_id).done(NOTHING_USED, tokenized=answer)
+                self._io().exchange([done], [])
+                return DONE, None
             ticket = engine.submit(job)
         except JobFailed as exc:
             if exc.code == WORKER_ERROR:

@@ -4,12 +4,15 @@ from app.api import (  # noqa: F401  (the routes register themselves on the blue
     batches,
     chat,
     completions,
+    conversations,
     edits,
     embeddings,
     files,
     models,
     responses,
+    scoring,
+    tokens,
 )
-from app.api.blueprint import bp
+from app.api.blueprint import bp, root
 
-__all__ = ["bp"]
+__all__ = ["bp", "root"]

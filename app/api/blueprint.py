@@ -1,6 +1,7 @@
-"""The OpenAI API blueprint, all under /v1: the route modules register on it, and
-``app.api`` imports them (so a route module never imports its own package). Also what several
-routes read of a request: its owner, and a list's paging arguments."""
+"""The OpenAI API blueprint, all under /v1 (and :data:`root`, for a few paths outside it): the
+route modules register on it, and ``app.api`` imports them (so a route module never imports its
+own package). Also what several routes read of a request: its owner, and a list's paging
+arguments."""
 
 from __future__ import annotations
 
@@ -12,19 +13,23 @@ from app.limits import add_rate_limit_headers
 from app.services import services
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
+# The few API paths outside /v1 (vLLM's /tokenize and /detokenize), under the same keys and
+# limits.
+root = Blueprint("api_root", __name__)
 
 
-@bp.before_request
 def _authenticate() -> None:
     require_api_key()
 
 
-@bp.before_request
 def _enforce_rate_limit() -> None:  # after authentication: a wrong key is not counted
     services().limits.enforce()
 
 
-bp.after_request(add_rate_limit_headers)
+for blueprint in (bp, root):
+    blueprint.before_request(_authenticate)
+    blueprint.before_request(_enforce_rate_limit)
+    blueprint.after_request(add_rate_limit_headers)
 
 
 def request_owner() -> str:
@@ -35,7 +40,8 @@ def request_owner() -> str:
 def limit_arg(default: int, most: int) -> int:
     """The ``limit`` query argument of a list: 1 to ``most``, ``default`` if absent."""
     limit = request.args.get("limit", str(default))
-    if not limit.isdigit() or not 1 <= int(limit) <= most:
+    # isascii too: str.isdigit takes "²", which int() refuses.
+    if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= most:
         raise APIError(400, f"limit must be an integer from 1 to {most}.", "limit")
     return int(limit)
 

@@ -108,8 +108,13 @@ class BatchLines:
             return {"job": embedding.job, "data": embedding.data, "model": embedding.spec.name}
         if endpoint == RESPONSES:
             data = load_request(RESPONSE_SCHEMA, body)
-            if data.get("previous_response_id") or data.get("background") or data.get("stream"):
-                raise APIError(400, "A batch line cannot chain, stream or run in the background.")
+            chained = data.get("previous_response_id") or data.get("conversation")
+            if chained or data.get("background") or data.get("stream"):
+                raise APIError(
+                    400,
+                    "A batch line cannot chain, join a conversation, stream or run in the "
+                    "background.",
+                )
             data = {**data, "store": False}
             response = self.responses.prepare(
                 new_id("resp"), data, owner, live=False, options=options

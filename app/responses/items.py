@@ -20,6 +20,10 @@ RESPONSE_PARAMS = param_names(
 )
 
 
+# The prefix of an input item's id, by its type.
+ITEM_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
@@ -27,9 +31,8 @@ def new_id(prefix: str) -> str:
 def with_ids(items: list[dict[str, Any]], response_id: str) -> list[dict[str, Any]]:
     """The request's input items, each with an id (kept when the client gave one)."""
     suffix = response_id.removeprefix("resp_")
-    prefix = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
     return [
-        {"id": item.get("id") or f"{prefix[item['type']]}_{suffix}_in{i}", **item}
+        {"id": item.get("id") or f"{ITEM_PREFIXES[item['type']]}_{suffix}_in{i}", **item}
         for i, item in enumerate(items)
     ]
 
@@ -92,6 +95,7 @@ def new_record(
             "max_output_tokens": data.get("max_output_tokens"),
             "parallel_tool_calls": data.get("parallel_tool_calls") is not False,
             "previous_response_id": data.get("previous_response_id"),
+            "conversation": data.get("conversation"),
             "store": data.get("store") is not False,
             "temperature": 1.0 if data.get("temperature") is None else data["temperature"],
             "top_p": 1.0 if data.get("top_p") is None else data["top_p"],
@@ -227,6 +231,8 @@ def response_object(
         else [],
         "parallel_tool_calls": request["parallel_tool_calls"],
         "previous_response_id": request["previous_response_id"],
+        # Records stored before conversations have no such entry.
+        "conversation": {"id": conv} if (conv := request.get("conversation")) else None,
         "reasoning": {"effort": None, "summary": None},
         "store": request["store"],
         "temperature": request["temperature"],

@@ -3,7 +3,8 @@
 ``input`` is a string or a list of items: messages (``input_text`` parts, or a string), the
 model's earlier ``function_call`` items and their ``function_call_output`` items. Tools are
 function tools (flat, as the Responses API writes them); ``text.format`` is ``text``,
-``json_object`` or ``json_schema`` (flat too).
+``json_object`` or ``json_schema`` (flat too). ``conversation`` names a stored conversation
+(:mod:`app.conversations`) whose items come first.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ class ResponseInput(fields.Field):
             value = [{"role": "user", "content": value}]
         if not isinstance(value, list) or not value:
             raise ValidationError("must be a string or a non-empty list of input items")
-        return [_item(item, i) for i, item in enumerate(value)]
+        return [input_item(item, i) for i, item in enumerate(value)]
 
 
-def _item(item: Any, index: int) -> dict:
+def input_item(item: Any, index: int) -> dict:
+    """Item ``index`` of a list of input items, loaded (see :class:`ResponseInput`)."""
     if not isinstance(item, dict):
         raise ValidationError(f"item {index} must be an object")
     kind = item.get("type") or ("message" if "role" in item else None)
@@ -77,6 +79,17 @@ def _text(item: dict, index: int) -> str:
             texts.append(part["text"])
         return "".join(texts)
     raise ValidationError(f"item {index}: content must be a string or a list of parts")
+
+
+class ConversationRef(fields.Field):
+    """The conversation a response belongs to: its id, or ``{"id": ...}``; loads to the id."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if isinstance(value, dict):
+            value = value.get("id")
+        if not isinstance(value, str) or not value:
+            raise ValidationError("must be a conversation id, or an object with its 'id'")
+        return value
 
 
 class FunctionTool(Lenient):
@@ -126,6 +139,7 @@ class ResponseCreateSchema(Lenient):
     user = fields.String(allow_none=True)
     store = fields.Boolean(allow_none=True)
     previous_response_id = fields.String(allow_none=True)
+    conversation = ConversationRef(allow_none=True)
     stream = fields.Boolean(allow_none=True)
     background = fields.Boolean(allow_none=True)
 
@@ -137,6 +151,16 @@ class ResponseCreateSchema(Lenient):
             raise ValidationError("'required' needs tools to call", "tool_choice")
         if choice not in (None, "none", "auto", "required") and choice not in names:
             raise ValidationError(f"no tool named {choice!r} is given", "tool_choice")
+        if data.get("conversation") and data.get("previous_response_id"):
+            raise ValidationError(
+                "a response may continue a conversation or a previous response, not both",
+                "conversation",
+            )
+        if data.get("conversation") and data.get("background"):
+            # A background run's result is recorded by its worker, which keeps no conversation.
+            raise ValidationError(
+                "a background response cannot be part of a conversation", "conversation"
+            )
         if data.get("background") and data.get("store") is False:
             raise ValidationError("a background response must be stored", "store")
         fmt = (data.get("text") or {}).get("format") or {}

@@ -9,6 +9,8 @@ from typing import Any, cast
 
 import redis
 
+from app.conversations.items import completed
+from app.conversations.store import ConversationStore
 from app.disconnect import client_gone_check
 from app.errors import APIError, request_param
 from app.jobs import JobService
@@ -18,6 +20,7 @@ from app.responses.items import (
     RESPONSE_PARAMS,
     new_id,
     new_record,
+    output_items,
     response_object,
     status_of,
     to_messages,
@@ -34,6 +37,7 @@ from config.keys import cancel_key, events_stream
 from config.protocol import CANCELLED, DONE, TOKEN, Job, JobOptions, Params, Tool, chat_job
 from config.registry import CHAT, ModelSpec
 from config.results import (
+    COMPLETED,
     FAILED,
     JobError,
     JobResult,
@@ -57,7 +61,8 @@ class PreparedResponse:
 
 class ResponseService:
     """``/v1/responses``: each response a chat job, its record and result in :class:`ResponseStore`;
-    ``max_request_tokens``: MAX_REQUEST_TOKENS, which its job carries."""
+    ``max_request_tokens``: MAX_REQUEST_TOKENS, which its job carries; ``conversations``: where
+    a response created with ``conversation`` reads its conversation's items and adds its own."""
 
     def __init__(
         self,
@@ -66,12 +71,14 @@ class ResponseService:
         limits: RateLimiter,
         max_request_tokens: int,
         replays: redis.Redis | None = None,
+        conversations: ConversationStore | None = None,
     ) -> None:
         self.jobs = jobs
         self.store = store
         self.limits = limits
         self.max_request_tokens = max_request_tokens
         self.replays = replays  # what reads a background run's events again (else the store's)
+        self.conversations = conversations
 
     def create(self, data: dict[str, Any], owner: str) -> Answer:
         """Run the response the request describes; returns the response object, or an iterator
@@ -79,6 +86,8 @@ class ResponseService:
         rid = new_id("resp")
         previous = data.get("previous_response_id")
         history = self.store.conversation(previous, owner) if previous else []
+        if data.get("conversation"):  # never with previous_response_id (see the schema)
+            history = self._conversation_items(data["conversation"], owner)
         options: JobOptions = {}
         if data.get("background"):  # the worker records its result (and events) for it
             options = {
@@ -107,6 +116,7 @@ class ResponseService:
             self._keep(record, _failure(exc))
             raise
         self._keep(record, result)
+        self._extend_conversation(record, result)
         return response_object(record, result, status_of(result, "completed"))
 
     def prepare(
@@ -283,6 +293,7 @@ class ResponseService:
             return
         result = finished(builder)
         self._keep(record, result)
+        self._extend_conversation(record, result)
         yield from writer.closing(response_object(record, result, status_of(result, "completed")))
 
     def _keep(self, record: dict[str, Any], result: JobResult) -> None:
@@ -292,6 +303,23 @@ class ResponseService:
             return
         self.store.save(record)
         self.store.set_result(record["id"], result)
+
+    def _conversation_items(self, conversation_id: str, owner: str) -> list[dict[str, Any]]:
+        """The items of the owner's conversation, oldest first; 404 if it has none such."""
+        if self.conversations is None:
+            raise APIError(400, "Conversations are not served here.", "conversation")
+        self.conversations.get(conversation_id, owner, "conversation")
+        return self.conversations.items(conversation_id)
+
+    def _extend_conversation(self, record: dict[str, Any], result: JobResult) -> None:
+        """Add a response's input items, then its output items, to the conversation it belongs
+        to, once it has completed (or was cut by ``max_output_tokens``); a failed one adds
+        nothing."""
+        conversation_id = record["request"].get("conversation")
+        if not conversation_id or self.conversations is None or result["status"] != COMPLETED:
+            return
+        items = [completed(item) for item in record["input_items"]]
+        self.conversations.append(conversation_id, items + output_items(record["id"], result))
 
     def _pending_status(self, record: dict[str, Any]) -> str:
         """The status of a response without a result yet."""

@@ -39,7 +39,8 @@ class ResponseStore:
         (which must not learn that it exists)."""
         raw = self.client.get(record_key(response_id))
         record = decode(raw) if raw else None
-        if record is None or record["owner"] != owner:
+        # .get: an id ending ":result" names a result, which has no owner: 404 too.
+        if record is None or record.get("owner") != owner:
             raise APIError(404, f"Response with id '{response_id}' not found.", param, "not_found")
         return record
 

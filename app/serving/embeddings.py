@@ -22,7 +22,7 @@ from config.registry import EMBEDDING, ModelSpec
 SCHEMA = EmbeddingSchema()
 
 
-def _floats(encoded: str) -> list[float]:
+def decode_vector(encoded: str) -> list[float]:
     values = array("f", base64.b64decode(encoded))
     if sys.byteorder == "big":
         values.byteswap()  # the wire format is little-endian, as the openai SDK expects
@@ -79,7 +79,7 @@ def render(
     return {
         "object": "list",
         "data": [
-            {"object": "embedding", "index": i, "embedding": v if as_base64 else _floats(v)}
+            {"object": "embedding", "index": i, "embedding": v if as_base64 else decode_vector(v)}
             for i, v in enumerate(vectors)
         ],
         "model": data["model"],

@@ -6,8 +6,9 @@ defaults (SmolLM2 and MiniLM from their wheels), ``tiny-stall`` (a tiny worker t
 with SIGSTOP), ``tiny-offline`` (registered, never served), ``tiny-base`` with an alias and two
 random LoRA adapters on it, ``tiny-shared`` (the queue two workers share), and ``tiny-faulty`` and
 ``tiny-faulty-stall`` (a tiny model with code of its own that fails, blocks or slows down on
-demand: tests/faulty_model.py), and ``tiny-tools`` (the tiny model with a 2,048-token context,
-for tools and structured outputs). Every process is stopped at the end.
+demand: tests/faulty_model.py), ``tiny-tools`` (the tiny model with a 2,048-token context,
+for tools and structured outputs), and ``tiny-cross`` (a tiny random cross-encoder, for rerank
+and score). Every process is stopped at the end.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ FAULTY_BG = "tiny-faulty-bg"  # the same, for the batch tests' slow and killed w
 FAULTY_RERUN = "tiny-faulty-rerun"  # the same, for the worker a background run outlives
 FAULTY_DRAIN = "tiny-faulty-drain"  # the same, for the worker whose drain runs out of time
 FAIR = "tiny-fair"  # the same, for the fair-shares test's worker
+CROSS = "tiny-cross"  # a tiny random cross-encoder (rerank and score)
 CHAT_MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
 
@@ -126,6 +128,7 @@ def stack(
     faulty_model_dir,
     long_model_dir,
     model_cache_dir,
+    tiny_cross_encoder_dir,
 ):
     workdir = tmp_path_factory.mktemp("stack")
     models_file = workdir / "models.json"
@@ -149,6 +152,7 @@ def stack(
         for name in (FAULTY, FAULTY_STALL, FAULTY_BG, FAULTY_RERUN, FAULTY_DRAIN, FAIR)
     ]
     entries.append({"name": TOOLS, "kind": "chat", "source": str(long_model_dir)})
+    entries.append({"name": CROSS, "kind": "rerank", "source": str(tiny_cross_encoder_dir)})
     models_file.write_text(json.dumps(entries + [{"name": n, **smol} for n in (SMOL_B, SMOL_C)]))
     env = {
         k: v
@@ -201,6 +205,11 @@ def tools_worker(stack, front):
 @pytest.fixture(scope="session")
 def embed_worker(stack, front):
     return stack.worker([EMBED_MODEL], front)
+
+
+@pytest.fixture(scope="session")
+def cross_worker(stack, front):
+    return stack.worker([CROSS], front)
 
 
 @pytest.fixture(scope="session")

@@ -142,4 +142,4 @@ def test_a_browser_chats_with_streaming_and_sees_the_workers(
 def test_models_say_what_they_can_do(front, tiny_worker, embed_worker):
     cards = {m["id"]: m for m in get(front, "/v1/models")[2]["data"]}
     assert "chat" in cards[TINY]["capabilities"] and "tools" in cards[TINY]["capabilities"]
-    assert cards[EMBED_MODEL]["capabilities"] == ["embeddings"]
+    assert cards[EMBED_MODEL]["capabilities"] == ["embeddings", "rerank", "score"]

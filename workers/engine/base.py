@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Generic, Protocol, TypeVar
 
+from config.events import Tokenized
 from config.protocol import EngineLoad, Job
 from workers.engine.io import Ticket
 
@@ -24,6 +25,11 @@ class Engine(Protocol):
 
     def submit(self, job: Job) -> Ticket:
         """Check ``job`` and queue it; raise :class:`~workers.engine.errors.JobFailed`."""
+        ...
+
+    def tokenize(self, job: Job) -> Tokenized:
+        """Answer a tokenize or detokenize job at once, with the model's tokenizer; raise
+        :class:`~workers.engine.errors.JobFailed`."""
         ...
 
     def start(self) -> None: ...

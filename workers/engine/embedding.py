@@ -11,14 +11,15 @@ from typing import Any, cast
 
 import numpy as np
 
-from config.events import DoneEvent, Event, EventSequence, Timing, Usage
-from config.protocol import DONE, ERROR, EngineLoad, Job
+from config.events import DoneEvent, Event, EventSequence, Timing, Tokenized, Usage
+from config.protocol import DONE, EMBEDDING, ERROR, EngineLoad, Job
 from workers.engine.base import EngineLoop
-from workers.engine.errors import EngineFailed
+from workers.engine.errors import EngineFailed, JobFailed
 from workers.engine.intake import check_request_tokens, tokenize
 from workers.engine.io import JobIO, Ticket, exchange_patiently
 from workers.engine.isolation import run_isolated
 from workers.engine.sequences import BASE
+from workers.engine.tokens import tokenized
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class EmbeddingJob:
     id: str
     ticket: Ticket
     events: EventSequence
-    inputs: list[str] | list[list[int]]
+    inputs: list[str] | list[list[int]] | list[list[str]]  # texts, token ids, or text pairs
     tokens: int  # what its usage reports: the tokens the model reads (after truncation)
     adapter: str = BASE
 
@@ -69,6 +70,8 @@ class EmbeddingEngine(EngineLoop[list[EmbeddingJob]]):
         """Check and tokenize ``job``'s inputs and queue it for the next shared batch; raise
         :class:`InvalidRequest` for an input the model cannot take. Tokenizing here, in the
         task's thread, keeps a bad input from failing the batch it would have joined."""
+        if job.get("kind") not in (None, EMBEDDING):  # None: a test's job
+            raise JobFailed(f"The model {self.name} only embeds text.")
         tokenizer, limit = self.model.tokenizer, self.model.max_seq_length
         vocab = len(tokenizer)
         texts, tokens = [], 0
@@ -85,6 +88,11 @@ class EmbeddingEngine(EngineLoop[list[EmbeddingJob]]):
             self._waiting.append(state)
             self._wake()
         return state.ticket
+
+    def tokenize(self, job: Job) -> Tokenized:
+        """A (de)tokenize job's answer, by the model's tokenizer (no chat: no template)."""
+        tokenizer = self.model.tokenizer
+        return tokenized(job, tokenizer, len(tokenizer), self.model.max_seq_length or 512)
 
     def abort(self, message: str) -> None:
         """Embedding jobs take well under a second: the ones running are let finish."""
@@ -146,12 +154,16 @@ class EmbeddingEngine(EngineLoop[list[EmbeddingJob]]):
                 start = 0
                 for job in group:
                     end = start + len(job.inputs)
-                    events.append(embedding_done(job, vectors[start:end], started))
+                    events.append(self._done(job, vectors[start:end], started))
                     outcomes.append((job, DONE))
                     start = end
             exchange_patiently(self.io, events, [], self._still_waiting)
             for job, outcome in outcomes:
                 job.ticket.finish(outcome, job.served)
+
+    def _done(self, job: EmbeddingJob, values: np.ndarray, started: float) -> DoneEvent:
+        """A job's terminal event, with its share of a step's output."""
+        return embedding_done(job, values, started)
 
     def _encode(self, jobs: list[EmbeddingJob]) -> np.ndarray:
         vectors = self.model.encode(

@@ -24,16 +24,25 @@ from typing import Any
 
 import torch
 
-from config.events import Event
+from config.events import Event, Tokenized
 from config.grammars import TOOL_FORMATS
-from config.protocol import CANCELLED, EMBEDDING, ERROR, WORKER_SHUTDOWN, EngineLoad, Job
+from config.protocol import (
+    CANCELLED,
+    CHAT,
+    COMPLETION,
+    EMBEDDING,
+    ERROR,
+    WORKER_SHUTDOWN,
+    EngineLoad,
+    Job,
+)
 from workers.engine.admission import Admission
 from workers.engine.base import EngineLoop
 from workers.engine.constraints import load_constraints
 from workers.engine.decoder import decoder_for
 from workers.engine.embedding import EmbeddingJob, take_batch
 from workers.engine.errors import EngineFailed, JobFailed
-from workers.engine.intake import context_length, eos_ids, generation_job
+from workers.engine.intake import context_length, eos_ids, generation_job, job_prompts
 from workers.engine.io import JobIO, Ticket, exchange_patiently
 from workers.engine.kvcache import growing, new_cache
 from workers.engine.output import TokenOutput
@@ -44,6 +53,7 @@ from workers.engine.running import RunningRows, pass_cost
 from workers.engine.scheduler import Scheduler
 from workers.engine.sequences import JobState, Sequence, adapter_names
 from workers.engine.speculation import draft_for, speculate
+from workers.engine.tokens import tokenized
 from workers.engine.tools import template_renders_tools
 
 log = logging.getLogger(__name__)
@@ -134,6 +144,8 @@ class GenerationEngine(EngineLoop[None]):
     def submit(self, job: Job) -> Ticket:
         """Check and tokenize ``job``, queue its sequences; raise :class:`JobFailed` (an
         :class:`InvalidRequest` when the request's content is at fault)."""
+        if job.get("kind") not in (None, CHAT, COMPLETION, EMBEDDING):  # None: a test's job
+            raise JobFailed(f"The model {self.name} does not score text pairs.")
         if job.get("kind") == EMBEDDING:
             embedding = embedding_job(job, self)
             with self._lock:
@@ -145,6 +157,14 @@ class GenerationEngine(EngineLoop[None]):
             self._scheduler.add(state.sequences)
             self._wake()
         return state.ticket
+
+    def tokenize(self, job: Job) -> Tokenized:
+        """A (de)tokenize job's answer; a chat's messages as a chat request's prompt."""
+
+        def chat(job: Job) -> list[int]:
+            return job_prompts(job, self.tokenizer, self.vocab_size, self.name, self.tool_prompt)[0]
+
+        return tokenized(job, self.tokenizer, self.vocab_size, self.context_length, chat)
 
     def abort(self, message: str) -> None:
         """End every job in flight with an error (a shutdown that cannot wait any longer)."""

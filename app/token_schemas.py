@@ -1,0 +1,31 @@
+"""The request schemas of ``/tokenize`` and ``/detokenize`` (vLLM's shapes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import ValidationError, fields, validate, validates_schema
+
+from app.chat_schemas import MessageSchema
+from app.schemas import Lenient
+
+
+class TokenizeSchema(Lenient):
+    """A prompt, or a chat's messages (through the model's template, as a chat request)."""
+
+    model = fields.String(required=True)
+    prompt = fields.String()
+    messages = fields.List(fields.Nested(MessageSchema), validate=validate.Length(min=1))
+    # The text's special tokens (BOS...); a chat's come from its template. vLLM's defaults.
+    add_special_tokens = fields.Boolean(load_default=None, allow_none=True)
+    return_token_strs = fields.Boolean(load_default=False)
+
+    @validates_schema
+    def _check(self, data: dict, **_: Any) -> None:
+        if ("prompt" in data) == ("messages" in data):
+            raise ValidationError("give either 'prompt' or 'messages'", "prompt")
+
+
+class DetokenizeSchema(Lenient):
+    model = fields.String(required=True)
+    tokens = fields.List(fields.Integer(strict=True, validate=validate.Range(min=0)), required=True)
