@@ -160,6 +160,53 @@ class Health(Schema):
 
 
 # The component name each is published under in the document.
+class RerankDocument(Schema):
+    text = fields.String(required=True)
+
+
+class RerankResult(Schema):
+    index = fields.Integer(required=True)
+    relevance_score = fields.Float(required=True)
+    document = fields.Nested(RerankDocument)  # unless return_documents is false
+
+
+class TotalTokens(Schema):
+    total_tokens = fields.Integer(required=True)
+
+
+class RerankResponse(Schema):
+    id = fields.String(required=True)
+    model = fields.String(required=True)
+    results = fields.List(fields.Nested(RerankResult), required=True)
+    usage = fields.Nested(TotalTokens, required=True)
+
+
+class Score(Schema):
+    index = fields.Integer(required=True)
+    object = fields.String(required=True, validate=validate.Equal("score"))
+    score = fields.Float(required=True)
+
+
+class ScoreResponse(Schema):
+    id = fields.String(required=True)
+    object = fields.String(required=True, validate=validate.Equal("list"))
+    created = fields.Integer(required=True)
+    model = fields.String(required=True)
+    data = fields.List(fields.Nested(Score), required=True)
+    usage = fields.Nested(Usage, required=True)
+
+
+class TokenizeResponse(Schema):
+    count = fields.Integer(required=True)
+    max_model_len = fields.Integer(required=True)
+    tokens = fields.List(fields.Integer(), required=True)
+    token_strs = fields.List(fields.String(), required=True, allow_none=True)
+
+
+class DetokenizeResponse(Schema):
+    prompt = fields.String(required=True)
+
+
 COMPONENTS = {
     "ErrorResponse": ErrorResponse,
     "ChatCompletion": ChatCompletion,
@@ -169,4 +216,8 @@ COMPONENTS = {
     "Model": Model,
     "ModelList": ModelList,
     "Health": Health,
+    "RerankResponse": RerankResponse,
+    "ScoreResponse": ScoreResponse,
+    "TokenizeResponse": TokenizeResponse,
+    "DetokenizeResponse": DetokenizeResponse,
 }

@@ -31,6 +31,7 @@ def test_openapi_document_describes_the_api(front):
     status, _, doc = get(front, "/openapi.json")
     assert status == 200 and doc["openapi"].startswith("3.")
     paths = {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models"}
+    paths |= {"/v1/rerank", "/v1/score", "/tokenize", "/detokenize", "/v1/conversations"}
     assert paths <= set(doc["paths"])
     chat = doc["components"]["schemas"]["ChatCompletionRequest"]
     assert set(chat["required"]) == {"model", "messages"}
@@ -54,6 +55,10 @@ def test_schemathesis_finds_no_server_error_and_no_response_off_its_schema(
         ("EditRequest", [TINY]),
         ("ResponseRequest", [TINY]),
         ("EmbeddingRequest", [EMBED_MODEL, TINY]),  # a chat model embeds too
+        ("RerankRequest", [EMBED_MODEL]),
+        ("ScoreRequest", [EMBED_MODEL]),
+        ("TokenizeRequest", [TINY, EMBED_MODEL]),
+        ("DetokenizeRequest", [TINY, EMBED_MODEL]),
     ):
         doc["components"]["schemas"][name]["properties"]["model"]["enum"] = models
     schema = tmp_path / "openapi.json"
