@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import redis
 
 from app.conversations.items import completed
 from app.conversations.store import ConversationStore
 from app.disconnect import client_gone_check
-from app.errors import APIError, request_param
+from app.errors import APIError
 from app.jobs import JobService
 from app.limits import RateLimiter
 from app.relay import ClientGone
@@ -26,15 +26,15 @@ from app.responses.items import (
     to_messages,
     with_ids,
 )
+from app.responses.job import response_job
 from app.responses.replay import replay
 from app.responses.store import ResponseStore, result_key
 from app.responses.stream import ResponseEvents
 from app.serving.generation import finished
 from app.sse import Answer
 from config.events import Event
-from config.grammars import TOOL_FORMATS, GrammarError, request_grammar
 from config.keys import cancel_key, events_stream
-from config.protocol import CANCELLED, DONE, TOKEN, Job, JobOptions, Params, Tool, chat_job
+from config.protocol import CANCELLED, DONE, TOKEN, Job, JobOptions
 from config.registry import CHAT, ModelSpec
 from config.results import (
     COMPLETED,
@@ -136,7 +136,9 @@ class ResponseService:
         spec = self.jobs.resolve(data["model"], CHAT, live)
         record = new_record(rid, owner, data, items)
         messages = to_messages([*history, *items], data.get("instructions"))
-        return PreparedResponse(record, spec, self._job(spec, data, messages, options or {}))
+        return PreparedResponse(
+            record, spec, response_job(spec, data, messages, self.max_request_tokens, options or {})
+        )
 
     def retrieve(self, response_id: str, owner: str) -> dict[str, Any]:
         record = self.store.get(response_id, owner)
@@ -178,48 +180,6 @@ class ResponseService:
         }
 
     # -- helpers ---------------------------------------------------------------------------------
-
-    def _job(
-        self,
-        spec: ModelSpec,
-        data: dict[str, Any],
-        messages: list[dict[str, Any]],
-        options: JobOptions,
-    ) -> Job:
-        """The chat job of a response, its grammar checked (a 400 before anything is queued)."""
-        # A tool without parameters goes as the client gave it: its description in the prompt
-        # is the client's, so the worker's reply is the same as ever.
-        tools = [
-            {k: t[k] for k in ("name", "description", "parameters") if t.get(k) is not None}
-            for t in data.get("tools") or []
-        ]
-        choice = data.get("tool_choice") or ("auto" if tools else "none")
-        fmt = ((data.get("text") or {}).get("format")) or {"type": "text"}
-        json_schema = {"json_object": {}, "json_schema": fmt.get("schema") or {}}.get(fmt["type"])
-        parallel = data.get("parallel_tool_calls") is not False
-        try:
-            request_grammar(json_schema, tools, choice, parallel, TOOL_FORMATS[spec.tool_format])
-        except GrammarError as exc:  # it names a field of the job: the request's name for it
-            raise APIError(400, str(exc), param=request_param(exc.param, RESPONSE_PARAMS)) from None
-        temperature = data.get("temperature")
-        top_p = data.get("top_p")
-        own: JobOptions = {
-            "user": data.get("user"),
-            "max_request_tokens": self.max_request_tokens,
-        }
-        if tools and choice != "none":
-            own["tools"] = cast(list[Tool], tools)  # see above: perhaps without parameters
-            own |= {"tool_choice": choice, "parallel_tool_calls": parallel}
-        if json_schema is not None:
-            own["json_schema"] = json_schema
-        own.update(options)
-        params: Params = {
-            "max_tokens": data.get("max_output_tokens"),
-            "temperature": 0.0 if top_p == 0 else (1.0 if temperature is None else temperature),
-            "top_p": 1.0 if top_p is None else top_p,
-            "n": 1,
-        }
-        return chat_job(spec.name, messages, params, **own)
 
     def _collect(self, events: list[Event]) -> JobResult:
         builder = ResultBuilder()
