@@ -188,7 +188,7 @@ class ChatCompletionSchema(GenerationSchema):
             tools = list(data["functions"])
             data["tool_choice"] = data.get("function_call")
             data["parallel_tool_calls"] = False
-        data["tools"] = [_tool(t) for t in tools]
+        data["tools"] = [job_tool(t) for t in tools]
         default = "auto" if tools else "none"
         data["tool_choice"] = data.get("tool_choice") or default
         if data.get("parallel_tool_calls") is None:
@@ -197,7 +197,8 @@ class ChatCompletionSchema(GenerationSchema):
         return data
 
 
-def _tool(function: dict) -> dict:
+def job_tool(function: dict) -> dict:
+    """A request's function as the job's Tool entry: name, parameters, description."""
     tool = {"name": function["name"], "parameters": function.get("parameters") or {}}
     if function.get("description"):
         tool["description"] = function["description"]

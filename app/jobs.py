@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # the metrics read the service's state: no import at run time
 log = logging.getLogger(__name__)
 
 CANCEL_TTL = 3600
+QUICK_WAIT = 5.0  # seconds a quick job may wait for a worker before it is sent again
 PUBLISHERS = 8  # concurrent send_task calls, under kombu's 10 connections per channel
 
 
@@ -141,20 +142,45 @@ class JobService:
             # turn for every job in a lane that has none (workers/reaper.py).
             raise queue_unavailable(exc) from exc
 
-    def ask(self, spec: ModelSpec, job: Job, names: dict[str, str] = JOB_PARAMS) -> list[Event]:
+    def ask(
+        self,
+        spec: ModelSpec,
+        job: Job,
+        gone: ClientCheck | None = None,
+        names: dict[str, str] = JOB_PARAMS,
+    ) -> list[Event]:
         """Run a quick job (tokenize, detokenize): on the model's quick list, which a worker
-        answers at once outside its engine (workers/quick.py); all its events."""
-        try:
-            events = self.hub.open(job["id"])  # before the enqueue: pub/sub keeps nothing
-        except redis.RedisError as exc:
-            raise queue_unavailable(exc) from exc
-        try:
-            self.client.lpush(quick_queue(spec.name), encode(job))
-        except redis.RedisError as exc:
-            events.close()
-            raise queue_unavailable(exc) from exc
-        events.model = job["model"]
-        return list(self.relay.iterate(events, names=names))
+        answers at once outside its engine (workers/quick.py); all its events. A quick job no
+        worker took within :data:`QUICK_WAIT` seconds, or whose worker died, is sent once more
+        (it changes nothing: running it twice is harmless)."""
+        self._check_queue(spec, quick_queue(spec.name))
+        for attempt in range(2):
+            try:
+                events = self.hub.open(job["id"])  # before the enqueue: pub/sub keeps nothing
+            except redis.RedisError as exc:
+                raise queue_unavailable(exc) from exc
+            try:
+                self.client.lpush(quick_queue(spec.name), encode(job))
+            except redis.RedisError as exc:
+                events.close()
+                raise queue_unavailable(exc) from exc
+            events.model = job["model"]
+            try:
+                return list(self.relay.iterate(events, gone, names=names, queue_timeout=QUICK_WAIT))
+            except WorkerLost:
+                pass
+            except APIError as exc:
+                if attempt or exc.body["error"]["code"] != "queue_timeout":
+                    raise
+            log.warning("quick job %s: no answer; sending it again", job["id"])
+            job = next_attempt(job)
+        raise APIError(
+            503,
+            f"No worker of the model `{spec.name}` answered.",
+            "model",
+            "worker_lost",
+            "service_unavailable_error",
+        )
 
     def submit_detached(self, spec: ModelSpec, job: Job, listen: bool = False) -> JobEvents | None:
         """Enqueue a detached job (its ``result_key`` set: the worker records its result, and
@@ -224,24 +250,29 @@ class JobService:
             job["share"] = share(job, *self.key_of())
         return job
 
-    def _check_queue(self, spec: ModelSpec) -> None:
-        """Backpressure: refuse a job when its model's queue already holds its cap of them,
-        unless the request's key holds less than its part of the cap (the cap over the keys
-        waiting, this one counted): one key's flood never locks the other keys out."""
+    def _check_queue(self, spec: ModelSpec, queue: str | None = None) -> None:
+        """Backpressure: refuse a job when its model's queue (or ``queue``, its quick list)
+        already holds its cap of them, unless the request's key holds less than its part of the
+        cap (the cap over the keys waiting, this one counted): one key's flood never locks the
+        other keys out (the quick list has one line for all)."""
         cap = spec.max_queued if spec.max_queued is not None else self.max_queued
         try:
-            depth = self.client.llen(spec.name)  # Celery's Redis transport: one list per queue
+            # Celery's Redis transport: one list per queue.
+            depth = self.client.llen(queue or spec.name)
             if depth < cap:
                 return
-            mine, keys = self.lanes.backlog(spec.name, self.key_of()[0])
+            if queue is not None:
+                mine, keys = depth, 1
+            else:
+                mine, keys = self.lanes.backlog(spec.name, self.key_of()[0])
         except redis.RedisError as exc:
             raise queue_unavailable(exc) from exc
         if mine < cap / (keys + (0 if mine else 1)):
             return
+        yours = f" ({mine} of them this API key's)" if queue is None else ""
         raise APIError(
             429,
-            f"The model `{spec.name}` has {depth} requests waiting ({mine} of them this API "
-            "key's); try again shortly.",
+            f"The model `{spec.name}` has {depth} requests waiting{yours}; try again shortly.",
             code="queue_full",
             headers={"Retry-After": "1"},
         )

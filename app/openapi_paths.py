@@ -195,13 +195,25 @@ def conversations_paths(spec: APISpec, secured: dict) -> None:
 
 
 def scoring_paths(spec: APISpec, secured: dict) -> None:
-    """Rerank and score: requests validated by their schemas, answers described."""
-    for path, summary, request, answer in (
-        ("/v1/rerank", "Documents by relevance to a query", "RerankRequest", "RerankResponse"),
-        ("/v1/score", "A relevance score per pair of texts", "ScoreRequest", "ScoreResponse"),
+    """Rerank and score (at vLLM's paths too): requests validated by their schemas, answers
+    described."""
+    for paths, summary, request, answer in (
+        (
+            ("/v1/rerank", "/rerank", "/v2/rerank"),
+            "Documents by relevance to a query",
+            "RerankRequest",
+            "RerankResponse",
+        ),
+        (
+            ("/v1/score", "/score"),
+            "A relevance score per pair of texts",
+            "ScoreRequest",
+            "ScoreResponse",
+        ),
     ):
         operation = generation(request, answer, streams=False)
-        spec.path(path, operations={"post": {"summary": summary, **operation, **secured}})
+        for path in paths:
+            spec.path(path, operations={"post": {"summary": summary, **operation, **secured}})
 
 
 def token_paths(spec: APISpec, secured: dict) -> None:

@@ -77,6 +77,7 @@ class EventRelay:
         gone: ClientCheck | None = None,
         cancel: bool = True,
         names: dict[str, str] = JOB_PARAMS,
+        queue_timeout: float | None = None,
     ) -> Iterator[Event]:
         """Yield a job's events up to and including the terminal one.
 
@@ -86,7 +87,8 @@ class EventRelay:
         with the job is :class:`WorkerLost`; a client that left (``gone``, checked every
         :data:`GONE_INTERVAL`) is :class:`ClientGone`. A job that ends here without its terminal
         event is cancelled, so a copy of it still in the queue or on a frozen worker stops too
-        (unless ``cancel`` is false: a background run outlives its stream).
+        (unless ``cancel`` is false: a background run outlives its stream). ``queue_timeout``:
+        this job's, not the setting's (a quick job's is seconds).
         """
         finished = False
         submitted = last_heard = silence_checked = gone_checked = time.monotonic()
@@ -106,7 +108,7 @@ class EventRelay:
                     now = time.monotonic()
                     if now - max(last_heard, silence_checked) >= WATCH_INTERVAL:
                         silence_checked = now
-                        self._check_silence(events, submitted, last_heard)
+                        self._check_silence(events, submitted, last_heard, queue_timeout)
                     continue
                 except EventGap as exc:
                     log.error("job %s: %s", events.job_id, exc)
@@ -130,7 +132,13 @@ class EventRelay:
             if not finished and cancel:
                 self.cancel(events.job_id)
 
-    def _check_silence(self, events: JobEvents, submitted: float, last_heard: float) -> None:
+    def _check_silence(
+        self,
+        events: JobEvents,
+        submitted: float,
+        last_heard: float,
+        queue_timeout: float | None = None,
+    ) -> None:
         """A job has been silent for a while: raise if it never will speak.
 
         :class:`WorkerLost` if its worker (or, while it is queued, every worker of its model) is
@@ -152,10 +160,11 @@ class EventRelay:
             raise WorkerLost()
         now = time.monotonic()
         if worker is None:
-            if now - submitted >= self.queue_timeout:
+            waited = self.queue_timeout if queue_timeout is None else queue_timeout
+            if now - submitted >= waited:
                 raise APIError(
                     504,
-                    f"The request waited {self.queue_timeout:g} seconds in the queue of "
+                    f"The request waited {waited:g} seconds in the queue of "
                     f"`{events.model}` without a worker taking it.",
                     code="queue_timeout",
                     type_="timeout_error",

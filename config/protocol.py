@@ -158,8 +158,10 @@ class JobOptions(TypedDict, total=False):
     tool_choice: str
     parallel_tool_calls: bool
     trace: dict[str, str]  # the request's trace context, W3C headers (see config/tracing.py)
-    # Tokenize: the text's special tokens (a chat's come from its template); its tokens' text.
+    # Tokenize: the text's special tokens (a chat's come from its template); a chat without the
+    # assistant's turn opened after it; its tokens' text.
     add_special_tokens: bool
+    add_generation_prompt: bool
     token_strs: bool
 
 

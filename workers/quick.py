@@ -17,6 +17,7 @@ from config.protocol import MalformedMessage, decode
 log = logging.getLogger(__name__)
 
 WAIT = 1  # seconds one look at the lists blocks, so that a stop is noticed
+THREADS = 4  # quick jobs answered at once; the feeder takes no more while they run
 
 
 class QuickFeeder:
@@ -27,6 +28,7 @@ class QuickFeeder:
         self.lists = [quick_queue(model) for model in models]
         self.run = run  # the runtime's: answers a quick job without its engine's batch
         self._stop = threading.Event()
+        self._room = threading.BoundedSemaphore(THREADS)
         self._thread = threading.Thread(target=self._loop, name="quick-feeder", daemon=True)
 
     def start(self) -> None:
@@ -37,15 +39,20 @@ class QuickFeeder:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            if not self._room.acquire(timeout=WAIT):  # taken only with a thread to answer it
+                continue
             try:
                 found = self.client.brpop(self.lists, timeout=WAIT)
             except redis.RedisError as exc:
+                self._room.release()
                 log.warning("quick feeder: %s; retrying", exc)
                 self._stop.wait(1)
                 continue
-            if found:
-                # A thread each: one long chat template never holds up the next answer.
-                threading.Thread(target=self._answer, args=(found[1],), daemon=True).start()
+            if not found:
+                self._room.release()
+                continue
+            # A few at once: one long chat template never holds up the next answer.
+            threading.Thread(target=self._answer, args=(found[1],), daemon=True).start()
 
     def _answer(self, raw: bytes | str) -> None:
         try:
@@ -53,4 +60,6 @@ class QuickFeeder:
         except (MalformedMessage, ValueError) as exc:
             log.error("dropping a malformed quick job: %s", exc)
         except Exception:  # noqa: BLE001 - one answer failing never stops the feeder
-            log.exception("a quick job failed")
+            log.exception("a quick job failed")  # its front sends it again (app/jobs.py ask)
+        finally:
+            self._room.release()

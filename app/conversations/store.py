@@ -17,6 +17,8 @@ from app.listing import Index, text
 from app.responses.items import new_id
 from config.protocol import decode, encode
 
+ATTEMPTS = 5  # tries to append while the conversation keeps changing under the append
+
 
 def record_key(conversation_id: str) -> str:
     return f"llm:conversation:{conversation_id}"
@@ -76,13 +78,26 @@ class ConversationStore:
         )
 
     def append(self, conversation_id: str, items: list[dict[str, Any]]) -> None:
-        """Add ``items`` (each with its id) after the conversation's; nothing if it is gone."""
-        if not items or not self.client.exists(record_key(conversation_id)):
-            return  # deleted while a response ran: nothing to extend
-        pipe = self.client.pipeline()  # one transaction: another append goes before or after
-        pipe.expire(record_key(conversation_id), self.ttl)
-        self._add(pipe, conversation_id, items)
-        pipe.execute()
+        """Add ``items`` (each with its id) after the conversation's; nothing if it is gone
+        (deleted while a response ran), even if it goes as they are added."""
+        if not items:
+            return
+        key = record_key(conversation_id)
+        for _ in range(ATTEMPTS):
+            # One transaction (another append goes before or after), made only if the record
+            # did not change meanwhile: a delete leaves no items behind it.
+            with self.client.pipeline() as pipe:
+                try:
+                    pipe.watch(key)
+                    if not pipe.exists(key):
+                        return
+                    pipe.multi()
+                    pipe.expire(key, self.ttl)
+                    self._add(pipe, conversation_id, items)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue  # changed (its metadata, or deleted): look again
 
     def item(self, conversation_id: str, item_id: str) -> dict[str, Any]:
         """Item ``item_id`` of the conversation; 404 if it has none such."""
@@ -97,6 +112,8 @@ class ConversationStore:
         pipe = self.client.pipeline()
         pipe.hdel(items_key(conversation_id), item_id)
         pipe.zrem(order_key(conversation_id), item_id)
+        pipe.expire(record_key(conversation_id), self.ttl)  # a change: kept as long again
+        self._refresh(pipe, conversation_id)
         removed = pipe.execute()[0]
         if not removed:
             raise APIError(404, f"Item with id '{item_id}' not found.", None, "not_found")

@@ -70,6 +70,14 @@ class ResponseStore:
         next_id: str | None = response_id
         while next_id and len(chain) < MAX_CHAIN:
             record = self.get(next_id, owner, "previous_response_id")
+            if record["request"].get("conversation"):
+                # Its input was the conversation as it stood, which the chain does not hold.
+                raise APIError(
+                    400,
+                    f"Response '{next_id}' is part of a conversation; continue it with "
+                    "'conversation', not 'previous_response_id'.",
+                    "previous_response_id",
+                )
             result = self.result(next_id)
             if result is None or result["status"] != "completed":
                 raise APIError(

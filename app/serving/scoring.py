@@ -78,7 +78,10 @@ class ScoringService:
     ) -> tuple[list[float], Usage]:
         """Each pair's score by ``spec`` (a cross-encoder's, or an embedding model's cosine
         similarity), and the job's usage."""
-        options: JobOptions = {"user": data.get("user")}
+        options: JobOptions = {
+            "user": data.get("user"),
+            "max_request_tokens": self.caps.max_request_tokens,
+        }
         if spec.kind == RERANK:
             job = score_job(spec.name, [list(pair) for pair in pairs], **options)
         else:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.disconnect import client_gone_check
 from app.errors import APIError, param_names
 from app.jobs import JobService
 from app.schemas import load_request
 from app.token_schemas import DetokenizeSchema, TokenizeSchema
 from config.events import Tokenized
-from config.protocol import DETOKENIZE, DONE, Job, detokenize_job, tokenize_job
+from config.protocol import DETOKENIZE, DONE, Job, JobOptions, detokenize_job, tokenize_job
 from config.registry import ModelSpec
 
 TOKENIZE_SCHEMA, DETOKENIZE_SCHEMA = TokenizeSchema(), DetokenizeSchema()
@@ -28,13 +29,14 @@ class TokenService:
         spec = self._model(data["model"])
         chat = "messages" in data
         special = data["add_special_tokens"]
-        job = tokenize_job(
-            spec.name,
-            data.get("prompt"),
-            data.get("messages"),
-            add_special_tokens=(not chat) if special is None else special,
-            token_strs=data["return_token_strs"],
-        )
+        options: JobOptions = {
+            "add_special_tokens": (not chat) if special is None else special,
+            "add_generation_prompt": data["add_generation_prompt"],
+            "token_strs": data["return_token_strs"],
+        }
+        if data["tools"]:
+            options |= {"tools": data["tools"], "tool_choice": "auto"}
+        job = tokenize_job(spec.name, data.get("prompt"), data.get("messages"), **options)
         answer = self._ask(spec, job)
         return {
             "count": len(answer["tokens"]),
@@ -58,7 +60,7 @@ class TokenService:
         names = param_names(prompts="prompt")
         if job["kind"] == DETOKENIZE:
             names = param_names(prompts="tokens")
-        done = self.jobs.ask(spec, job, names)[-1]
+        done = self.jobs.ask(spec, job, client_gone_check(), names)[-1]
         if done["type"] != DONE or "tokenized" not in done:
             raise APIError(502, "The model worker's events ended without a result.")
         return done["tokenized"]

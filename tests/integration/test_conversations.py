@@ -140,6 +140,17 @@ def test_a_deleted_conversation_is_continued_by_no_response(openai_client):
     assert error.value.body["param"] == "conversation"
 
 
+def test_a_response_in_a_conversation_is_continued_by_the_conversation(openai_client):
+    conv = openai_client.conversations.create()
+    first = openai_client.responses.create(
+        model=TINY, conversation=conv.id, input="Hi", max_output_tokens=2
+    )
+    with pytest.raises(openai.BadRequestError) as error:
+        openai_client.responses.create(model=TINY, previous_response_id=first.id, input="And?")
+    assert error.value.body["param"] == "previous_response_id"
+    assert "conversation" in error.value.body["message"]
+
+
 @pytest.fixture(scope="module")
 def keyed_front(stack):
     return stack.front(API_KEYS="key-one,key-two")

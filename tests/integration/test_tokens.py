@@ -8,8 +8,9 @@ import time
 import httpx
 import pytest
 
-from tests.integration.conftest import EMBED_MODEL, FAULTY, TINY
+from tests.integration.conftest import EMBED_MODEL, FAULTY, TINY, TOOLS
 from tests.integration.http import open_stream
+from tests.integration.test_tools import WEATHER
 
 MESSAGES = [
     {"role": "system", "content": "You are terse."},
@@ -29,6 +30,19 @@ def test_a_chats_token_count_is_its_requests_prompt_tokens(front, openai_client)
     chat = openai_client.chat.completions.create(model=TINY, messages=MESSAGES, max_tokens=1)
     assert body["count"] == len(body["tokens"]) == chat.usage.prompt_tokens
     assert body["max_model_len"] > body["count"] and body["token_strs"] is None
+
+
+@pytest.mark.usefixtures("tools_worker")
+def test_a_chat_with_tools_counts_as_its_request_does(front, openai_client):
+    body = {"model": TOOLS, "messages": MESSAGES, "tools": [WEATHER]}
+    counted = post(front, "/tokenize", body).json()["count"]
+    chat = openai_client.chat.completions.create(**body, max_tokens=1)
+    assert counted == chat.usage.prompt_tokens
+    without_tools = post(front, "/tokenize", {"model": TOOLS, "messages": MESSAGES}).json()
+    assert without_tools["count"] < counted
+    # Without the assistant's turn opened after it: fewer tokens.
+    unopened = post(front, "/tokenize", {**body, "add_generation_prompt": False}).json()
+    assert unopened["count"] < counted
 
 
 @pytest.mark.usefixtures("tiny_worker", "embed_worker")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import copy
 import logging
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -65,6 +67,11 @@ class EmbeddingEngine(EngineLoop[list[EmbeddingJob]]):
         self.batch_size = batch_size
         self._waiting: deque[EmbeddingJob] = deque()
         self._busy = 0
+        # The task and quick threads' own tokenizer: a call that sets its truncation would
+        # change the one the model is using in the engine's thread (sentence-transformers sets
+        # it before each batch), and two threads must not call one at once.
+        self.intake = copy.deepcopy(model.tokenizer)
+        self.intake_lock = threading.Lock()
 
     def submit(self, job: Job) -> Ticket:
         """Check and tokenize ``job``'s inputs and queue it for the next shared batch; raise
@@ -72,16 +79,20 @@ class EmbeddingEngine(EngineLoop[list[EmbeddingJob]]):
         task's thread, keeps a bad input from failing the batch it would have joined."""
         if job.get("kind") not in (None, EMBEDDING):  # None: a test's job
             raise JobFailed(f"The model {self.name} only embeds text.")
-        tokenizer, limit = self.model.tokenizer, self.model.max_seq_length
+        tokenizer, limit = self.intake, self.model.max_seq_length
         vocab = len(tokenizer)
         texts, tokens = [], 0
-        for number, item in enumerate(job.get("inputs") or []):
-            ids = tokenize(tokenizer, item, vocab, f"inputs[{number}]", max_length=limit)
-            # Token-id inputs are decoded to text: sentence-transformers tokenizes for itself.
-            texts.append(
-                item if isinstance(item, str) else tokenizer.decode(ids, skip_special_tokens=True)
-            )
-            tokens += min(len(ids), limit)  # longer inputs are truncated to the model's limit
+        with self.intake_lock:
+            for number, item in enumerate(job.get("inputs") or []):
+                ids = tokenize(tokenizer, item, vocab, f"inputs[{number}]", max_length=limit)
+                # Token-id inputs are decoded to text: sentence-transformers tokenizes for
+                # itself.
+                texts.append(
+                    item
+                    if isinstance(item, str)
+                    else tokenizer.decode(ids, skip_special_tokens=True)
+                )
+                tokens += min(len(ids), limit)  # longer inputs are truncated to its limit
         check_request_tokens(tokens, job.get("max_request_tokens"), "inputs")
         state = EmbeddingJob(job["id"], Ticket(), EventSequence(job["id"]), texts, tokens)
         with self._lock:
@@ -91,8 +102,9 @@ class EmbeddingEngine(EngineLoop[list[EmbeddingJob]]):
 
     def tokenize(self, job: Job) -> Tokenized:
         """A (de)tokenize job's answer, by the model's tokenizer (no chat: no template)."""
-        tokenizer = self.model.tokenizer
-        return tokenized(job, tokenizer, len(tokenizer), self.model.max_seq_length or 512)
+        with self.intake_lock:
+            limit = self.model.max_seq_length or 512
+            return tokenized(job, self.intake, len(self.intake), limit)
 
     def abort(self, message: str) -> None:
         """Embedding jobs take well under a second: the ones running are let finish."""

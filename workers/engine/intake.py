@@ -165,10 +165,12 @@ def chat_prompt(
     model: str,
     tools: list[Tool] | None = None,
     tool_format: ToolFormat | None = None,
+    generation_prompt: bool = True,
 ) -> list[int]:
     """The conversation (and the tools the model may call) through the model's chat template,
-    as token ids. With a ``tool_format``, the template knows no tools: the format's own prompt
-    describes them (see :mod:`workers.engine.tools`)."""
+    as token ids, the assistant's turn opened after it (unless not ``generation_prompt``). With
+    a ``tool_format``, the template knows no tools: the format's own prompt describes them (see
+    :mod:`workers.engine.tools`)."""
     if not getattr(tokenizer, "chat_template", None):
         raise InvalidRequest(f"Model {model} has no chat template.", "messages")
     for number, message in enumerate(messages):
@@ -183,7 +185,7 @@ def chat_prompt(
             extra["tools"] = openai_tools(tools)
     try:
         text = tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False, **extra
+            messages, add_generation_prompt=generation_prompt, tokenize=False, **extra
         )
     except TemplateError as exc:
         # Templates refuse conversations they cannot render (roles that do not alternate, say)
@@ -206,7 +208,8 @@ def job_prompts(
     ``tool_format``: the model's template knows no tools (see :func:`chat_prompt`)."""
     if job.get("messages") is not None:
         tools = job.get("tools") if job.get("tool_choice") != "none" else None
-        prompts = [chat_prompt(tokenizer, job["messages"], model, tools, tool_format)]
+        opened = job.get("add_generation_prompt", True)
+        prompts = [chat_prompt(tokenizer, job["messages"], model, tools, tool_format, opened)]
     else:
         prompts = [
             tokenize(tokenizer, p, vocab_size, f"prompts[{i}]")

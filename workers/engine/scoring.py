@@ -17,10 +17,6 @@ from workers.engine.errors import InvalidRequest, JobFailed
 from workers.engine.intake import check_request_tokens, tokenize
 from workers.engine.io import Ticket
 
-# Each text tokenized alone has its own special tokens ([CLS] a [SEP]); the pair has one fewer
-# ([CLS] a [SEP] b [SEP]).
-PAIR_TOKENS = -1
-
 
 class ScoringEngine(EmbeddingEngine):
     """Owns one cross-encoder and the thread that scores queued jobs' pairs together."""
@@ -30,21 +26,22 @@ class ScoringEngine(EmbeddingEngine):
         :class:`InvalidRequest` for a pair the model cannot take."""
         if job.get("kind") != SCORE:
             raise JobFailed(f"The model {self.name} only scores text pairs.")
-        tokenizer, limit = self.model.tokenizer, self.model.max_seq_length or 512
+        tokenizer, limit = self.intake, self.model.max_seq_length or 512
         vocab = len(tokenizer)
         pairs: list[list[str]] = []
         tokens = 0
-        for number, pair in enumerate(job.get("pairs") or []):
-            if not (isinstance(pair, list) and len(pair) == 2):
-                raise InvalidRequest("A pair must be two texts.", f"pairs[{number}]")
-            length = PAIR_TOKENS
-            for side, text in enumerate(pair):
-                if not isinstance(text, str):
+        with self.intake_lock:
+            for number, pair in enumerate(job.get("pairs") or []):
+                if not (isinstance(pair, list) and len(pair) == 2):
                     raise InvalidRequest("A pair must be two texts.", f"pairs[{number}]")
-                ids = tokenize(tokenizer, text, vocab, f"pairs[{number}][{side}]")
-                length += len(ids)
-            pairs.append(pair)
-            tokens += min(length, limit)  # a longer pair is truncated to the model's limit
+                for side, text in enumerate(pair):
+                    if not isinstance(text, str):
+                        raise InvalidRequest("A pair must be two texts.", f"pairs[{number}]")
+                    tokenize(tokenizer, text, vocab, f"pairs[{number}][{side}]")  # checked
+                # The pair as the model reads it, its special tokens as its kind puts them.
+                length = len(tokenizer(pair[0], pair[1])["input_ids"])
+                pairs.append(pair)
+                tokens += min(length, limit)  # a longer pair is truncated to the model's limit
         check_request_tokens(tokens, job.get("max_request_tokens"), "pairs")
         state = EmbeddingJob(job["id"], Ticket(), EventSequence(job["id"]), pairs, tokens)
         with self._lock:
@@ -56,12 +53,17 @@ class ScoringEngine(EmbeddingEngine):
         pairs: list[Any] = [tuple(pair) for job in jobs for pair in job.inputs]
         scores = np.asarray(
             self.model.predict(
-                pairs, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
+                pairs,
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+                # Probabilities from a model of several labels, as from one (its sigmoid).
+                apply_softmax=self.model.num_labels > 1,
             ),
             dtype=np.float32,
         )
-        # One score per pair: a model of several labels scores by its last (the "relevant" one
-        # of a two-label reranker).
+        # One score per pair: a model of several labels scores by its last label's probability
+        # (the "relevant" one of a two-label reranker).
         return scores.reshape(len(pairs), -1)[:, -1]
 
     def _done(self, job: EmbeddingJob, values: np.ndarray, started: float) -> DoneEvent:
