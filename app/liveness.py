@@ -13,7 +13,7 @@ import time
 import redis
 
 from config.keys import WORKERS_SET, heartbeat_key
-from config.protocol import WorkerStatus, status_from_wire
+from config.status import WorkerStatus, status_from_wire
 
 log = logging.getLogger(__name__)
 

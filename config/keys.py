@@ -79,7 +79,7 @@ def bulk_processing(worker_id: str) -> str:
 
 def heartbeat_key(worker_id: str) -> str:
     """Key (with a TTL) that says a worker is alive; its value is its encoded
-    :class:`config.protocol.WorkerStatus`."""
+    :class:`config.status.WorkerStatus`."""
     return f"llm:worker:{worker_id}"
 
 

@@ -1,11 +1,13 @@
-"""The message contract between the front and the workers: jobs, events and worker status.
+"""The message contract between the front and the workers: jobs, and the constants of events
+and worker status (their shapes: :mod:`config.events`, :mod:`config.status`).
 
 Both sides import this module; it imports neither Flask nor torch. Everything on the wire is JSON,
 so the shapes are ``TypedDict``s: mypy checks every place that builds or reads one, and crossing
 the wire costs no conversion (token events are the hot path). A message enters typed at one of
-three boundaries, each through one function here: a job from Celery or a Redis list
-(:func:`job_from_wire`), an event from pub/sub (:func:`config.events.event_from_wire`), a heartbeat
-(:func:`status_from_wire`). The Redis names they travel under are in :mod:`config.keys`.
+three boundaries, each through one function: a job from Celery or a Redis list
+(:func:`job_from_wire`), an event from pub/sub (:func:`config.events.event_from_wire`), a
+heartbeat (:func:`config.status.status_from_wire`). The Redis names they travel under are in
+:mod:`config.keys`.
 
 A job (:class:`Job`) is made by one constructor per kind (:func:`chat_job`,
 :func:`completion_job`, :func:`embedding_job`, :func:`score_job`) and enqueued in its key's
@@ -298,40 +300,6 @@ def job_from_wire(message: object) -> Job:
     ):
         raise MalformedMessage(f"not a job: {message!r:.200}")
     return cast(Job, message)
-
-
-# -- worker status ------------------------------------------------------------------------------
-
-
-class EngineLoad(TypedDict):
-    """How busy one engine is: sequences ``running`` and ``waiting`` (embedding inputs, for an
-    embedding engine), and how long the step under way has run."""
-
-    running: int
-    waiting: int
-    step_seconds: float
-    embedding: NotRequired[int]  # embedding jobs a generation engine holds
-
-
-class WorkerStatus(TypedDict):
-    """What a worker's heartbeat says. ``load``: per model, its engine's :class:`EngineLoad` and
-    what it runs on (``device``, ``dtype``...). ``stalled``: the models whose engine has not
-    finished a step for ENGINE_STALL_TIMEOUT; such a worker is not live, and it exits."""
-
-    id: str
-    models: list[str]
-    draining: bool
-    stalled: list[str]
-    load: dict[str, dict[str, Any]]
-    ts: float
-
-
-def status_from_wire(raw: str | bytes) -> WorkerStatus:
-    """A heartbeat's value; :class:`MalformedMessage` if it is not one."""
-    message = decode(raw)
-    if not isinstance(message.get("id"), str) or not isinstance(message.get("models"), list):
-        raise MalformedMessage(f"not a worker status: {message!r:.200}")
-    return cast(WorkerStatus, message)
 
 
 # -- JSON ---------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from typing import Any
 import redis
 
 from config.keys import WORKERS_SET, heartbeat_key
-from config.protocol import WorkerStatus, encode
+from config.protocol import encode
+from config.status import WorkerStatus
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from contextlib import contextmanager
 from typing import Generic, Protocol, TypeVar
 
 from config.events import Tokenized
-from config.protocol import EngineLoad, Job
+from config.protocol import Job
+from config.status import EngineLoad
 from workers.engine.io import Ticket
 
 Work = TypeVar("Work")

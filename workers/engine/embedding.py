@@ -14,7 +14,8 @@ from typing import Any, cast
 import numpy as np
 
 from config.events import DoneEvent, Event, EventSequence, Timing, Tokenized, Usage
-from config.protocol import DONE, EMBEDDING, ERROR, EngineLoad, Job
+from config.protocol import DONE, EMBEDDING, ERROR, Job
+from config.status import EngineLoad
 from workers.engine.base import EngineLoop
 from workers.engine.errors import EngineFailed, JobFailed
 from workers.engine.intake import check_request_tokens, tokenize

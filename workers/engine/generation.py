@@ -33,9 +33,9 @@ from config.protocol import (
     EMBEDDING,
     ERROR,
     WORKER_SHUTDOWN,
-    EngineLoad,
     Job,
 )
+from config.status import EngineLoad
 from workers.engine.admission import Admission
 from workers.engine.base import EngineLoop
 from workers.engine.constraints import load_constraints
