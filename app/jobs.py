@@ -3,6 +3,7 @@ back)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -103,17 +104,28 @@ class JobService:
     def submit(self, spec: ModelSpec, job: Job) -> JobEvents:
         """Subscribe to the job's events, then enqueue it on the model's queue (429 if full)."""
         self._check_queue(spec)
+        return self._listen(job, lambda: self._send(spec, job))
+
+    def _listen(self, job: Job, enqueue: Callable[[], None]) -> JobEvents:
+        """Subscribe to the job's events, then ``enqueue`` it (raising :class:`APIError`): in
+        that order, as pub/sub keeps nothing for a late subscriber."""
         try:
-            events = self.hub.open(job["id"])  # before the enqueue: pub/sub keeps nothing
+            events = self.hub.open(job["id"])
         except redis.RedisError as exc:
             raise queue_unavailable(exc) from exc
         try:
-            self._send(spec, job)
+            enqueue()
         except APIError:
             events.close()
             raise
         events.model = job["model"]
         return events
+
+    def _push_quick(self, spec: ModelSpec, job: Job) -> None:
+        try:
+            self.client.lpush(quick_queue(spec.name), encode(job))
+        except redis.RedisError as exc:
+            raise queue_unavailable(exc) from exc
 
     def _send(self, spec: ModelSpec, job: Job) -> None:
         log.info("job %s: %s for %s (user %s)", job["id"], job["kind"], spec.name, job.get("user"))
@@ -155,16 +167,7 @@ class JobService:
         (it changes nothing: running it twice is harmless)."""
         self._check_queue(spec, quick_queue(spec.name))
         for attempt in range(2):
-            try:
-                events = self.hub.open(job["id"])  # before the enqueue: pub/sub keeps nothing
-            except redis.RedisError as exc:
-                raise queue_unavailable(exc) from exc
-            try:
-                self.client.lpush(quick_queue(spec.name), encode(job))
-            except redis.RedisError as exc:
-                events.close()
-                raise queue_unavailable(exc) from exc
-            events.model = job["model"]
+            events = self._listen(job, functools.partial(self._push_quick, spec, job))
             try:
                 return list(self.relay.iterate(events, gone, names=names, queue_timeout=QUICK_WAIT))
             except WorkerLost:

@@ -192,12 +192,7 @@ class Lanes:
 
     def waiting(self, model: str) -> int:
         """The jobs in all of ``model``'s lanes."""
-        found = cast(list[bytes | str], self.client.zrange(lanes_waiting(model), 0, -1))
-        keys = [_text(k) for k in found]
-        pipe = self.client.pipeline(transaction=False)
-        for key in keys:
-            pipe.llen(lane(model, key))
-        return sum(int(n) for n in pipe.execute()) if keys else 0
+        return sum(load["waiting_requests"] for load in self.loads(model).values())
 
     def loads(self, model: str) -> dict[str, KeyLoad]:
         """Each key's waiting and served work for ``model``. Raises ``redis.RedisError``."""

@@ -26,7 +26,7 @@ class TokenService:
     def tokenize(self, body: Any) -> dict[str, Any]:
         """The prompt's (or the chat's) token ids, their count, the model's context length."""
         data = load_request(TOKENIZE_SCHEMA, body)
-        spec = self._model(data["model"])
+        spec = self.jobs.resolve(data["model"], None)  # any model: each has a tokenizer
         chat = "messages" in data
         special = data["add_special_tokens"]
         options: JobOptions = {
@@ -48,13 +48,9 @@ class TokenService:
     def detokenize(self, body: Any) -> dict[str, Any]:
         """The text of the token ids."""
         data = load_request(DETOKENIZE_SCHEMA, body)
-        spec = self._model(data["model"])
+        spec = self.jobs.resolve(data["model"], None)  # any model: each has a tokenizer
         answer = self._ask(spec, detokenize_job(spec.name, data["tokens"]))
         return {"prompt": answer.get("text", "")}
-
-    def _model(self, name: str) -> ModelSpec:
-        """Any served model: each has a tokenizer."""
-        return self.jobs.resolve(name, None)
 
     def _ask(self, spec: ModelSpec, job: Job) -> Tokenized:
         names = param_names(prompts="prompt")

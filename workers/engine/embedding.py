@@ -95,7 +95,11 @@ class EmbeddingEngine(EngineLoop[list[EmbeddingJob]]):
                 )
                 tokens += min(len(ids), limit)  # longer inputs are truncated to its limit
         check_request_tokens(tokens, job.get("max_request_tokens"), "inputs")
-        state = EmbeddingJob(job["id"], Ticket(), EventSequence(job["id"]), texts, tokens)
+        return self._queue(job, texts, tokens)
+
+    def _queue(self, job: Job, inputs: list[str] | list[list[str]], tokens: int) -> Ticket:
+        """Queue a checked job's ``inputs`` (``tokens`` in all) for the next shared batch."""
+        state = EmbeddingJob(job["id"], Ticket(), EventSequence(job["id"]), inputs, tokens)
         with self._lock:
             self._waiting.append(state)
             self._wake()

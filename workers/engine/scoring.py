@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from config.events import DoneEvent, EventSequence, Timing, Usage
+from config.events import DoneEvent, Timing, Usage
 from config.protocol import SCORE, Job
 from workers.engine.embedding import EmbeddingEngine, EmbeddingJob
 from workers.engine.errors import InvalidRequest, JobFailed
@@ -43,11 +43,7 @@ class ScoringEngine(EmbeddingEngine):
                 pairs.append(pair)
                 tokens += min(length, limit)  # a longer pair is truncated to the model's limit
         check_request_tokens(tokens, job.get("max_request_tokens"), "pairs")
-        state = EmbeddingJob(job["id"], Ticket(), EventSequence(job["id"]), pairs, tokens)
-        with self._lock:
-            self._waiting.append(state)
-            self._wake()
-        return state.ticket
+        return self._queue(job, pairs, tokens)
 
     def _encode(self, jobs: list[EmbeddingJob]) -> np.ndarray:
         pairs: list[Any] = [tuple(pair) for job in jobs for pair in job.inputs]
