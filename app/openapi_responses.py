@@ -23,11 +23,16 @@ class PromptTokensDetails(Schema):
     cached_tokens = fields.Integer(required=True)  # read from the prefix cache
 
 
+class CompletionTokensDetails(Schema):
+    reasoning_tokens = fields.Integer(required=True)  # of the reply, spent thinking
+
+
 class Usage(Schema):
     prompt_tokens = fields.Integer(required=True)
     completion_tokens = fields.Integer()
     total_tokens = fields.Integer(required=True)
     prompt_tokens_details = fields.Nested(PromptTokensDetails)  # generation only
+    completion_tokens_details = fields.Nested(CompletionTokensDetails)  # generation only
 
 
 class TopLogprob(Schema):
@@ -59,6 +64,8 @@ class ChatMessage(Schema):
     role = fields.String(required=True)
     content = fields.String(required=True, allow_none=True)
     refusal = fields.String(allow_none=True)
+    reasoning_content = fields.String()  # a reasoning model's thinking, apart from content
+    reasoning = fields.String()  # the same (vLLM's newer name)
     tool_calls = fields.List(fields.Nested(ToolCallOut))
     function_call = fields.Nested(FunctionCallOut)
 

@@ -59,10 +59,12 @@ class TokenFields(TypedDict):
     logprobs: NotRequired[list[TokenLogprob]]
     echo: NotRequired[Echo]
     tool_calls: NotRequired[list[ToolCallDelta]]
+    reasoning: NotRequired[str]
 
 
 class TokenEvent(TokenFields):
-    """New text of one choice: ``text`` (delta, content only), its ``token_ids``,
+    """New text of one choice: ``text`` (delta, the answer's content only), ``reasoning`` (delta
+    of a reasoning model's thinking, never in ``text``), its ``token_ids``,
     ``finish_reason`` on the choice's last event (``tool_calls`` when the reply ends in calls);
     ``logprobs`` when asked; ``echo`` (the prompt) on its first; ``tool_calls`` deltas."""
 
@@ -75,11 +77,16 @@ class PromptDetails(TypedDict):
     cached_tokens: int  # prompt tokens read from the prefix cache
 
 
+class CompletionDetails(TypedDict):
+    reasoning_tokens: int  # tokens of the reply spent thinking (a reasoning model's)
+
+
 class Usage(TypedDict):
     prompt_tokens: int
     total_tokens: int
     completion_tokens: NotRequired[int]  # generation only
     prompt_tokens_details: NotRequired[PromptDetails]  # generation only
+    completion_tokens_details: NotRequired[CompletionDetails]  # generation only
 
 
 class Timing(TypedDict):

@@ -33,8 +33,20 @@ CAPABILITIES = {
     EMBEDDING: ["embeddings", "rerank", "score"],
     RERANK: ["rerank", "score"],
 }
-ALL_CAPABILITIES = ("chat", "completions", "responses", "tools", "embeddings", "rerank", "score")
+ALL_CAPABILITIES = (
+    "chat",
+    "completions",
+    "responses",
+    "tools",
+    "embeddings",
+    "rerank",
+    "score",
+    "reasoning",
+)
 DTYPES = ("float32", "float16", "bfloat16")
+# How a chat model writes its thinking: "think-tags" (between <think> and </think>, as Qwen3 and
+# the DeepSeek-R1 distills do), or "none" (it does not think; its text is all answer).
+REASONING_FORMATS = ("none", "think-tags")
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,7 @@ class ModelSpec:
     # How tools reach the prompt: "model" (its chat template's tools=), "builtin" (the format's
     # own prompt), "auto" (the template if it writes tools, else builtin).
     tool_prompt: str = "auto"
+    reasoning_format: str = "none"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "aliases", tuple(self.aliases))  # JSON gives a list
@@ -75,6 +88,10 @@ class ModelSpec:
             )
         if self.tool_prompt not in ("auto", "model", "builtin"):
             raise ValueError(f"model {self.name!r}: tool_prompt must be auto, model or builtin")
+        if self.reasoning_format not in REASONING_FORMATS:
+            raise ValueError(
+                f"model {self.name!r}: reasoning_format must be one of {REASONING_FORMATS}"
+            )
 
     def serves(self, kind: str) -> bool:
         """Whether requests of ``kind`` (CHAT, EMBEDDING or SCORING) may use this model: a chat
@@ -88,7 +105,8 @@ class ModelSpec:
     def capabilities(self) -> list[str]:
         """What requests the model answers, as ``/v1/models`` lists them (so a client, the
         playground too, can tell a chat model from an embedding model)."""
-        return list(CAPABILITIES[self.kind])
+        reasoning = ["reasoning"] if self.reasoning_format != "none" else []
+        return list(CAPABILITIES[self.kind]) + reasoning
 
     @property
     def names(self) -> tuple[str, ...]:

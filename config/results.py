@@ -5,7 +5,7 @@ nobody waits for), so the shape lives once; it imports neither Flask nor torch."
 from __future__ import annotations
 
 import time
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from config.events import Echo, Event, TokenLogprob, Usage
 from config.protocol import CANCELLED, DONE, TOKEN, FinishReason
@@ -20,6 +20,8 @@ class CallResult(TypedDict):
 class ChoiceResult(TypedDict):
     index: int
     text: str
+    # A reasoning model's thinking ("" for any other; absent from results stored before it).
+    reasoning: NotRequired[str]
     tool_calls: list[CallResult]
     finish_reason: FinishReason | None
     logprobs: list[TokenLogprob]  # the engine's entries, when the job asked for them
@@ -78,6 +80,7 @@ class ResultBuilder:
                 {
                     "index": event["index"],
                     "text": "",
+                    "reasoning": "",
                     "tool_calls": [],
                     "finish_reason": None,
                     "logprobs": [],
@@ -87,6 +90,7 @@ class ResultBuilder:
             if "echo" in event:
                 choice["echo"] = event["echo"]
             choice["text"] += event["text"]
+            choice["reasoning"] = choice.get("reasoning", "") + event.get("reasoning", "")
             choice["logprobs"].extend(event.get("logprobs") or [])
             for delta in event.get("tool_calls") or []:
                 if delta["index"] == len(choice["tool_calls"]):

@@ -39,6 +39,14 @@ def faulty_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def thinking_model_dir(tmp_path_factory):
+    """A tiny model that thinks, then answers, by a script (its template opens ``<think>``)."""
+    from tests.thinking_model import build_thinking_model
+
+    return build_thinking_model(tmp_path_factory.mktemp("thinking-model"))
+
+
+@pytest.fixture(scope="session")
 def tiny_adapter_dirs(tmp_path_factory, tiny_model_dir):
     """Two random LoRA adapters on the tiny model."""
     root = tmp_path_factory.mktemp("tiny-adapters")

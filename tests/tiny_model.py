@@ -29,7 +29,10 @@ def build_tiny_model(
     extra_special: tuple[str, ...] = (),
     chat_template: str = "",
     context: int = CONTEXT,
+    extra_tokens: tuple[str, ...] = (),
 ) -> Path:
+    """The tiny model in ``directory``; ``extra_special``: more special tokens (dropped when
+    decoding), ``extra_tokens``: more tokens that decode as their text (``<think>``)."""
     import torch
     from tokenizers import ByteLevelBPETokenizer
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -47,6 +50,7 @@ def build_tiny_model(
         pad_token="<|endoftext|>",
         model_max_length=context,
     )
+    tokenizer.add_tokens(list(extra_tokens))
     tokenizer.chat_template = chat_template or CHAT_TEMPLATE
     torch.manual_seed(seed)
     config = LlamaConfig(

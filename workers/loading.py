@@ -163,6 +163,7 @@ def _load_engine(
             embedding_batch_size=settings.embedding_batch_size,
             tool_format=spec.tool_format,
             tool_prompt=spec.tool_prompt,
+            reasoning_format=spec.reasoning_format,
             bulk_share=settings.bulk_share,
             prefix_cache_bytes=settings.prefix_cache_mb * 1024 * 1024,
             lookup_tokens=settings.prompt_lookup_tokens,

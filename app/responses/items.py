@@ -21,7 +21,12 @@ RESPONSE_PARAMS = param_names(
 
 
 # The prefix of an input item's id, by its type.
-ITEM_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
+ITEM_PREFIXES = {
+    "message": "msg",
+    "function_call": "fc",
+    "function_call_output": "fco",
+    "reasoning": "rs",
+}
 
 
 def new_id(prefix: str) -> str:
@@ -45,6 +50,8 @@ def to_messages(items: list[dict[str, Any]], instructions: str | None) -> list[d
         messages.append({"role": "system", "content": instructions})
     for item in items:
         kind = item["type"]
+        if kind == "reasoning":
+            continue  # earlier thinking: chat templates leave it out of the prompt too
         if kind == "message":
             role = "system" if item["role"] == "developer" else item["role"]
             messages.append({"role": role, "content": message_text(item)})
@@ -137,6 +144,24 @@ def message_item(response_id: str, text: str, status: str = "completed") -> dict
     }
 
 
+def reasoning_id(response_id: str) -> str:
+    return f"rs_{response_id.removeprefix('resp_')}"
+
+
+def reasoning_item(response_id: str, text: str, status: str = "completed") -> dict[str, Any]:
+    """The reply's thinking (a reasoning model's): its text as one ``reasoning_text`` part;
+    no summary, nothing encrypted (the text is the client's to keep)."""
+    content = [{"type": "reasoning_text", "text": text}] if status != "in_progress" else []
+    return {
+        "id": reasoning_id(response_id),
+        "type": "reasoning",
+        "status": status,
+        "summary": [],
+        "content": content,
+        "encrypted_content": None,
+    }
+
+
 def call_item(
     response_id: str, index: int, call: Mapping[str, Any], status: str = "completed"
 ) -> dict[str, Any]:
@@ -152,13 +177,16 @@ def call_item(
 
 
 def output_items(response_id: str, result: JobResult | None) -> list[dict[str, Any]]:
-    """A result's output: the message (if the model wrote text), then its function calls; in a
-    reply cut by ``max_output_tokens``, the last of them is ``incomplete`` (a call's arguments
-    then as far as they got, not valid JSON)."""
+    """A result's output: the thinking (a reasoning model's), the message (if the model wrote
+    text), then its function calls; in a reply cut by ``max_output_tokens``, the last of them is
+    ``incomplete`` (a call's arguments then as far as they got, not valid JSON)."""
     if not result or not result.get("choices"):
         return []
     choice = result["choices"][0]
-    items = [message_item(response_id, choice["text"])] if choice["text"] else []
+    thought = choice.get("reasoning")
+    items = [reasoning_item(response_id, thought)] if thought else []
+    if choice["text"]:
+        items.append(message_item(response_id, choice["text"]))
     calls = choice["tool_calls"]
     for index, call in enumerate(calls):
         items.append(
@@ -177,13 +205,18 @@ def usage(raw: Usage | dict[str, int] | None) -> dict[str, Any] | None:
     if not raw:
         return None
     details = raw.get("prompt_tokens_details")
+    thought = raw.get("completion_tokens_details")
     return {
         "input_tokens": raw.get("prompt_tokens", 0),
         "input_tokens_details": {
             "cached_tokens": details.get("cached_tokens", 0) if isinstance(details, dict) else 0
         },
         "output_tokens": raw.get("completion_tokens", 0),
-        "output_tokens_details": {"reasoning_tokens": 0},
+        "output_tokens_details": {
+            "reasoning_tokens": thought.get("reasoning_tokens", 0)
+            if isinstance(thought, dict)
+            else 0
+        },
         "total_tokens": raw.get("total_tokens", 0),
     }
 

@@ -1,7 +1,8 @@
 """The request of ``POST /v1/responses``, loaded to what the chat job needs.
 
 ``input`` is a string or a list of items: messages (``input_text`` parts, or a string), the
-model's earlier ``function_call`` items and their ``function_call_output`` items. Tools are
+model's earlier ``function_call`` items and their ``function_call_output`` items, its
+``reasoning`` items (kept in a conversation, not shown to the model again). Tools are
 function tools (flat, as the Responses API writes them); ``text.format`` is ``text``,
 ``json_object`` or ``json_schema`` (flat too). ``conversation`` names a stored conversation
 (:mod:`app.conversations`) whose items come first.
@@ -56,10 +57,27 @@ def input_item(item: Any, index: int) -> dict:
         if isinstance(output, list):  # content parts: their text
             output = "".join(p.get("text", "") for p in output if isinstance(p, dict))
         return {"type": kind, "call_id": item["call_id"], "output": output}
+    if kind == "reasoning":  # a reasoning model's thinking, sent back: kept, never re-read
+        return {
+            "type": kind,
+            "summary": _parts(item.get("summary"), "summary_text", index),
+            "content": _parts(item.get("content"), "reasoning_text", index),
+        }
     raise ValidationError(
         f"item {index}: type {kind!r} is not supported (message, function_call, "
-        "function_call_output are)"
+        "function_call_output, reasoning are)"
     )
+
+
+def _parts(parts: Any, kind: str, index: int) -> list[dict[str, str]]:
+    """A reasoning item's ``summary`` or ``content``: parts of ``kind`` with their text."""
+    if parts is None:
+        return []
+    if not isinstance(parts, list) or not all(
+        isinstance(p, dict) and isinstance(p.get("text"), str) for p in parts
+    ):
+        raise ValidationError(f"item {index}: a reasoning item's parts need a string 'text'")
+    return [{"type": kind, "text": p["text"]} for p in parts]
 
 
 def _text(item: dict, index: int) -> str:

@@ -1,6 +1,9 @@
 """A response's streamed events, in OpenAI's typed sequence, each with its ``sequence_number``:
 
-``response.created``, ``response.in_progress``; for the text, ``response.output_item.added``,
+``response.created``, ``response.in_progress``; for a reasoning model's thinking,
+``response.output_item.added``, ``response.content_part.added``,
+``response.reasoning_text.delta``..., ``.reasoning_text.done``, ``.content_part.done``,
+``.output_item.done``; for the text, ``response.output_item.added``,
 ``response.content_part.added``, ``response.output_text.delta``..., then ``.output_text.done``,
 ``.content_part.done``, ``.output_item.done``; for each function call,
 ``response.output_item.added``, ``response.function_call_arguments.delta``..., ``.done``,
@@ -11,7 +14,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.responses.items import call_item, call_item_id, message_id, message_item, text_part
+from app.responses.items import (
+    call_item,
+    call_item_id,
+    message_id,
+    message_item,
+    reasoning_id,
+    reasoning_item,
+    text_part,
+)
 from config.events import TokenEvent, ToolCallDelta
 from config.protocol import encode
 
@@ -27,6 +38,8 @@ class ResponseEvents:
         self._outputs = 0  # output items opened so far
         self._text: str | None = None  # the message's text, once its item is open
         self._text_index = 0
+        self._thought: str | None = None  # the thinking's text, while its item is open
+        self._thought_index = 0
         self._calls: dict[int, dict[str, Any]] = {}  # engine call index -> its item's state
 
     def frame(self, type_: str, **payload: Any) -> str:
@@ -43,8 +56,23 @@ class ResponseEvents:
         ]
 
     def token(self, event: TokenEvent) -> list[str]:
-        """The frames of one token event of the job: text deltas and call deltas."""
+        """The frames of one token event of the job: thinking, text and call deltas."""
         frames = []
+        if event.get("reasoning"):
+            if self._thought is None:
+                frames += self._open_reasoning()
+            self._thought = (self._thought or "") + event["reasoning"]
+            frames.append(
+                self.frame(
+                    "response.reasoning_text.delta",
+                    item_id=reasoning_id(self.response_id),
+                    output_index=self._thought_index,
+                    content_index=0,
+                    delta=event["reasoning"],
+                )
+            )
+        if event.get("text") or event.get("tool_calls"):
+            frames += self._close_reasoning()  # the answer starts: the thinking is complete
         if event.get("text"):
             if self._text is None:
                 frames += self._open_message()
@@ -83,7 +111,7 @@ class ResponseEvents:
         """Close what is open, then the final event for the response's status."""
         # Cut by max_output_tokens: the item the reply ended in is incomplete.
         last = self._outputs - 1 if response["status"] == "incomplete" else None
-        frames = self._close_message(last)
+        frames = self._close_reasoning(last) + self._close_message(last)
         for index, call in sorted(self._calls.items()):
             if call["open"]:
                 frames += self._close_call(index, call, last)
@@ -96,6 +124,38 @@ class ResponseEvents:
             self.frame(
                 "error", code=error.get("code"), message=error["message"], param=error.get("param")
             )
+        ]
+
+    def _open_reasoning(self) -> list[str]:
+        self._thought, self._thought_index = "", self._outputs
+        self._outputs += 1
+        item = reasoning_item(self.response_id, "", status="in_progress")
+        return [
+            self.frame("response.output_item.added", output_index=self._thought_index, item=item),
+            self.frame(
+                "response.content_part.added",
+                item_id=item["id"],
+                output_index=self._thought_index,
+                content_index=0,
+                part=_thought_part(""),
+            ),
+        ]
+
+    def _close_reasoning(self, incomplete_index: int | None = None) -> list[str]:
+        if self._thought is None:
+            return []
+        text, self._thought = self._thought, None
+        item_id, index = reasoning_id(self.response_id), self._thought_index
+        status = "incomplete" if index == incomplete_index else "completed"
+        part = {"item_id": item_id, "output_index": index, "content_index": 0}
+        return [
+            self.frame("response.reasoning_text.done", **part, text=text),
+            self.frame("response.content_part.done", **part, part=_thought_part(text)),
+            self.frame(
+                "response.output_item.done",
+                output_index=index,
+                item=reasoning_item(self.response_id, text, status),
+            ),
         ]
 
     def _open_message(self) -> list[str]:
@@ -176,3 +236,7 @@ class ResponseEvents:
             ),
             self.frame("response.output_item.done", output_index=call["output_index"], item=item),
         ]
+
+
+def _thought_part(text: str) -> dict[str, str]:
+    return {"type": "reasoning_text", "text": text}

@@ -55,6 +55,8 @@ class ChatFormat(Format):
         chunks = []
         logprobs = event.get("logprobs")
         delta: dict[str, Any] = {"content": event["text"]} if event["text"] else {}
+        if event.get("reasoning"):  # both names: vLLM's older and its newer
+            delta["reasoning_content"] = delta["reasoning"] = event["reasoning"]
         if event.get("tool_calls"):
             delta |= _call_deltas(event["tool_calls"], data["legacy_functions"])
         if delta or logprobs:
@@ -99,9 +101,12 @@ class ChatFormat(Format):
 
 
 def _message(choice: ChoiceResult, legacy: bool) -> dict[str, Any]:
-    """The assistant's message: its text, and its calls in OpenAI's shape (content is null when
-    the reply is only calls, as OpenAI sends it)."""
+    """The assistant's message: its text, its thinking (``reasoning_content`` and
+    ``reasoning``, when it thought), and its calls in OpenAI's shape (content is null when the
+    reply is only calls, as OpenAI sends it)."""
     message: dict[str, Any] = {"role": "assistant", "content": choice["text"], "refusal": None}
+    if choice.get("reasoning"):  # a reasoning model's thinking, apart from its answer
+        message["reasoning_content"] = message["reasoning"] = choice["reasoning"]
     if not choice["tool_calls"]:
         return message
     if not choice["text"]:

@@ -189,6 +189,7 @@ def empty_choice(index: int) -> ChoiceResult:
     return {
         "index": index,
         "text": "",
+        "reasoning": "",
         "tool_calls": [],
         "finish_reason": None,
         "logprobs": [],

@@ -7,8 +7,9 @@ with SIGSTOP), ``tiny-offline`` (registered, never served), ``tiny-base`` with a
 random LoRA adapters on it, ``tiny-shared`` (the queue two workers share), and ``tiny-faulty`` and
 ``tiny-faulty-stall`` (a tiny model with code of its own that fails, blocks or slows down on
 demand: tests/faulty_model.py), ``tiny-tools`` (the tiny model with a 2,048-token context,
-for tools and structured outputs), and ``tiny-cross`` (a tiny random cross-encoder, for rerank
-and score). Every process is stopped at the end.
+for tools and structured outputs), ``tiny-cross`` (a tiny random cross-encoder, for rerank
+and score), and ``tiny-think`` (a tiny model that thinks by a script: tests/thinking_model.py).
+Every process is stopped at the end.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ FAULTY_RERUN = "tiny-faulty-rerun"  # the same, for the worker a background run 
 FAULTY_DRAIN = "tiny-faulty-drain"  # the same, for the worker whose drain runs out of time
 FAIR = "tiny-fair"  # the same, for the fair-shares test's worker
 CROSS = "tiny-cross"  # a tiny random cross-encoder (rerank and score)
+THINK = "tiny-think"  # a tiny model that thinks, then answers, by a script
 CHAT_MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
 
@@ -129,6 +131,7 @@ def stack(
     long_model_dir,
     model_cache_dir,
     tiny_cross_encoder_dir,
+    thinking_model_dir,
 ):
     workdir = tmp_path_factory.mktemp("stack")
     models_file = workdir / "models.json"
@@ -153,6 +156,15 @@ def stack(
     ]
     entries.append({"name": TOOLS, "kind": "chat", "source": str(long_model_dir)})
     entries.append({"name": CROSS, "kind": "rerank", "source": str(tiny_cross_encoder_dir)})
+    entries.append(
+        {
+            "name": THINK,
+            "kind": "chat",
+            "source": str(thinking_model_dir),
+            "trust_remote_code": True,
+            "reasoning_format": "think-tags",
+        }
+    )
     models_file.write_text(json.dumps(entries + [{"name": n, **smol} for n in (SMOL_B, SMOL_C)]))
     env = {
         k: v
@@ -210,6 +222,11 @@ def embed_worker(stack, front):
 @pytest.fixture(scope="session")
 def cross_worker(stack, front):
     return stack.worker([CROSS], front)
+
+
+@pytest.fixture(scope="session")
+def think_worker(stack, front):
+    return stack.worker([THINK], front)
 
 
 @pytest.fixture(scope="session")

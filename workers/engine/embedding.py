@@ -17,8 +17,8 @@ from config.events import DoneEvent, Event, EventSequence, Timing, Tokenized, Us
 from config.protocol import DONE, EMBEDDING, ERROR, Job
 from config.status import EngineLoad
 from workers.engine.base import EngineLoop
+from workers.engine.checks import check_request_tokens, tokenize
 from workers.engine.errors import EngineFailed, JobFailed
-from workers.engine.intake import check_request_tokens, tokenize
 from workers.engine.io import JobIO, Ticket, exchange_patiently
 from workers.engine.isolation import run_isolated
 from workers.engine.sequences import BASE

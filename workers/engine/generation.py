@@ -49,6 +49,7 @@ from workers.engine.output import TokenOutput
 from workers.engine.pooling import embed_isolated, embedding_job
 from workers.engine.prefill import PrefillBudget
 from workers.engine.prefix import PrefixCache
+from workers.engine.reasoning import reasoning_tags
 from workers.engine.running import RunningRows, pass_cost
 from workers.engine.scheduler import Scheduler
 from workers.engine.sequences import JobState, Sequence, adapter_names
@@ -80,6 +81,7 @@ class GenerationEngine(EngineLoop[None]):
         embedding_batch_size: int = 64,
         tool_format: str = "hermes",
         tool_prompt: str = "auto",
+        reasoning_format: str = "none",
         bulk_share: float = 0.25,
         prefix_cache_bytes: int = 0,
         lookup_tokens: int = 0,
@@ -113,6 +115,7 @@ class GenerationEngine(EngineLoop[None]):
             tool_prompt == "auto" and not template_renders_tools(tokenizer)
         )
         self.tool_prompt = self.tool_format if builtin else None
+        self.reasoning = reasoning_tags(reasoning_format, tokenizer, name)
         self.constraints = load_constraints(tokenizer, self.vocab_size, self.eos_ids, name)
         self.output = TokenOutput(tokenizer, self.constraints, self.eos_ids, self.pad_id, name)
         # Reused prefixes and chunked prefill need full-attention layers that grow in place.

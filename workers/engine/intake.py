@@ -1,10 +1,10 @@
 """Request intake: a job's text and token ids turned into checked prompts, before any of it
 takes a slot in the batch.
 
-Everything that comes from the request's content and can fail is checked here and raised as an
-:class:`InvalidRequest` naming the job's field at fault: text that is not valid Unicode, token ids
-outside the vocabulary, a conversation the chat template refuses, a prompt over the context, more
-prompt tokens than one request may hold.
+Everything that comes from the request's content and can fail is checked here (with
+:mod:`workers.engine.checks`) and raised as an :class:`InvalidRequest` naming the job's field at
+fault: text that is not valid Unicode, token ids outside the vocabulary, a conversation the chat
+template refuses, a prompt over the context, more prompt tokens than one request may hold.
 """
 
 from __future__ import annotations
@@ -15,9 +15,17 @@ from jinja2 import TemplateError
 
 from config.events import EventSequence
 from config.grammars import GrammarError, ToolFormat, request_grammar
-from config.protocol import BULK, Job, Message, Prompt, Tool
-from workers.engine.errors import ContextLengthExceeded, InvalidRequest, TooManyTokens
+from config.protocol import BULK, Job, Message, Tool
+from workers.engine.checks import (
+    check_context,
+    check_logit_bias,
+    check_request_tokens,
+    check_text,
+    tokenize,
+)
+from workers.engine.errors import InvalidRequest
 from workers.engine.io import Ticket
+from workers.engine.reasoning import ThinkTags, reasoning_parser
 from workers.engine.sampling import SamplingParams, make_generator
 from workers.engine.sequences import BASE, CALLS_ONLY, JSON_ONLY, JobState, Sequence
 from workers.engine.text import TextStream
@@ -41,6 +49,7 @@ class Model(Protocol):
     tool_format: ToolFormat
     tool_prompt: ToolFormat | None
     constraints: Any
+    reasoning: ThinkTags | None
 
 
 def generation_job(job: Job, model: Model) -> JobState:
@@ -64,6 +73,7 @@ def generation_job(job: Job, model: Model) -> JobState:
     if "share" in job:  # its key's share of the batch (workers/engine/scheduler.py)
         state.key, state.weight = job["share"]["key"], job["share"]["weight"]
     adapter = model.adapters.get(job.get("model", ""), BASE)
+    tags = model.reasoning if field == "messages" else None  # a chat's reply may think
     for number, prompt in enumerate(prompts):
         where = field if field == "messages" else f"prompts[{number}]"
         room = check_context(prompt, params.max_tokens, model.context_length, where)
@@ -88,6 +98,7 @@ def generation_job(job: Job, model: Model) -> JobState:
                     matcher=matcher,
                     forced=forced,
                     tools=ToolCallParser(model.tool_format) if calls_tools else None,
+                    reasoning=reasoning_parser(tags, tokenizer, prompt, grammar is not None),
                     bulk=job.get("priority") == BULK,
                 )
             )
@@ -115,48 +126,6 @@ def eos_ids(model: Any, tokenizer: Any) -> set[int]:
         elif value:
             ids.update(value)
     return ids
-
-
-def check_text(text: str, field: str) -> str:
-    """``text`` if it can be encoded (JSON may carry lone UTF-16 surrogates, which no tokenizer
-    takes); else :class:`InvalidRequest`."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidRequest(
-            "The {param} is not valid Unicode: a lone surrogate "
-            f"(U+{ord(text[exc.start]):04X}) at character {exc.start}.",
-            field,
-            character=exc.start,
-        ) from None
-    return text
-
-
-def check_ids(tokens: list[Any], vocab_size: int, field: str) -> list[int]:
-    if any(
-        not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < vocab_size for t in tokens
-    ):
-        raise InvalidRequest(
-            f"Token ids in the {{param}} must be in [0, {vocab_size}).", field, vocab=vocab_size
-        )
-    return tokens
-
-
-def tokenize(
-    tokenizer: Any,
-    item: Prompt,
-    vocab_size: int,
-    field: str,
-    max_length: int | None = None,
-) -> list[int]:
-    """A text (tokenized with the tokenizer's special tokens, truncated to ``max_length`` when
-    given) or a list of token ids, checked."""
-    if isinstance(item, str):
-        cut = {"truncation": True, "max_length": max_length} if max_length else {}
-        return list(tokenizer(check_text(item, field), **cut)["input_ids"])
-    if not isinstance(item, list):
-        raise InvalidRequest("The {param} must be text or a list of token ids.", field)
-    return check_ids(item, vocab_size, field)
 
 
 def chat_prompt(
@@ -249,52 +218,3 @@ def forced_reply(job: Job, grammar: str | None, calls_tools: bool) -> str | None
     if calls_tools:
         return None if (job.get("tool_choice") or "auto") == "auto" else CALLS_ONLY
     return JSON_ONLY
-
-
-def check_logit_bias(bias: tuple[tuple[int, float], ...], vocab_size: int) -> None:
-    if any(not 0 <= token < vocab_size for token, _ in bias):
-        raise InvalidRequest(
-            f"The {{param}} keys must be token ids in [0, {vocab_size}).",
-            "params.logit_bias",
-            vocab=vocab_size,
-        )
-
-
-def check_context(
-    prompt: list[int], max_tokens: int | None, context_length: int, field: str
-) -> int:
-    """Room left in the context after ``prompt``; :class:`ContextLengthExceeded` if the prompt
-    (plus ``max_tokens``, when given) does not fit."""
-    room = context_length - len(prompt)
-    if max_tokens is not None and max_tokens > room:
-        raise ContextLengthExceeded(
-            f"This model's maximum context length is {context_length} tokens. "
-            f"However, you requested {len(prompt) + max_tokens} tokens "
-            f"({len(prompt)} in the prompt, {max_tokens} for the completion). "
-            "Please reduce the prompt or the completion length.",
-            "params.max_tokens" if room > 0 else field,
-            limit=context_length,
-            prompt_tokens=len(prompt),
-            max_tokens=max_tokens,
-        )
-    if room <= 0:
-        raise ContextLengthExceeded(
-            f"This model's maximum context length is {context_length} tokens. "
-            f"However, your prompt has {len(prompt)} tokens.",
-            field,
-            limit=context_length,
-            prompt_tokens=len(prompt),
-        )
-    return room
-
-
-def check_request_tokens(total: int, limit: int | None, field: str) -> None:
-    """At most ``limit`` prompt tokens in one request (MAX_REQUEST_TOKENS)."""
-    if limit is not None and total > limit:
-        raise TooManyTokens(
-            f"This request holds {total} prompt tokens; at most {limit} are allowed per "
-            "request. Split it into several requests.",
-            field,
-            limit=limit,
-            prompt_tokens=total,
-        )

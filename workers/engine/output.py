@@ -45,12 +45,21 @@ class TokenOutput:
         Rows under a grammar may choose only what it allows: their logits are masked first (a
         copy: logprobs report the model's own)."""
         raw = logits
-        constrained = [i for i, s in enumerate(rows) if s.matcher is not None]
+        constrained = [i for i, s in enumerate(rows) if s.constrained]
         adjusted = [i for i, s in enumerate(rows) if s.params.adjusts_logits]
-        if constrained or adjusted:  # a copy (in float32, penalties are fine-grained)
+        # Under a grammar, a reply that thinks may not end before its answer.
+        thinking = [i for i, s in enumerate(rows) if s.matcher is not None and not s.constrained]
+        if constrained or adjusted or thinking:  # a copy (float32: penalties are fine-grained)
             logits = logits.to(torch.float32, copy=True)
+        for i in thinking:
+            logits[i, list(self.eos_ids)] = float("-inf")
         if constrained:
             self.constraints.mask(constrained, [rows[i].matcher for i in constrained], logits)
+            for i in constrained:  # a reply's first token may open its thinking instead
+                parser = rows[i].reasoning
+                opening = parser.opening if parser is not None else None
+                if opening is not None:
+                    logits[i, opening] = raw[i, opening]
         for i in adjusted:
             seq = rows[i]
             seen = (
@@ -72,7 +81,9 @@ class TokenOutput:
             if seq.params.logprobs is not None:
                 entry = token_logprobs(raw[i], token, seq.params.logprobs, self.describe)
                 seq.unsent_logprobs.append(entry)
-            if seq.matcher is not None:
+            if seq.matcher is not None and seq.reasoning is not None:
+                seq.reasoning.first_token(token)  # the start tag, or the grammar's first token
+            if seq.matcher is not None and seq.answering:
                 # A token its grammar did not allow ends the job with an error, never with text
                 # that breaks the reply's contract: whether its mask was missed, or the matcher
                 # (which must accept what its own mask allowed) disagrees.
@@ -143,7 +154,7 @@ class TokenOutput:
             text = seq.text.push(token)
             if seq.text.stopped:
                 reason = STOP
-            elif seq.matcher is not None and seq.matcher.is_stopped():
+            elif seq.matcher is not None and seq.answering and seq.matcher.is_stopped():
                 text, reason = text + seq.text.flush(), STOP  # the grammar allows no more
             elif len(seq.generated) >= seq.max_new_tokens:
                 text, reason = text + seq.text.flush(), LENGTH
@@ -156,8 +167,17 @@ class TokenOutput:
     def emit(
         self, seq: Sequence, text: str, reason: FinishReason | None, events: list[Event]
     ) -> None:
-        """A token event with all the sequence has not sent; after the job's last, its done."""
+        """A token event with all the sequence has not sent; after the job's last, its done.
+
+        The text goes through the reply's parsers, each holding back what may be the start of
+        its tag: the thinking's (its thoughts apart), then the tool calls' (on the answer)."""
         calls: list[ToolCallDelta] = []
+        reasoning = ""
+        if seq.reasoning is not None:
+            reasoning, text = seq.reasoning.push(text, len(seq.generated))
+            if reason is not None:
+                thought, rest = seq.reasoning.flush()
+                reasoning, text = reasoning + thought, text + rest
         if seq.tools is not None:
             text, calls = seq.tools.push(text)
             if reason is not None:
@@ -165,8 +185,8 @@ class TokenOutput:
                 text, calls = text + rest, calls + more
                 if seq.tools.calls and reason == STOP:
                     reason = TOOL_CALLS  # the reply ends in calls
-            if not text and not calls and reason is None:
-                return  # all held back (a tag that may be opening): nothing to say yet
+        if not reasoning and not text and not calls and reason is None:
+            return  # all held back (a tag that may be opening): nothing to say yet
         if seq.forced == JSON_ONLY:
             seq.reply += text
         broken = self._breaks_contract(seq, text, reason)
@@ -182,6 +202,8 @@ class TokenOutput:
         }
         if calls:
             event["tool_calls"] = calls
+        if reasoning:
+            event["reasoning"] = reasoning
         if seq.params.logprobs is not None:
             event["logprobs"] = seq.unsent_logprobs
             seq.unsent_logprobs = []

@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from config.events import DoneEvent, Event, EventSequence
 from config.protocol import DONE, ERROR, Job
 from workers.engine.batch import prefill_inputs
+from workers.engine.checks import check_context, check_request_tokens, tokenize
 from workers.engine.embedding import EmbeddingJob, embedding_done
 from workers.engine.errors import EngineFailed
-from workers.engine.intake import Model, check_context, check_request_tokens, tokenize
+from workers.engine.intake import Model
 from workers.engine.io import Ticket
 from workers.engine.isolation import run_isolated
 from workers.engine.sequences import BASE

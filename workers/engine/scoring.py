@@ -12,9 +12,9 @@ import numpy as np
 
 from config.events import DoneEvent, Timing, Usage
 from config.protocol import SCORE, Job
+from workers.engine.checks import check_request_tokens, tokenize
 from workers.engine.embedding import EmbeddingEngine, EmbeddingJob
 from workers.engine.errors import InvalidRequest, JobFailed
-from workers.engine.intake import check_request_tokens, tokenize
 from workers.engine.io import Ticket
 
 

@@ -12,6 +12,7 @@ from config.protocol import FinishReason
 from workers.engine.batch import BatchState
 from workers.engine.drafts import Drafter
 from workers.engine.io import Ticket
+from workers.engine.reasoning import ReasoningParser
 from workers.engine.sampling import SamplingParams
 from workers.engine.text import TextStream
 from workers.engine.tools import ToolCallParser
@@ -49,11 +50,13 @@ class JobState:
 
     def usage(self) -> Usage:
         completion = sum(len(s.generated) for s in self.sequences)
+        thought = sum(s.reasoning.tokens for s in self.sequences if s.reasoning is not None)
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": completion,
             "total_tokens": self.prompt_tokens + completion,
             "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": thought},
         }
 
 
@@ -80,6 +83,7 @@ class Sequence:
     forced: str | None = None
     reply: str = ""  # the text sent so far, kept for a JSON reply's final check
     tools: ToolCallParser | None = None  # splits tool calls from the text, when tools are on
+    reasoning: ReasoningParser | None = None  # splits the thinking from the answer (a chat's)
     bulk: bool = False  # low priority: runs in capacity interactive work leaves (see scheduler)
     resumed: list[int] | None = None  # after a preemption: prompt and generated tokens
     # Keys and values it has before its prefill: the chunks of a long prompt prefilled so far
@@ -90,6 +94,19 @@ class Sequence:
     kept: int = 0  # tokens of its prompt its own prefill has put in the prefix cache
     looked_up: bool = False  # the prefix cache was asked for it (once per prefill)
     drafter: Drafter | None = None  # its n-grams, once it has been drafted for (speculation)
+
+    @property
+    def answering(self) -> bool:
+        """Whether the reply is past its thinking (a model that does not think always is)."""
+        return self.reasoning is None or self.reasoning.answering
+
+    @property
+    def constrained(self) -> bool:
+        """Whether its grammar masks its next token: not while it thinks, except for the
+        reply's first token, which may open the thinking instead."""
+        return self.matcher is not None and (
+            self.answering or self.reasoning is not None and self.reasoning.opening is not None
+        )
 
     def context(self) -> list[int]:
         """The tokens its next prefill reads: the prompt, or, after a preemption, the prompt

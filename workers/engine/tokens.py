@@ -8,8 +8,8 @@ from typing import Any
 
 from config.events import Tokenized
 from config.protocol import DETOKENIZE, TOKENIZE, Job
+from workers.engine.checks import check_text, tokenize
 from workers.engine.errors import InvalidRequest, JobFailed
-from workers.engine.intake import check_text, tokenize
 
 
 def tokenized(

@@ -131,7 +131,7 @@ class ToolCallParser:
             if self._state == "text":
                 at = self._buffer.find(self.fmt.begin)
                 if at < 0:
-                    keep = _partial(self._buffer, self.fmt.begin)
+                    keep = partial_tag(self._buffer, self.fmt.begin)
                     content += self._buffer[: len(self._buffer) - keep]
                     self._buffer = self._buffer[len(self._buffer) - keep :]
                     return content, deltas
@@ -148,7 +148,9 @@ class ToolCallParser:
                 self._buffer, self._state = self._buffer[match.end() :], "arguments"
             elif self._state == "arguments":
                 at = self._buffer.find(self.fmt.tail)
-                end = at if at >= 0 else len(self._buffer) - _partial(self._buffer, self.fmt.tail)
+                end = (
+                    at if at >= 0 else len(self._buffer) - partial_tag(self._buffer, self.fmt.tail)
+                )
                 if end > 0:
                     deltas.append({"index": self.calls, "arguments": self._buffer[:end]})
                 if at < 0:
@@ -173,7 +175,7 @@ class ToolCallParser:
         return (rest if self._state == "text" else ""), []
 
 
-def _partial(text: str, tag: str) -> int:
+def partial_tag(text: str, tag: str) -> int:
     """Length of the longest end of ``text`` that is a start of ``tag``."""
     for size in range(min(len(text), len(tag) - 1), 0, -1):
         if tag.startswith(text[-size:]):

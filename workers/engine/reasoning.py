@@ -1,0 +1,161 @@
+"""Reasoning output: a thinking model's thoughts split from its answer as the reply streams.
+
+Models such as Qwen3 and the DeepSeek-R1 distills think between ``<think>`` and ``</think>``
+before they answer. Their chat template may open the tag itself (the reply then starts inside
+the thinking), or the model writes it first. The registry's ``reasoning_format`` says which tags
+a model uses (:data:`REASONING_TAGS`); a chat job's reply then goes through a
+:class:`ReasoningParser`, whose thinking reaches the client as ``reasoning`` and whose answer
+alone as text: the tags never do.
+
+Tools and structured outputs apply to the answer: a sequence's grammar waits while it thinks
+(see :attr:`ReasoningParser.answering`). Under a grammar, the reply's first token may still open
+the thinking when the start tag is one token (:attr:`ReasoningParser.opening`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from workers.engine.tools import partial_tag
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ThinkTags:
+    start: str
+    end: str
+
+
+REASONING_TAGS = {"think-tags": ThinkTags("<think>", "</think>")}
+
+START = "start"  # nothing but whitespace yet: the reply may open its thinking
+THINKING = "thinking"
+AFTER = "after"  # the thinking ended: the whitespace before the answer is dropped
+ANSWER = "answer"
+
+
+class ReasoningParser:
+    """Splits one reply's text, as it streams, into thinking and answer.
+
+    ``thinking``: the prompt opened the tag (the reply starts inside it). Otherwise the reply
+    thinks only if it starts with the tag (``may_open``; false under a grammar whose start tag
+    is not one token: the grammar applies from the first token). What could be the start of a
+    tag is held back until it is known not to be one.
+    """
+
+    def __init__(
+        self, tags: ThinkTags, thinking: bool, may_open: bool = True, opening: int | None = None
+    ) -> None:
+        self.tags = tags
+        self.state = THINKING if thinking else START if may_open else ANSWER
+        # Under a grammar: the start tag's token, which the reply's first token may be instead
+        # of what the grammar allows (None once that token is chosen, or when it cannot be).
+        self.opening = opening if self.state == START else None
+        self.tokens = 0  # tokens of the reply spent thinking, tags included
+        self._buffer = ""
+        self._seen = 0  # tokens whose text it was given
+
+    @property
+    def answering(self) -> bool:
+        """Whether the reply is past its thinking (its grammar, if any, applies now)."""
+        return self.state in (AFTER, ANSWER)
+
+    def first_token(self, token: int) -> None:
+        """Under a grammar, the reply's first token was chosen: the start tag opens the
+        thinking; anything else was the grammar's, and the reply is all answer."""
+        if self.opening is not None and token != self.opening:
+            self.state = ANSWER
+        self.opening = None
+
+    def push(self, text: str, generated: int) -> tuple[str, str]:
+        """Add new text, that of the reply's tokens up to its ``generated``-th; return the
+        thinking and the answer that are final now. Those tokens count as thinking when their
+        text was (or opened, or closed) the thinking."""
+        touched = self.state == THINKING
+        self._buffer += text
+        reasoning = content = ""
+        while True:
+            if self.state == START:
+                stripped = self._buffer.lstrip()
+                if stripped.startswith(self.tags.start):
+                    self._buffer, self.state = stripped[len(self.tags.start) :], THINKING
+                    touched = True
+                elif self.tags.start.startswith(stripped):
+                    break  # whitespace, or the start of the tag: wait
+                else:
+                    self.state = ANSWER
+            elif self.state == THINKING:
+                at = self._buffer.find(self.tags.end)
+                if at < 0:
+                    keep = partial_tag(self._buffer, self.tags.end)
+                    cut = len(self._buffer) - keep
+                    reasoning += self._buffer[:cut]
+                    self._buffer = self._buffer[cut:]
+                    break
+                reasoning += self._buffer[:at]
+                self._buffer, self.state = self._buffer[at + len(self.tags.end) :], AFTER
+            elif self.state == AFTER:
+                stripped = self._buffer.lstrip()
+                self._buffer = stripped
+                if not stripped:
+                    break
+                self.state = ANSWER
+            else:
+                content, self._buffer = content + self._buffer, ""
+                break
+        if touched:
+            self.tokens += generated - self._seen
+        self._seen = generated
+        return reasoning, content
+
+    def flush(self) -> tuple[str, str]:
+        """At the end of the reply, what is still held back: the thinking of a reply cut while
+        it thought, or the whitespace of one that never said anything."""
+        rest, self._buffer = self._buffer, ""
+        if self.state == THINKING:
+            return rest, ""
+        return "", rest if self.state in (START, ANSWER) else ""
+
+
+def reasoning_tags(reasoning_format: str, tokenizer: Any, name: str) -> ThinkTags | None:
+    """The tags of a model's ``reasoning_format`` (None: ``none``). A tag its tokenizer drops
+    when decoding (a special token) could never be seen: a warning says so."""
+    if reasoning_format == "none":
+        return None
+    tags = REASONING_TAGS[reasoning_format]
+    special = set(getattr(tokenizer, "all_special_tokens", ()))
+    if tags.start in special or tags.end in special:
+        log.warning(
+            "model %s: its tokenizer marks %s or %s special, and decoding drops them: its "
+            "thinking cannot be told from its answer",
+            name,
+            tags.start,
+            tags.end,
+        )
+    return tags
+
+
+def single_token(tokenizer: Any, text: str) -> int | None:
+    """The id of the one token that spells ``text``, or None when it takes several."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return ids[0] if len(ids) == 1 else None
+
+
+def reasoning_parser(
+    tags: ThinkTags | None, tokenizer: Any, prompt: list[int], constrained: bool
+) -> ReasoningParser | None:
+    """The parser for one chat reply: in its thinking already when the prompt ends with the
+    start tag. Under a grammar (``constrained``), the reply may open its thinking only with
+    the start tag's one token."""
+    if tags is None:
+        return None
+    tail = tokenizer.decode(prompt[-8:], skip_special_tokens=False)
+    if tail.rstrip().endswith(tags.start):
+        return ReasoningParser(tags, thinking=True)
+    if not constrained:
+        return ReasoningParser(tags, thinking=False)
+    opening = single_token(tokenizer, tags.start)
+    return ReasoningParser(tags, thinking=False, may_open=opening is not None, opening=opening)
