@@ -31,6 +31,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         REDIS_URL=settings.redis_url,
         REDIS_SENTINEL_MASTER=settings.redis_sentinel_master,
         API_KEYS=settings.api_keys,
+        ADMIN_API_KEYS=settings.admin_api_keys,
         WORKER_API_TIMEOUT=settings.worker_api_timeout,
         QUEUE_TIMEOUT=settings.queue_timeout,
         MODELS_FILE=settings.models_file,
@@ -94,6 +95,7 @@ def celery_init_app(app: Flask) -> Celery:
 
 def build_services(config: Config, celery: Celery) -> Services:
     """Every service of the front, each given its collaborators and the settings it uses."""
+    from app.adapters import AdapterService, RuntimeAdapters
     from app.batches.lines import BatchLines
     from app.batches.service import BatchService, batch_counts
     from app.blobs import BlobStore, DirectoryBlobs, RedisBlobs
@@ -148,6 +150,7 @@ def build_services(config: Config, celery: Celery) -> Services:
         status.key_loads,
     )
     owners = Owners(client, bool(config["API_KEYS"]), config.get("OWNER_HASH_SECRET"))
+    runtime_adapters = RuntimeAdapters(client)
     jobs = JobService(
         celery,
         client,
@@ -158,6 +161,7 @@ def build_services(config: Config, celery: Celery) -> Services:
         queue_timeout=config["QUEUE_TIMEOUT"],
         metrics=metrics,
         key_of=KeyWeights(owners, config["KEY_WEIGHTS"]).current,
+        more_models=runtime_adapters.get,
     )
     caps = Caps(
         config["MAX_REQUEST_CHOICES"], config["MAX_EMBEDDING_INPUTS"], config["MAX_REQUEST_TOKENS"]
@@ -197,5 +201,6 @@ def build_services(config: Config, celery: Celery) -> Services:
         responses=responses,
         conversations=ConversationService(conversations),
         batches=batches,
+        adapters=AdapterService(client, jobs, runtime_adapters),
         openapi=functools.cache(functools.partial(build_spec, registry)),
     )

@@ -55,6 +55,7 @@ class JobService:
         queue_timeout: float = 600.0,
         metrics: Metrics | None = None,
         key_of: Callable[[], tuple[str, float]] = no_keys,
+        more_models: Callable[[str], ModelSpec | None] = lambda name: None,
     ) -> None:
         self.celery = celery
         self.lanes = Lanes(client)
@@ -65,6 +66,7 @@ class JobService:
         self.client = client
         self.registry = registry  # model name -> entry (the name is its queue's)
         self.names = public_names(registry)  # every name clients may use, aliases included
+        self.more_models = more_models  # names beyond the registry: adapters loaded at run time
         self.hub = hub
         self.liveness = Liveness(client)
         # Reads each job's events back, cancelling the job if it ends there unfinished.
@@ -75,7 +77,7 @@ class JobService:
     def resolve(self, name: str, kind: str | None, live: bool = True) -> ModelSpec:
         """The entry for ``name``: 404 if unknown, 400 if not of ``kind`` (None: any), 503 if
         no live worker (unless not ``live``: work that may wait for one)."""
-        spec = self.names.get(name)
+        spec = self.names.get(name) or self.more_models(name)
         if spec is None:
             raise APIError(404, f"The model `{name}` does not exist.", "model", "model_not_found")
         if kind is not None and not spec.serves(kind):
@@ -123,7 +125,7 @@ class JobService:
 
     def _push_quick(self, spec: ModelSpec, job: Job) -> None:
         try:
-            self.client.lpush(quick_queue(spec.name), encode(job))
+            self.client.lpush(quick_queue(spec.queue), encode(job))
         except redis.RedisError as exc:
             raise queue_unavailable(exc) from exc
 
@@ -135,7 +137,7 @@ class JobService:
                 # interactive work leaves; not a Celery task holding a worker slot.
                 self.client.lpush(flex_queue(spec.name), encode(job))
                 return
-            entry = self.lanes.push(spec.name, self._shared(job))
+            entry = self.lanes.push(spec.queue, self._shared(job))
         except redis.RedisError as exc:
             raise queue_unavailable(exc) from exc
         try:
@@ -144,10 +146,10 @@ class JobService:
             # 10 connections and fails past them ("Too many connections"); publishing takes a
             # millisecond, so excess publishers just wait.
             with self._publishing:
-                self.celery.send_task(TURN_TASK, args=[spec.name], queue=spec.name)
+                self.celery.send_task(TURN_TASK, args=[spec.queue], queue=spec.queue)
         except Exception as exc:
             try:
-                self.lanes.withdraw(spec.name, job, entry)
+                self.lanes.withdraw(spec.queue, job, entry)
             except redis.RedisError:
                 pass  # still there: a worker drops it when it takes it (nobody listens)
             # Taken already by another job's turn, or left there: the workers' reaper sends a
@@ -165,7 +167,7 @@ class JobService:
         answers at once outside its engine (workers/quick.py); all its events. A quick job no
         worker took within :data:`QUICK_WAIT` seconds, or whose worker died, is sent once more
         (it changes nothing: running it twice is harmless)."""
-        self._check_queue(spec, quick_queue(spec.name))
+        self._check_queue(spec, quick_queue(spec.queue))
         for attempt in range(2):
             events = self._listen(job, functools.partial(self._push_quick, spec, job))
             try:
@@ -261,13 +263,13 @@ class JobService:
         cap = spec.max_queued if spec.max_queued is not None else self.max_queued
         try:
             # Celery's Redis transport: one list per queue.
-            depth = self.client.llen(queue or spec.name)
+            depth = self.client.llen(queue or spec.queue)
             if depth < cap:
                 return
             if queue is not None:
                 mine, keys = depth, 1
             else:
-                mine, keys = self.lanes.backlog(spec.name, self.key_of()[0])
+                mine, keys = self.lanes.backlog(spec.queue, self.key_of()[0])
         except redis.RedisError as exc:
             raise queue_unavailable(exc) from exc
         if mine < cap / (keys + (0 if mine else 1)):

@@ -18,6 +18,7 @@ from marshmallow import Schema, fields
 from app import chat_schemas, schemas, scoring_schemas, token_schemas
 from app.conversations import schema as conversation_schema
 from app.openapi_paths import (
+    adapter_paths,
     conversations_paths,
     error_responses,
     generation,
@@ -221,6 +222,7 @@ def build_spec(registry: dict[str, ModelSpec]) -> dict[str, Any]:
     conversations_paths(spec, secured)
     scoring_paths(spec, secured)
     token_paths(spec, secured)
+    adapter_paths(spec, secured)
     for path, summary in (("/health", "The process is up"), ("/ready", "Ready to serve")):
         responses = {"200": {"description": summary, "content": json_content("Health")}}
         if path == "/ready":

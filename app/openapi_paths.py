@@ -45,6 +45,7 @@ def error_responses(*statuses: int) -> dict:
     described = {
         400: "Invalid request",
         401: "Missing or wrong API key",
+        403: "Not an admin key (ADMIN_API_KEYS)",
         404: "Unknown model",
         405: "Method not allowed",
         413: "Request body too large",
@@ -226,3 +227,38 @@ def token_paths(spec: APISpec, secured: dict) -> None:
         operation = generation(f"{title}Request", f"{title}Response", streams=False)
         for path in (f"/{name}", f"/v1/{name}"):
             spec.path(path, operations={"post": {"summary": summary, **operation, **secured}})
+
+
+def adapter_paths(spec: APISpec, secured: dict) -> None:
+    """Loading and unloading LoRA adapters at run time (vLLM's paths), with an admin key."""
+    name = {"type": "string", "description": "The adapter's model name"}
+    bodies = {
+        "load_lora_adapter": {
+            "type": "object",
+            "properties": {
+                "lora_name": name,
+                "lora_path": {"type": "string", "description": "A directory PEFT saved"},
+                "base_model_name": {"type": "string", "nullable": True},
+            },
+            "required": ["lora_name", "lora_path"],
+        },
+        "unload_lora_adapter": {
+            "type": "object",
+            "properties": {"lora_name": name},
+            "required": ["lora_name"],
+        },
+    }
+    for path, body in bodies.items():
+        operation = {
+            "summary": path.replace("_", " ").capitalize() + " (admin key)",
+            "requestBody": {"required": True, "content": json_content(body)},
+            "responses": {
+                "200": {
+                    "description": "Done, in vLLM's words",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                **error_responses(400, 401, 403, 404, 413, 429, 503, 504),
+            },
+            **secured,
+        }
+        spec.path(f"/v1/{path}", operations={"post": operation})

@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import current_app
 
+from app.adapters import AdapterService
 from app.batches.service import BatchService
 from app.conversations.service import ConversationService
 from app.files import FileStore
@@ -45,6 +46,7 @@ class Services:
     responses: ResponseService
     conversations: ConversationService
     batches: BatchService
+    adapters: AdapterService  # LoRA adapters loaded and unloaded at run time
     openapi: Callable[[], dict[str, Any]]  # the OpenAPI document (built once, when first asked)
 
 

@@ -100,3 +100,17 @@ def lanes_state(model: str) -> str:
     the job taken last (``now``), each key's estimated tokens waiting (``waiting:<key>``) and
     tokens served (``served:<key>``)."""
     return f"llm:lanes-state:{model}"
+
+
+ADAPTERS = "llm:adapters"  # a hash: each LoRA adapter loaded at run time -> its entry (JSON)
+
+
+def adapter_control(base: str) -> str:
+    """The pub/sub channel on which the workers of a base model hear that an adapter on it is
+    loaded or unloaded (see :mod:`config.adapters`)."""
+    return f"llm:adapter-control:{base}"
+
+
+def adapter_replies(request_id: str) -> str:
+    """The pub/sub channel on which the workers answer one load or unload request."""
+    return f"llm:adapter-replies:{request_id}"

@@ -71,6 +71,9 @@ class ModelSpec:
     # own prompt), "auto" (the template if it writes tools, else builtin).
     tool_prompt: str = "auto"
     reasoning_format: str = "none"
+    # A LoRA adapter loaded at run time (config/adapters.py): its jobs go to its base's queue,
+    # whose workers all hold it.
+    runtime: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "aliases", tuple(self.aliases))  # JSON gives a list
@@ -78,6 +81,8 @@ class ModelSpec:
             raise ValueError(f"model {self.name!r}: kind must be one of {KINDS}, not {self.kind!r}")
         if self.max_batch_size < 1 or self.prefill_tokens < 1:
             raise ValueError(f"model {self.name!r}: max_batch_size and prefill_tokens must be >= 1")
+        if self.runtime and not self.base:
+            raise ValueError(f"model {self.name!r}: only a LoRA adapter is loaded at run time")
         if self.base and self.kind != CHAT:
             raise ValueError(f"model {self.name!r}: only chat models take a LoRA adapter")
         if self.dtype not in (None, *DTYPES):
@@ -107,6 +112,12 @@ class ModelSpec:
         playground too, can tell a chat model from an embedding model)."""
         reasoning = ["reasoning"] if self.reasoning_format != "none" else []
         return list(CAPABILITIES[self.kind]) + reasoning
+
+    @property
+    def queue(self) -> str:
+        """The Celery queue (and the lanes) of its jobs: its own, or its base's for an adapter
+        loaded at run time."""
+        return self.base if self.runtime and self.base else self.name
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -51,6 +51,7 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_sentinel_master: str = DEFAULT_MASTER
     api_keys: list[str] = field(default_factory=list)
+    admin_api_keys: list[str] = field(default_factory=list)  # may load and unload adapters
     worker_api_timeout: float = 100.0
     queue_timeout: float = 600.0
     embedding_batch_size: int = 64
@@ -95,6 +96,7 @@ class Settings:
                 "REDIS_SENTINEL_MASTER", cls.redis_sentinel_master
             ),
             api_keys=_env_list("API_KEYS"),
+            admin_api_keys=_env_list("ADMIN_API_KEYS"),
             worker_api_timeout=float(os.environ.get("WORKER_API_TIMEOUT", cls.worker_api_timeout)),
             queue_timeout=float(os.environ.get("QUEUE_TIMEOUT", cls.queue_timeout)),
             embedding_batch_size=int(

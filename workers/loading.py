@@ -19,6 +19,7 @@ from config.settings import Settings
 from workers.engine import GenerationEngine, JobIO
 from workers.engine.attention import use_few_query_attention
 from workers.engine.embedding import EmbeddingEngine
+from workers.engine.lora import adapter_name, attach
 from workers.engine.scoring import ScoringEngine
 from workers.int4 import describe as describe_int4
 from workers.int4 import int4_layers, pack_int4
@@ -184,19 +185,13 @@ def _load_engine(
 def _add_adapters(model: Any, adapters: Sequence[ModelSpec]) -> Any:
     """Wrap ``model`` in a PEFT model holding every adapter (one copy of the base weights);
     return it and the adapter name of each model name."""
-    from peft import PeftModel
-
     names = {}
-    for number, spec in enumerate(adapters):
+    for spec in adapters:
         source = resolve_source(spec)
-        name = f"adapter{number}"
         log.info("loading LoRA adapter %s from %s", spec.name, source)
-        if number == 0:
-            model = PeftModel.from_pretrained(model, source, adapter_name=name)
-        else:
-            model.load_adapter(source, adapter_name=name)
-        names[spec.name] = name
-    return model.eval(), names
+        names[spec.name] = name = adapter_name()
+        model = attach(model, name, source)
+    return model, names
 
 
 def _load_causal_lm(

@@ -32,6 +32,7 @@ from config.redisconn import connect
 from config.registry import load_registry
 from config.settings import Settings
 from config.tracing import engine_spans, job_span
+from workers.adapters import AdapterControl, ServedModels
 from workers.bulk import BulkFeeder
 from workers.engine import JobFailed
 from workers.engine.base import Engine
@@ -54,7 +55,8 @@ class WorkerRuntime:
     """Loads the models of the queues a worker consumes, runs their jobs, announces itself."""
 
     def __init__(self) -> None:
-        self.engines: dict[str, Engine] = {}
+        self.engines = ServedModels()  # model name -> engine (adapters come and go)
+        self.adapters: AdapterControl | None = None
         self.heartbeat: Heartbeat | None = None
         self.bulk: BulkFeeder | None = None
         self.quick: QuickFeeder | None = None
@@ -110,6 +112,11 @@ class WorkerRuntime:
             settings.heartbeat_ttl,
         )
         watchdog = Watchdog(self.engines, settings.engine_stall_timeout, heartbeat)
+
+        def served_changed() -> None:  # an adapter loaded or unloaded: say so at once
+            heartbeat.models = sorted(self.engines)
+            heartbeat.beat()
+
         turn = turn or (lambda model: None)
 
         def send(job: Job) -> None:  # a detached job's new attempt: in its lane, with a turn
@@ -129,6 +136,8 @@ class WorkerRuntime:
         self.bulk.start()
         self.quick = QuickFeeder(client, sorted(self.engines), self.run)
         self.quick.start()
+        self.adapters = AdapterControl(client, self.engines, worker_id, served_changed)
+        self.adapters.start()  # the adapters loaded at run time so far, before it says ready
         log.info("worker %s ready: serving %s", worker_id, ", ".join(sorted(self.engines)))
 
     def drain(self, timeout: float) -> None:
@@ -152,6 +161,8 @@ class WorkerRuntime:
         timer.start()
 
     def shutdown(self) -> None:
+        if self.adapters:
+            self.adapters.stop()
         if self.heartbeat:
             self.heartbeat.stop()
         for engine in self._distinct():

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from workers.heartbeat import Heartbeat
@@ -27,7 +27,7 @@ STALLED_TTL = 300.0
 class Watchdog:
     def __init__(
         self,
-        engines: dict[str, Any],
+        engines: Mapping[str, Any],
         timeout: float,
         heartbeat: Heartbeat,
         exit_: Callable[[int], None] = os._exit,

@@ -1,6 +1,7 @@
 """The OpenAI API: one route module per endpoint family, registered on :data:`bp`."""
 
 from app.api import (  # noqa: F401  (the routes register themselves on the blueprint)
+    adapters,
     batches,
     chat,
     completions,

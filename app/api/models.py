@@ -1,4 +1,5 @@
-"""GET /v1/models and /v1/models/<id>: the registry's models that have a live worker."""
+"""GET /v1/models and /v1/models/<id>: the registry's models, and the adapters loaded at run
+time, that have a live worker."""
 
 from __future__ import annotations
 
@@ -46,13 +47,19 @@ def model_card(name: str, spec: ModelSpec) -> dict[str, Any]:
     }
 
 
+def _known() -> list[tuple[str, ModelSpec]]:
+    """Every public name: the registry's, then the adapters loaded at run time."""
+    runtime = services().adapters.stored.all()
+    return sorted(services().jobs.names.items()) + sorted((s.name, s) for s in runtime)
+
+
 def _live_names() -> list[tuple[str, ModelSpec]]:
-    jobs = services().jobs
+    known = _known()
     try:
-        live = jobs.liveness.workers_by_model(cached=False)
+        live = services().jobs.liveness.workers_by_model(cached=False)
     except redis.RedisError as exc:
         raise queue_unavailable(exc) from exc
-    return [(name, spec) for name, spec in sorted(jobs.names.items()) if live.get(spec.name)]
+    return [(name, spec) for name, spec in known if live.get(spec.name)]
 
 
 @bp.get("/models")
@@ -65,7 +72,7 @@ def retrieve_model(model: str) -> Response:
     for name, spec in _live_names():
         if name == model:
             return jsonify(model_card(name, spec))
-    if model in services().jobs.names:
+    if any(name == model for name, _ in _known()):
         raise APIError(
             503,
             f"No worker is serving the model `{model}` right now.",

@@ -4,10 +4,11 @@ subprocesses (started exactly as ``manage.py up`` starts them), and the openai S
 Models: ``tiny-chat`` (a tiny random Llama built at test time, in a local directory), the real
 defaults (SmolLM2 and MiniLM from their wheels), ``tiny-stall`` (a tiny worker that tests freeze
 with SIGSTOP), ``tiny-offline`` (registered, never served), ``tiny-base`` with an alias and two
-random LoRA adapters on it, ``tiny-shared`` (the queue two workers share), and ``tiny-faulty`` and
-``tiny-faulty-stall`` (a tiny model with code of its own that fails, blocks or slows down on
-demand: tests/faulty_model.py), ``tiny-tools`` (the tiny model with a 2,048-token context,
-for tools and structured outputs), ``tiny-cross`` (a tiny random cross-encoder, for rerank
+random LoRA adapters on it, ``tiny-shared`` (the queue two workers share), ``tiny-faulty``,
+``tiny-faulty-stall`` and others (a tiny model with code of its own that fails, blocks or slows
+down on demand: tests/faulty_model.py; ``tiny-rt`` is the base of the adapters loaded at run
+time), ``tiny-tools`` (the tiny model with a 2,048-token context, for tools and structured
+outputs), ``tiny-cross`` (a tiny random cross-encoder, for rerank
 and score), and ``tiny-think`` (a tiny model that thinks by a script: tests/thinking_model.py).
 Every process is stopped at the end.
 """
@@ -52,6 +53,7 @@ FAULTY_BG = "tiny-faulty-bg"  # the same, for the batch tests' slow and killed w
 FAULTY_RERUN = "tiny-faulty-rerun"  # the same, for the worker a background run outlives
 FAULTY_DRAIN = "tiny-faulty-drain"  # the same, for the worker whose drain runs out of time
 FAIR = "tiny-fair"  # the same, for the fair-shares test's worker
+RUNTIME_BASE = "tiny-rt"  # the same, for the adapters loaded at run time
 CROSS = "tiny-cross"  # a tiny random cross-encoder (rerank and score)
 THINK = "tiny-think"  # a tiny model that thinks, then answers, by a script
 CHAT_MODEL = "smollm2-135m-instruct"
@@ -152,7 +154,15 @@ def stack(
     faulty = {"kind": "chat", "source": str(faulty_model_dir), "trust_remote_code": True}
     entries += [
         {"name": name, **faulty, "max_batch_size": 4}
-        for name in (FAULTY, FAULTY_STALL, FAULTY_BG, FAULTY_RERUN, FAULTY_DRAIN, FAIR)
+        for name in (
+            FAULTY,
+            FAULTY_STALL,
+            FAULTY_BG,
+            FAULTY_RERUN,
+            FAULTY_DRAIN,
+            FAIR,
+            RUNTIME_BASE,
+        )
     ]
     entries.append({"name": TOOLS, "kind": "chat", "source": str(long_model_dir)})
     entries.append({"name": CROSS, "kind": "rerank", "source": str(tiny_cross_encoder_dir)})

@@ -47,7 +47,7 @@ def test_adapters_and_base_share_one_engine_and_one_copy_of_the_base(registry, t
 
     plain = AutoModelForCausalLM.from_pretrained(registry["tiny"].source)
     assert len(base_weights) == len(list(plain.parameters()))  # one copy, not one per adapter
-    assert sorted(model.peft_config) == ["adapter0", "adapter1"]
+    assert len(model.peft_config) == 2
 
 
 def test_a_mixed_batch_gives_each_request_its_adapters_output(

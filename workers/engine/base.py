@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from config.events import Tokenized
 from config.protocol import Job
@@ -16,6 +17,7 @@ from config.status import EngineLoad
 from workers.engine.io import Ticket
 
 Work = TypeVar("Work")
+T = TypeVar("T")
 
 
 class Engine(Protocol):
@@ -70,6 +72,9 @@ class EngineLoop(Generic[Work]):
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._step_started: float | None = None  # monotonic time the step under way began
+        # Work that must not run during a step (changing the model), run by the engine's thread
+        # before its next one: see between_steps.
+        self._between: list[tuple[Callable[[], Any], Future[Any]]] = []
 
     def _has_work(self) -> bool:
         raise NotImplementedError
@@ -90,6 +95,25 @@ class EngineLoop(Generic[Work]):
             self._lock.notify()
         if self._thread:
             self._thread.join(timeout=30)
+
+    def between_steps(self, change: Callable[[], T], timeout: float | None = None) -> T:
+        """Run ``change`` on the engine's thread between two steps (while no forward pass
+        runs), wait for it, and return what it returns or raise what it raised."""
+        done: Future[Any] = Future()
+        with self._lock:
+            self._between.append((change, done))
+            self._lock.notify()
+        result: T = done.result(timeout)
+        return result
+
+    def _run_between(self) -> None:
+        with self._lock:
+            changes, self._between = self._between, []
+        for change, done in changes:
+            try:
+                done.set_result(change())
+            except Exception as exc:  # noqa: BLE001 - the caller gets it
+                done.set_exception(exc)
 
     def _wake(self) -> None:
         """New work is there (called with the lock held)."""
@@ -127,9 +151,13 @@ class EngineLoop(Generic[Work]):
     def _run(self) -> None:
         while True:
             with self._lock:
-                while not (self._stopping or self._has_work()):
+                while not (self._stopping or self._between or self._has_work()):
                     self._lock.wait()
                 if self._stopping:
                     return
-                work = self._take()
-            self._run_step(work)
+                between = bool(self._between)
+                work = None if between else self._take()
+            if between:
+                self._run_between()
+            else:
+                self._run_step(work)  # type: ignore[arg-type]  # taken when nothing was between

@@ -45,6 +45,7 @@ from workers.engine.errors import EngineFailed, JobFailed
 from workers.engine.intake import context_length, eos_ids, generation_job, job_prompts
 from workers.engine.io import JobIO, Ticket, exchange_patiently
 from workers.engine.kvcache import growing, new_cache
+from workers.engine.lora import AdapterServing, is_peft
 from workers.engine.output import TokenOutput
 from workers.engine.pooling import embed_isolated, embedding_job
 from workers.engine.prefill import PrefillBudget
@@ -60,13 +61,14 @@ from workers.engine.tools import template_renders_tools
 log = logging.getLogger(__name__)
 
 
-class GenerationEngine(EngineLoop[None]):
+class GenerationEngine(EngineLoop[None], AdapterServing):
     """Owns one causal LM and the thread that runs its batch.
 
     With ``adapters`` (public model name -> adapter name), the model is a PEFT model holding
     several LoRA adapters on one copy of the base weights: a job for an adapter's model name runs
-    through that adapter, any other through the base, all of them in the same batch (PEFT's
-    mixed-adapter forward: one adapter name per row).
+    through that adapter, one for the model's own name through the base, all of them in the same
+    batch (PEFT's mixed-adapter forward: one adapter name per row). Adapters come and go while it
+    serves (:class:`~workers.engine.lora.AdapterServing`).
     """
 
     def __init__(
@@ -90,7 +92,8 @@ class GenerationEngine(EngineLoop[None]):
         self.model = model
         # decode steps run a leaner forward where one computes the same (a Llama on the CPU)
         self.decode_forward = decoder_for(model) or model
-        self.adapters = adapters or {}
+        self.adapters = adapters or {}  # public model name -> its adapter's name in the model
+        self.peft = is_peft(model)  # its rows name their adapters (see workers/engine/lora.py)
         self.tokenizer = tokenizer
         self.io = io
         self.max_batch_size = max_batch_size
@@ -137,7 +140,7 @@ class GenerationEngine(EngineLoop[None]):
             self._lock,
             self._fail,
             parts=self.parts,
-            adapters=bool(self.adapters),
+            adapters=self.peft,
             pad_id=self.pad_id,
             name=name,
         )
@@ -152,11 +155,13 @@ class GenerationEngine(EngineLoop[None]):
         if job.get("kind") == EMBEDDING:
             embedding = embedding_job(job, self)
             with self._lock:
+                self._check_adapter(embedding.adapter, job)
                 self._embeddings.append(embedding)
                 self._wake()
             return embedding.ticket
         state = generation_job(job, self)
         with self._lock:
+            self._check_adapter(state.sequences[0].adapter, job)
             self._scheduler.add(state.sequences)
             self._wake()
         return state.ticket
@@ -235,7 +240,7 @@ class GenerationEngine(EngineLoop[None]):
         if self._embedding_now:
             embed_isolated(
                 self.model, self._embedding_now, self.pad_id, self.embedding_batch_size,
-                bool(self.adapters), self.output.ending, events, self.name,
+                self.peft, self.output.ending, events, self.name,
             )  # fmt: skip
         else:
             joining = self.admission.admit()
@@ -264,13 +269,13 @@ class GenerationEngine(EngineLoop[None]):
             try:
                 draft = draft_for(rows, self.lookup_tokens if self.parts else 0)
                 if draft:
-                    extra = adapter_names(rows, bool(self.adapters))
+                    extra = adapter_names(rows, self.peft)
                     taken = speculate(
                         self.decode_forward, self.output, group.batch, rows[0], draft, extra, events
                     )
                     self.drafted, self.accepted = self.drafted + len(draft), self.accepted + taken
                     continue
-                inputs = group.batch.decode_inputs() | adapter_names(rows, bool(self.adapters))
+                inputs = group.batch.decode_inputs() | adapter_names(rows, self.peft)
                 out = self.decode_forward(**inputs, use_cache=True)
                 group.batch.last_tokens = self.output.advance(rows, out.logits[:, -1, :], events)
             except Exception:  # noqa: BLE001 - the cache may be half-updated: end the group's rows

@@ -23,7 +23,7 @@ from workers.engine.checks import (
     check_text,
     tokenize,
 )
-from workers.engine.errors import InvalidRequest
+from workers.engine.errors import InvalidRequest, JobFailed
 from workers.engine.io import Ticket
 from workers.engine.reasoning import ThinkTags, reasoning_parser
 from workers.engine.sampling import SamplingParams, make_generator
@@ -72,7 +72,7 @@ def generation_job(job: Job, model: Model) -> JobState:
     state = JobState(id=job["id"], ticket=Ticket(), events=EventSequence(job["id"]))
     if "share" in job:  # its key's share of the batch (workers/engine/scheduler.py)
         state.key, state.weight = job["share"]["key"], job["share"]["weight"]
-    adapter = model.adapters.get(job.get("model", ""), BASE)
+    adapter = adapter_of(job, model)
     tags = model.reasoning if field == "messages" else None  # a chat's reply may think
     for number, prompt in enumerate(prompts):
         where = field if field == "messages" else f"prompts[{number}]"
@@ -104,6 +104,17 @@ def generation_job(job: Job, model: Model) -> JobState:
             )
         state.prompt_tokens += len(prompt)
     return state
+
+
+def adapter_of(job: Job, model: Model) -> str:
+    """The adapter the job's rows run through (BASE for the model itself); :class:`JobFailed`
+    for a model the engine does not serve (an adapter unloaded since the job was queued)."""
+    name = job.get("model")
+    if name in model.adapters:
+        return model.adapters[name]
+    if name is None or name == model.name:
+        return BASE
+    raise JobFailed(f"The model {name} is not loaded on this worker.")
 
 
 def context_length(model: Any, tokenizer: Any) -> int:

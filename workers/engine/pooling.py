@@ -17,10 +17,9 @@ from workers.engine.batch import prefill_inputs
 from workers.engine.checks import check_context, check_request_tokens, tokenize
 from workers.engine.embedding import EmbeddingJob, embedding_done
 from workers.engine.errors import EngineFailed
-from workers.engine.intake import Model
+from workers.engine.intake import Model, adapter_of
 from workers.engine.io import Ticket
 from workers.engine.isolation import run_isolated
-from workers.engine.sequences import BASE
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +83,7 @@ def embedding_job(job: Job, model: Model) -> EmbeddingJob:
         inputs.append(ids or [model.pad_id])  # never an empty row (the front refuses "")
     tokens = sum(map(len, inputs))
     check_request_tokens(tokens, job.get("max_request_tokens"), "inputs")
-    adapter = model.adapters.get(job.get("model", ""), BASE)
+    adapter = adapter_of(job, model)
     return EmbeddingJob(job["id"], Ticket(), EventSequence(job["id"]), inputs, tokens, adapter)
 
 
