@@ -150,7 +150,7 @@ def build_services(config: Config, celery: Celery) -> Services:
         status.key_loads,
     )
     owners = Owners(client, bool(config["API_KEYS"]), config.get("OWNER_HASH_SECRET"))
-    runtime_adapters = RuntimeAdapters(client)
+    runtime_adapters = RuntimeAdapters(client, registry)
     jobs = JobService(
         celery,
         client,

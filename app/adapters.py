@@ -53,31 +53,37 @@ class UnloadAdapterSchema(Lenient):
 
 
 class RuntimeAdapters:
-    """The stored adapters, as requests name them."""
+    """The stored adapters that requests may name: those every worker of their base holds."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, registry: dict[str, ModelSpec]) -> None:
         self.client = client
+        self.registry = registry
 
     def get(self, name: str) -> ModelSpec | None:
-        """The adapter ``name`` as a registry entry; None if no such adapter is loaded."""
+        """The adapter ``name`` as a registry entry; None if no such adapter is ready."""
         try:
             raw = self.client.hget(ADAPTERS, name)
         except redis.RedisError as exc:
             raise queue_unavailable(exc) from exc
-        return adapter_spec(entry_from_wire(raw)) if raw is not None else None
+        return self._spec(raw) if raw is not None else None
 
     def all(self) -> list[ModelSpec]:
         try:
             raws = self.client.hvals(ADAPTERS)
         except redis.RedisError as exc:
             raise queue_unavailable(exc) from exc
-        specs = []
-        for raw in raws:
-            try:
-                specs.append(adapter_spec(entry_from_wire(raw)))
-            except (MalformedMessage, ValueError):
-                log.error("ignoring a malformed adapter entry: %.200r", raw)
-        return specs
+        return [spec for raw in raws if (spec := self._spec(raw)) is not None]
+
+    def _spec(self, raw: bytes | str) -> ModelSpec | None:
+        try:
+            entry = entry_from_wire(raw)
+        except MalformedMessage:
+            log.error("ignoring a malformed adapter entry: %.200r", raw)
+            return None
+        base = self.registry.get(entry["base"])
+        if not entry.get("ready") or base is None:
+            return None
+        return adapter_spec(entry, base)
 
 
 class AdapterService:
@@ -98,6 +104,7 @@ class AdapterService:
             "base": base.name,
             "source": data["lora_path"],
             "created": int(time.time()),
+            "ready": False,  # not to be named before every worker holds it
         }
         try:
             if not self.client.hsetnx(ADAPTERS, name, encode(entry)):
@@ -123,6 +130,10 @@ class AdapterService:
                     f"Loading the lora adapter '{name}' failed: {failed[0]['error']}",
                     "lora_path",
                 )
+            self.client.hset(ADAPTERS, name, encode({**entry, "ready": True}))
+        except redis.RedisError as exc:
+            self._withdraw(entry)
+            raise queue_unavailable(exc) from exc
         except Exception:
             self._withdraw(entry)
             raise
@@ -150,12 +161,20 @@ class AdapterService:
             "base": spec.base or "",
             "source": spec.source,
             "created": spec.created,
+            "ready": False,
         }
         try:
             self.client.hdel(ADAPTERS, name)  # requests naming it get 404 from now on
         except redis.RedisError as exc:
             raise queue_unavailable(exc) from exc
         replies = self._tell(UNLOAD, entry)
+        failed = [r for r in replies if not r["ok"]]
+        if failed:  # no longer stored: the worker drops it at its next sync, or on a restart
+            raise APIError(
+                500,
+                f"A worker could not unload the lora adapter '{name}': {failed[0]['error']}",
+                code="worker_error",
+            )
         log.info("LoRA adapter %s unloaded from %d workers", name, len(replies))
         return f"Success: LoRA adapter '{name}' removed successfully."
 

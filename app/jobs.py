@@ -131,6 +131,8 @@ class JobService:
 
     def _send(self, spec: ModelSpec, job: Job) -> None:
         log.info("job %s: %s for %s (user %s)", job["id"], job["kind"], spec.name, job.get("user"))
+        if spec.queue != spec.name:
+            job["queue"] = spec.queue  # a retry by the workers queues it there too
         try:
             if job.get("priority") == BULK and not job.get("batch"):
                 # Flex: taken by the workers' bulk feeders (workers/bulk.py), into room that

@@ -8,10 +8,11 @@ contract (:mod:`config.protocol`).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal, TypedDict, cast
 
 from config.protocol import MalformedMessage, decode
-from config.registry import CHAT, ModelSpec
+from config.registry import ModelSpec
 
 LOAD: Literal["load"] = "load"
 UNLOAD: Literal["unload"] = "unload"
@@ -19,12 +20,14 @@ UNLOAD: Literal["unload"] = "unload"
 
 class AdapterEntry(TypedDict):
     """An adapter loaded at run time: its public name, its base model's, where it lies (a
-    directory PEFT saved, on every worker of the base), and when it was loaded."""
+    directory PEFT saved, on every worker of the base), when it was loaded, and whether every
+    worker of the base holds it (``ready``: until then, requests may not name it)."""
 
     name: str
     base: str
     source: str
     created: int
+    ready: bool
 
 
 class AdapterCommand(TypedDict):
@@ -43,16 +46,24 @@ class AdapterReply(TypedDict):
     error: str
 
 
-def adapter_spec(entry: AdapterEntry) -> ModelSpec:
-    """The adapter as a registry entry: a chat model on its base, queued on the base's queue."""
-    return ModelSpec(
+def adapter_spec(entry: AdapterEntry, base: ModelSpec) -> ModelSpec:
+    """The adapter as a registry entry: its base's settings (tool format, reasoning, limits)
+    under its own name and source, queued on the base's queue."""
+    return replace(
+        base,
         name=entry["name"],
-        kind=CHAT,
         source=entry["source"],
-        base=entry["base"],
+        gguf_file=None,
+        base=base.name,
         created=entry["created"],
+        aliases=(),
         runtime=True,
     )
+
+
+def same_adapter(a: AdapterEntry, b: AdapterEntry) -> bool:
+    """Whether two entries name the same adapter (whatever their ``ready``)."""
+    return all(a.get(k) == b.get(k) for k in ("name", "base", "source", "created"))
 
 
 def entry_from_wire(raw: str | bytes) -> AdapterEntry:

@@ -137,6 +137,9 @@ class JobOptions(TypedDict, total=False):
 
     user: str | None
     share: Share  # set when it is enqueued interactively (config/lanes.py)
+    # The queue (and lanes) it waits in when not its model's own: an adapter loaded at run
+    # time waits in its base's (config/adapters.py).
+    queue: str
     max_request_tokens: int | None  # prompt tokens the whole job may hold
     # A detached job (a background response, a batch line): nobody waits on its events. The
     # worker records its result (config.results.JobResult) under this key, once, and a lost

@@ -23,6 +23,7 @@ from config.adapters import (
     AdapterReply,
     command_from_wire,
     entry_from_wire,
+    same_adapter,
 )
 from config.keys import ADAPTERS, adapter_control
 from config.protocol import MalformedMessage, encode
@@ -68,20 +69,16 @@ class ServedModels(Mapping[str, Engine]):
 
 
 class AdapterControl:
-    """Keeps a worker's run-time adapters as stored: ``changed`` is called after each change
-    of the models it serves (the runtime beats its heartbeat at once)."""
+    """Keeps a worker's run-time adapters as stored. :meth:`sync` loads them as the worker
+    loads its models (before Celery gives it any job); :meth:`start` then follows the commands,
+    calling ``changed`` after each change of the models it serves (the runtime beats its
+    heartbeat at once)."""
 
-    def __init__(
-        self,
-        client: redis.Redis,
-        served: ServedModels,
-        worker_id: str,
-        changed: Callable[[], None],
-    ) -> None:
+    def __init__(self, client: redis.Redis, served: ServedModels) -> None:
         self.client = client
         self.served = served
-        self.worker_id = worker_id
-        self.changed = changed
+        self.worker_id = ""
+        self.changed: Callable[[], None] = lambda: None
         # The base models it serves under their own names (whose queues it consumes).
         self.bases = {
             name: engine
@@ -94,16 +91,11 @@ class AdapterControl:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._listen, name="adapters", daemon=True)
 
-    def start(self) -> None:
-        """Load the stored adapters of its bases (before the worker says it is ready), then
-        follow the commands."""
-        if not self.bases:
-            return
-        try:
-            self.sync()
-        except redis.RedisError as exc:
-            log.warning("could not read the stored adapters (%s); retrying", exc)
-        self._thread.start()
+    def start(self, worker_id: str, changed: Callable[[], None]) -> None:
+        """Follow the commands for its bases, answering as ``worker_id``."""
+        self.worker_id, self.changed = worker_id, changed
+        if self.bases:
+            self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -111,6 +103,8 @@ class AdapterControl:
     def sync(self) -> None:
         """Load the stored adapters of its bases it does not hold; unload (in the background:
         it waits for their sequences) those it holds that are no longer stored."""
+        if not self.bases:
+            return
         stored: dict[str, AdapterEntry] = {}
         for raw in self.client.hvals(ADAPTERS):
             try:
@@ -121,29 +115,35 @@ class AdapterControl:
             if entry["base"] in self.bases:
                 stored[entry["name"]] = entry
         for name, entry in stored.items():
-            if self.loaded.get(name) != entry:
+            held = self.loaded.get(name)
+            if held is None or not same_adapter(held, entry):
                 try:
-                    self.load(entry)
+                    self.load(entry, wait=False)  # one being changed is left to its command
                 except Exception:  # noqa: BLE001 - one bad adapter never stops the others
                     log.exception("could not load the adapter %s from %s", name, entry["source"])
         for name in set(self.loaded) - set(stored):
             threading.Thread(target=self.unload, args=(name,), daemon=True).start()
 
-    def load(self, entry: AdapterEntry) -> None:
-        """Serve ``entry``'s adapter (nothing if it is held already); raises what stopped it."""
+    def load(self, entry: AdapterEntry, wait: bool = True) -> None:
+        """Serve ``entry``'s adapter (nothing if it is held already); raises what stopped it.
+        Not ``wait``: nothing either while another change of that adapter is under way."""
         name = entry["name"]
-        with self._lock_of(name):
-            if self.loaded.get(name) == entry:
+        lock = self._lock_of(name)
+        if not lock.acquire(blocking=wait):
+            return
+        try:
+            held = self.loaded.get(name)
+            if held is not None and same_adapter(held, entry):
                 return
-            if name in self.loaded:  # the same name for another adapter: the old one first
+            if held is not None:  # the same name for another adapter: the old one first
                 self._unload(name)
             engine = self.bases[entry["base"]]
-            log.info(
-                "loading the LoRA adapter %s on %s from %s", name, entry["base"], entry["source"]
-            )
+            log.info("loading the LoRA adapter %s from %s", name, entry["source"])
             engine.load_adapter(name, entry["source"])
             self.loaded[name] = entry
             self.served.update({name: engine})
+        finally:
+            lock.release()
         self.changed()
 
     def unload(self, name: str) -> None:
@@ -168,8 +168,8 @@ class AdapterControl:
     def _listen(self) -> None:
         channels = [adapter_control(base) for base in self.bases]
         while not self._stop.is_set():
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub = self.client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(*channels)
                 self.sync()  # what it may have missed while it was not listening
                 synced = time.monotonic()
@@ -184,6 +184,8 @@ class AdapterControl:
             except redis.RedisError as exc:
                 log.warning("adapter commands: %s; listening again", exc)
                 self._stop.wait(1)
+            finally:
+                pubsub.close()  # a subscription left open would be counted as a worker
 
     def _obey(self, raw: bytes | str) -> None:
         try:

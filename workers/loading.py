@@ -19,7 +19,7 @@ from config.settings import Settings
 from workers.engine import GenerationEngine, JobIO
 from workers.engine.attention import use_few_query_attention
 from workers.engine.embedding import EmbeddingEngine
-from workers.engine.lora import adapter_name, attach
+from workers.engine.lora import adapter_name, attach, read_adapter
 from workers.engine.scoring import ScoringEngine
 from workers.int4 import describe as describe_int4
 from workers.int4 import int4_layers, pack_int4
@@ -190,7 +190,7 @@ def _add_adapters(model: Any, adapters: Sequence[ModelSpec]) -> Any:
         source = resolve_source(spec)
         log.info("loading LoRA adapter %s from %s", spec.name, source)
         names[spec.name] = name = adapter_name()
-        model = attach(model, name, source)
+        model = attach(model, name, read_adapter(source))
     return model, names
 
 

@@ -87,6 +87,12 @@ class WorkerRuntime:
         self.engines.update(loaded)
         for engine in {id(e): e for e in loaded.values()}.values():
             engine.start()
+        # The adapters loaded at run time so far, before Celery hands it a job that names one.
+        self.adapters = AdapterControl(self.io.client, self.engines)
+        try:
+            self.adapters.sync()
+        except redis.RedisError as exc:
+            log.warning("could not read the adapters loaded at run time (%s); later", exc)
 
     def slots(self) -> int:
         """How many jobs the worker should hold at once: the sum of its engines' batch sizes."""
@@ -121,8 +127,9 @@ class WorkerRuntime:
 
         def send(job: Job) -> None:  # a detached job's new attempt: in its lane, with a turn
             job.setdefault("share", share(job, "", 1.0))  # one recorded before shares were
-            self._lanes().push(job["model"], job)
-            turn(job["model"])
+            queue = job.get("queue") or job["model"]
+            self._lanes().push(queue, job)
+            turn(queue)
 
         reaper = Reaper(client, send, worker_id, models=sorted(self.engines), turn=turn)
 
@@ -136,8 +143,8 @@ class WorkerRuntime:
         self.bulk.start()
         self.quick = QuickFeeder(client, sorted(self.engines), self.run)
         self.quick.start()
-        self.adapters = AdapterControl(client, self.engines, worker_id, served_changed)
-        self.adapters.start()  # the adapters loaded at run time so far, before it says ready
+        if self.adapters is not None:
+            self.adapters.start(worker_id, served_changed)
         log.info("worker %s ready: serving %s", worker_id, ", ".join(sorted(self.engines)))
 
     def drain(self, timeout: float) -> None:

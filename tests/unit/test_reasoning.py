@@ -167,3 +167,26 @@ def test_under_a_grammar_the_first_token_may_open_the_thinking(thinking_engine):
     thought, answer, reason, _ = reply(engine, "a")
     assert (answer, reason) == ("", "length")  # no error: <think> was allowed first
     assert thought.startswith("<think>")  # the bias keeps writing it, inside the thinking
+
+
+def test_a_stop_string_in_the_thinking_ends_a_forced_call_cleanly(thinking_engine):
+    """The client's stop string cut the reply before any call: it stops, as asked, and is no
+    broken contract (not an engine error)."""
+    engine = thinking_engine()
+    params = {"temperature": 0, "max_tokens": 100, "stop": ["quick"]}
+    job = chat("a", tools=[PING], tool_choice="required", params=params)
+    run_until_done(engine, [engine.submit(job)])
+    assert [e["type"] for e in engine.io.of("a")][-1] == "done"
+    thought, answer, reason, _ = reply(engine, "a")
+    assert (thought, answer, reason) == ("The ", "", "stop")
+
+
+def test_tags_that_decoding_drops_turn_reasoning_off(thinking_model_dir):
+    from transformers import AutoTokenizer
+
+    from workers.engine.reasoning import reasoning_tags
+
+    tokenizer = AutoTokenizer.from_pretrained(thinking_model_dir)
+    assert reasoning_tags("think-tags", tokenizer, "m") == TAGS
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<think>", "</think>"]})
+    assert reasoning_tags("think-tags", tokenizer, "m") is None

@@ -102,3 +102,24 @@ def test_a_path_that_holds_no_adapter_is_refused_and_changes_nothing(engine, tmp
     assert not engine.peft and engine.adapters == {}
     with pytest.raises(JobFailed):
         run(engine, "x", "tiny-rt")
+
+
+def test_an_adapter_made_for_another_model_is_refused_and_changes_nothing(engine, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    narrower = LlamaConfig(
+        vocab_size=400,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(LlamaForCausalLM(narrower), config).save_pretrained(tmp_path / "other")
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        engine.load_adapter("tiny-rt", str(tmp_path / "other"))
+    assert not engine.peft and engine.adapters == {}
+    assert not any("lora_" in n for n, _ in engine.model.named_modules())
+    assert type(engine.decode_forward).__name__ == "LlamaDecoder"

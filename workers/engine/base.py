@@ -8,8 +8,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from config.events import Tokenized
 from config.protocol import Job
@@ -92,7 +93,11 @@ class EngineLoop(Generic[Work]):
     def stop(self) -> None:
         with self._lock:
             self._stopping = True
+            pending, self._between = self._between, []
             self._lock.notify()
+        for _, done in pending:  # never run: their callers hear why
+            if done.set_running_or_notify_cancel():
+                done.set_exception(RuntimeError(f"the engine of {self.name} has stopped"))
         if self._thread:
             self._thread.join(timeout=30)
 
@@ -101,15 +106,26 @@ class EngineLoop(Generic[Work]):
         runs), wait for it, and return what it returns or raise what it raised."""
         done: Future[Any] = Future()
         with self._lock:
+            if self._stopping:
+                raise RuntimeError(f"the engine of {self.name} has stopped")
             self._between.append((change, done))
             self._lock.notify()
-        result: T = done.result(timeout)
+        try:
+            result: T = done.result(timeout)
+        except FutureTimeout:
+            if not done.cancel():  # it has begun: it ends soon
+                return cast(T, done.result())
+            raise TimeoutError(
+                f"the engine of {self.name} did not finish its step within {timeout:g} s"
+            ) from None
         return result
 
     def _run_between(self) -> None:
         with self._lock:
             changes, self._between = self._between, []
         for change, done in changes:
+            if not done.set_running_or_notify_cancel():  # its caller gave up waiting
+                continue
             try:
                 done.set_result(change())
             except Exception as exc:  # noqa: BLE001 - the caller gets it

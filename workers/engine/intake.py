@@ -110,8 +110,9 @@ def adapter_of(job: Job, model: Model) -> str:
     """The adapter the job's rows run through (BASE for the model itself); :class:`JobFailed`
     for a model the engine does not serve (an adapter unloaded since the job was queued)."""
     name = job.get("model")
-    if name in model.adapters:
-        return model.adapters[name]
+    adapter = model.adapters.get(name or "")  # one read: an unloading may pop it meanwhile
+    if adapter is not None:
+        return adapter
     if name is None or name == model.name:
         return BASE
     raise JobFailed(f"The model {name} is not loaded on this worker.")

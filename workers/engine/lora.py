@@ -13,12 +13,14 @@ import itertools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from config.protocol import Job
 from workers.engine.admission import Admission
 from workers.engine.decoder import decoder_for
+from workers.engine.embedding import EmbeddingJob
 from workers.engine.errors import JobFailed
 from workers.engine.scheduler import Scheduler
 from workers.engine.sequences import BASE, Sequence
@@ -39,18 +41,34 @@ def is_peft(model: Any) -> bool:
     return hasattr(model, "peft_config")
 
 
-def attach(model: Any, name: str, source: str) -> Any:
-    """``model`` with the adapter saved at ``source`` added as ``name`` (wrapped in a PEFT model
-    if it was not one). What a failure left half-added is removed before it is raised."""
-    from peft import PeftModel
+def read_adapter(source: str) -> tuple[Any, dict[str, Any]]:
+    """An adapter's config and weights, read from ``source`` (a directory PEFT saved, or a hub
+    id); raises for a path that holds none. Read apart from :func:`attach`, so that an engine
+    reads it while its batch goes on."""
+    from peft import PeftConfig
+    from peft.utils import load_peft_weights
 
-    if not is_peft(model):
-        return PeftModel.from_pretrained(model, source, adapter_name=name).eval()
+    config = PeftConfig.from_pretrained(source)
+    config.inference_mode = True
+    return config, load_peft_weights(source)
+
+
+def attach(model: Any, name: str, adapter: tuple[Any, dict[str, Any]]) -> Any:
+    """``model`` with ``adapter`` (from :func:`read_adapter`) added as ``name``, wrapped in a
+    PEFT model if it was not one. An adapter that does not fit the model (one made for another)
+    raises, and what it had added is removed first: the model is as it was."""
+    from peft import PeftModel
+    from peft.utils import set_peft_model_state_dict
+
+    config, weights = adapter
+    if is_peft(model):
+        model.add_adapter(name, config)
+    else:
+        model = PeftModel(model, config, adapter_name=name)
     try:
-        model.load_adapter(source, adapter_name=name)
+        set_peft_model_state_dict(model, weights, adapter_name=name)
     except Exception:
-        if name in model.peft_config:
-            model.delete_adapter(name)
+        detach(model, name)
         raise
     return model.eval()
 
@@ -74,6 +92,8 @@ class AdapterServing:
     admission: Admission
     _lock: threading.Condition
     _scheduler: Scheduler
+    _embeddings: deque[EmbeddingJob]
+    _embedding_now: list[EmbeddingJob]
 
     if TYPE_CHECKING:  # the engine's
 
@@ -87,9 +107,11 @@ class AdapterServing:
         between two steps. Raises what stopped it (a path that holds no adapter, one made for
         another model)."""
 
+        read = read_adapter(source)  # from disk, while the batch goes on
+
         def add() -> None:
             adapter = adapter_name()
-            self._use_model(attach(self.model, adapter, source))
+            self._use_model(attach(self.model, adapter, read))
             with self._lock:
                 self.adapters[name] = adapter
 
@@ -107,7 +129,10 @@ class AdapterServing:
             # Between steps, every sequence is running or waiting (none is half-admitted).
             with self._lock:
                 seqs = self._rows + self._scheduler.waiting()
-            if any(s.adapter == adapter and s.finish_reason is None for s in seqs):
+                embeddings = list(self._embeddings) + self._embedding_now
+            if any(s.adapter == adapter and s.finish_reason is None for s in seqs) or any(
+                e.adapter == adapter and not e.ticket.finished for e in embeddings
+            ):
                 return False
             self._use_model(detach(self.model, adapter))
             return True

@@ -67,6 +67,7 @@ class TokenOutput:
             )
             logits[i] = process_logits(logits[i], seq.params, seq.counts, seen)
         tokens = choose_tokens(logits, [s.params for s in rows], [s.generator for s in rows])
+        gated = set(constrained)  # the rows whose grammar masked this token
         chosen = []
         for i, seq in enumerate(rows):
             if seq.finish_reason is not None:  # its job failed on an earlier row of this step
@@ -82,8 +83,8 @@ class TokenOutput:
                 entry = token_logprobs(raw[i], token, seq.params.logprobs, self.describe)
                 seq.unsent_logprobs.append(entry)
             if seq.matcher is not None and seq.reasoning is not None:
-                seq.reasoning.first_token(token)  # the start tag, or the grammar's first token
-            if seq.matcher is not None and seq.answering:
+                seq.reasoning.chosen(token)  # a tag's token, or the grammar's first
+            if i in gated and seq.answering:  # (not the start tag, nor a thought)
                 # A token its grammar did not allow ends the job with an error, never with text
                 # that breaks the reply's contract: whether its mask was missed, or the matcher
                 # (which must accept what its own mask allowed) disagrees.
@@ -223,7 +224,9 @@ class TokenOutput:
         if seq.forced == CALLS_ONLY:
             if text:
                 return f"text beside forced tool calls: {text[:40]!r}"
-            if reason == STOP and seq.tools is not None and not seq.tools.calls:
+            # (A stop string may cut it anywhere: in a reasoning model's thinking, say.)
+            calls = seq.tools is not None and seq.tools.calls
+            if reason == STOP and not calls and not seq.text.stopped:
                 return "a forced tool call ended without a call"
         elif seq.forced == JSON_ONLY:
             if reason == STOP and not seq.text.stopped:  # a stop string may cut it anywhere

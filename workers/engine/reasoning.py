@@ -9,7 +9,8 @@ alone as text: the tags never do.
 
 Tools and structured outputs apply to the answer: a sequence's grammar waits while it thinks
 (see :attr:`ReasoningParser.answering`). Under a grammar, the reply's first token may still open
-the thinking when the start tag is one token (:attr:`ReasoningParser.opening`).
+the thinking when the start tag is one token (:attr:`ReasoningParser.opening`), and the end
+tag's token, when it is one, starts the grammar (:attr:`ReasoningParser.closing`).
 """
 
 from __future__ import annotations
@@ -47,13 +48,22 @@ class ReasoningParser:
     """
 
     def __init__(
-        self, tags: ThinkTags, thinking: bool, may_open: bool = True, opening: int | None = None
+        self,
+        tags: ThinkTags,
+        thinking: bool,
+        may_open: bool = True,
+        opening: int | None = None,
+        closing: int | None = None,
     ) -> None:
         self.tags = tags
         self.state = THINKING if thinking else START if may_open else ANSWER
         # Under a grammar: the start tag's token, which the reply's first token may be instead
-        # of what the grammar allows (None once that token is chosen, or when it cannot be).
+        # of what the grammar allows (None once that token is chosen, or when it cannot be);
+        # and the end tag's, whose choice ends the thinking for the grammar at once, whatever
+        # text the reply holds back.
         self.opening = opening if self.state == START else None
+        self.closing = closing
+        self._closed = False
         self.tokens = 0  # tokens of the reply spent thinking, tags included
         self._buffer = ""
         self._seen = 0  # tokens whose text it was given
@@ -61,14 +71,18 @@ class ReasoningParser:
     @property
     def answering(self) -> bool:
         """Whether the reply is past its thinking (its grammar, if any, applies now)."""
-        return self.state in (AFTER, ANSWER)
+        return self._closed or self.state in (AFTER, ANSWER)
 
-    def first_token(self, token: int) -> None:
-        """Under a grammar, the reply's first token was chosen: the start tag opens the
-        thinking; anything else was the grammar's, and the reply is all answer."""
-        if self.opening is not None and token != self.opening:
-            self.state = ANSWER
-        self.opening = None
+    def chosen(self, token: int) -> None:
+        """Under a grammar, the reply's next token was chosen. First, the start tag's opens the
+        thinking, and anything else was the grammar's: the reply is all answer. Later, the end
+        tag's closes the thinking: the grammar applies from the next token."""
+        if self.opening is not None:
+            if token != self.opening:
+                self.state = ANSWER
+            self.opening = None
+        elif token == self.closing:
+            self._closed = True
 
     def push(self, text: str, generated: int) -> tuple[str, str]:
         """Add new text, that of the reply's tokens up to its ``generated``-th; return the
@@ -130,11 +144,12 @@ def reasoning_tags(reasoning_format: str, tokenizer: Any, name: str) -> ThinkTag
     if tags.start in special or tags.end in special:
         log.warning(
             "model %s: its tokenizer marks %s or %s special, and decoding drops them: its "
-            "thinking cannot be told from its answer",
+            "thinking cannot be told from its answer, and is not (reasoning_format ignored)",
             name,
             tags.start,
             tags.end,
         )
+        return None
     return tags
 
 
@@ -153,9 +168,12 @@ def reasoning_parser(
     if tags is None:
         return None
     tail = tokenizer.decode(prompt[-8:], skip_special_tokens=False)
-    if tail.rstrip().endswith(tags.start):
-        return ReasoningParser(tags, thinking=True)
+    opened = tail.rstrip().endswith(tags.start)
     if not constrained:
-        return ReasoningParser(tags, thinking=False)
+        return ReasoningParser(tags, thinking=opened)
+    closing = single_token(tokenizer, tags.end)
+    if opened:
+        return ReasoningParser(tags, thinking=True, closing=closing)
     opening = single_token(tokenizer, tags.start)
-    return ReasoningParser(tags, thinking=False, may_open=opening is not None, opening=opening)
+    may_open = opening is not None
+    return ReasoningParser(tags, False, may_open, opening=opening, closing=closing)
