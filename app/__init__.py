@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from celery import Celery
 from flask import Config, Flask
 
-from config.redisconn import connect
+from config.redisconn import Replicas, connect
 from config.registry import load_registry
 from config.settings import Settings, celery_config
 from config.tracing import instrument_flask
@@ -53,6 +53,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         FILES_TTL=settings.files_ttl,
         BATCHES_TTL=settings.batches_ttl,
         FILES_DIR=settings.files_dir,
+        REDIS_WAIT_MS=settings.redis_wait_ms,
     )
     if test_config:
         app.config.update(test_config)
@@ -133,6 +134,8 @@ def build_services(config: Config, celery: Celery) -> Services:
     # (see app/events.py for why).
     events_client = redis_client(blocking=1, client_name="llm-front-events")
     registry = load_registry(config["MODELS_FILE"])
+    # Writes that must outlive a failover wait for a replica (none: no wait).
+    replicas = Replicas(client, config["REDIS_WAIT_MS"])
     hub = EventHub(events_client)
     status = ModelStatus(client, Liveness(client), registry)
     limits = RateLimiter(client, config["RATE_LIMITS"])
@@ -140,7 +143,12 @@ def build_services(config: Config, celery: Celery) -> Services:
     if config["FILES_DIR"]:
         blobs = DirectoryBlobs(config["FILES_DIR"])
     files = FileStore(
-        client, blobs, config["FILES_TTL"], config["FILE_MAX_BYTES"], config["BATCH_MAX_LINES"]
+        client,
+        blobs,
+        config["FILES_TTL"],
+        config["FILE_MAX_BYTES"],
+        config["BATCH_MAX_LINES"],
+        replicas,
     )
     # What the metrics read at a scrape; the job service reports each job's events to them.
     metrics = Metrics(
@@ -173,10 +181,10 @@ def build_services(config: Config, celery: Celery) -> Services:
     # of them never take the connections every other request needs.
     replays = redis_client(blocking=64, client_name="llm-front-replays")
     # Conversations are kept as long as responses, from their last change.
-    conversations = ConversationStore(client, config["RESPONSES_TTL"])
+    conversations = ConversationStore(client, config["RESPONSES_TTL"], replicas)
     responses = ResponseService(
         jobs,
-        ResponseStore(client, config["RESPONSES_TTL"]),
+        ResponseStore(client, config["RESPONSES_TTL"], replicas),
         limits,
         config["MAX_REQUEST_TOKENS"],
         replays,
@@ -185,7 +193,7 @@ def build_services(config: Config, celery: Celery) -> Services:
     # Batch lines run through the endpoints' own services.
     lines = BatchLines(generation, embeddings, responses)
     batches = BatchService(
-        client, files, limits, lines, config["BATCHES_TTL"], config["BATCH_MAX_LINES"]
+        client, files, limits, lines, config["BATCHES_TTL"], config["BATCH_MAX_LINES"], replicas
     )
     return Services(
         jobs=jobs,

@@ -15,6 +15,7 @@ from app.blobs import BlobStore
 from app.errors import APIError
 from app.listing import Index
 from config.protocol import decode, encode
+from config.redisconn import Replicas, wait_for_replica
 
 PURPOSES = ("batch", "batch_output", "user_data", "assistants", "fine-tune", "vision", "evals")
 
@@ -43,7 +44,9 @@ class FileStore:
         ttl: int,
         max_bytes: int,
         batch_max_lines: int,
+        replicas: Replicas | None = None,
     ) -> None:
+        self.replicas = replicas  # files outlive a failover (config/redisconn.py)
         self.client = client
         self.blobs = blobs
         self.ttl = ttl
@@ -93,6 +96,7 @@ class FileStore:
         pipe.set(f"llm:file:{file_id}", encode({**file, "owner": owner}), ex=self.ttl)
         Index(self.client, _index(owner)).add(file_id, pipe)
         pipe.execute()
+        wait_for_replica(self.replicas)  # the content and its record
         return file
 
     def get(self, file_id: str, owner: str, param: str | None = None) -> dict[str, Any]:

@@ -12,14 +12,19 @@ restart.
 
 from __future__ import annotations
 
+import logging
 import ssl
+import time
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
+log = logging.getLogger(__name__)
+
 SENTINEL = "sentinel://"
+DURABLE_KEY = "llm:durable"  # the counter Replicas.wait writes to have something to wait for
 DEFAULT_MASTER = "mymaster"  # REDIS_SENTINEL_MASTER unset: redis-sentinel's own example name
 
 
@@ -92,3 +97,57 @@ def celery_broker(url: str, master_name: str = DEFAULT_MASTER) -> dict[str, Any]
                 options[key] = query[key]
         settings["broker_use_ssl"] = options
     return settings
+
+
+class Replicas:
+    """Waits, after a write that must outlive a failover, until a replica has it.
+
+    Redis replicates asynchronously: a write the primary acknowledged is lost if the primary dies
+    before a replica copied it, and a replica promoted then never had it. ``WAIT 1 <ms>`` blocks
+    until one replica acknowledges every write the primary had taken from that connection (its
+    offset covers all earlier writes, from any connection), or the time is up. Only where the
+    primary has a replica (without one, WAIT would just sleep); the count is read from ``INFO``
+    every :attr:`check_every` seconds. A replica too slow is logged, never an error: the write
+    is done, on the primary."""
+
+    def __init__(self, client: redis.Redis, wait_ms: int, check_every: float = 30.0) -> None:
+        self.client = client
+        self.wait_ms = wait_ms
+        self.check_every = check_every
+        self._count = 0
+        self._checked = float("-inf")
+
+    def wait(self) -> None:
+        """Wait until a replica has every write made so far, from any connection: one small
+        write of its own, then WAIT on its connection (a connection that wrote nothing would
+        have nothing to wait for)."""
+        if self.wait_ms <= 0 or self.count() == 0:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        pipe.incr(DURABLE_KEY)
+        pipe.wait(1, self.wait_ms)
+        try:
+            acknowledged = pipe.execute()[-1]
+        except redis.RedisError as exc:  # the write itself is done: say so, and go on
+            log.warning("could not wait for a replica: %s", exc)
+            return
+        if int(acknowledged) < 1:
+            log.warning("no replica acknowledged a write within %d ms", self.wait_ms)
+
+    def count(self) -> int:
+        """The primary's connected replicas, as last read."""
+        now = time.monotonic()
+        if now - self._checked >= self.check_every:
+            self._checked = now
+            try:
+                info = self.client.info("replication")
+                self._count = int(info.get("connected_slaves", 0))
+            except redis.RedisError as exc:
+                log.warning("could not count the replicas: %s", exc)
+        return self._count
+
+
+def wait_for_replica(replicas: Replicas | None) -> None:
+    """:meth:`Replicas.wait`, where the caller has replicas to wait for."""
+    if replicas is not None:
+        replicas.wait()

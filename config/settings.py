@@ -52,6 +52,7 @@ class Settings:
     redis_sentinel_master: str = DEFAULT_MASTER
     api_keys: list[str] = field(default_factory=list)
     admin_api_keys: list[str] = field(default_factory=list)  # may load and unload adapters
+    redis_wait_ms: int = 1000  # a write that must outlive a failover waits for a replica
     worker_api_timeout: float = 100.0
     queue_timeout: float = 600.0
     embedding_batch_size: int = 64
@@ -97,6 +98,7 @@ class Settings:
             ),
             api_keys=_env_list("API_KEYS"),
             admin_api_keys=_env_list("ADMIN_API_KEYS"),
+            redis_wait_ms=int(os.environ.get("REDIS_WAIT_MS", cls.redis_wait_ms)),
             worker_api_timeout=float(os.environ.get("WORKER_API_TIMEOUT", cls.worker_api_timeout)),
             queue_timeout=float(os.environ.get("QUEUE_TIMEOUT", cls.queue_timeout)),
             embedding_batch_size=int(

@@ -27,6 +27,7 @@ from app.listing import Index, text
 from app.metrics import BatchCounts
 from config.keys import batch_progress, batch_queue, bulk_queue
 from config.protocol import BULK, JobOptions, decode, encode
+from config.redisconn import Replicas, wait_for_replica
 
 LOCK_SECONDS = 120
 TERMINAL = ("completed", "failed", "expired", "cancelled")
@@ -46,7 +47,9 @@ class BatchService:
         lines: BatchLines,
         ttl: int,
         max_lines: int,
+        replicas: Replicas | None = None,
     ) -> None:
+        self.replicas = replicas  # a batch's end outlives a failover (config/redisconn.py)
         self.client = client
         self.files = files
         self.limits = limits
@@ -258,6 +261,7 @@ class BatchService:
             self.limits.add_digest_tokens(record["_digest"], tokens)
             record |= {"status": final, f"{final}_at": int(time.time())}
             self._save(record)
+            wait_for_replica(self.replicas)  # its end, and its files, before its lines go
             client.delete(
                 batch_queue(bid),
                 *[batch_key(bid, f"result:{i}") for i in range(record["request_counts"]["total"])],

@@ -16,6 +16,7 @@ from app.errors import APIError
 from app.listing import Index, text
 from app.responses.items import new_id
 from config.protocol import decode, encode
+from config.redisconn import Replicas, wait_for_replica
 
 ATTEMPTS = 5  # tries to append while the conversation keeps changing under the append
 
@@ -33,9 +34,10 @@ def order_key(conversation_id: str) -> str:
 
 
 class ConversationStore:
-    def __init__(self, client: redis.Redis, ttl: int) -> None:
+    def __init__(self, client: redis.Redis, ttl: int, replicas: Replicas | None = None) -> None:
         self.client = client
         self.ttl = ttl
+        self.replicas = replicas  # conversations outlive a failover (config/redisconn.py)
 
     def create(
         self, owner: str, metadata: dict[str, str], items: list[dict[str, Any]]
@@ -51,6 +53,7 @@ class ConversationStore:
         pipe.set(record_key(record["id"]), encode(record), ex=self.ttl)
         self._add(pipe, record["id"], items)
         pipe.execute()
+        wait_for_replica(self.replicas)
         return record
 
     def get(self, conversation_id: str, owner: str, param: str | None = None) -> dict[str, Any]:
@@ -70,6 +73,7 @@ class ConversationStore:
         pipe.set(record_key(record["id"]), encode(record), ex=self.ttl)
         self._refresh(pipe, record["id"])
         pipe.execute()
+        wait_for_replica(self.replicas)
         return record
 
     def delete(self, conversation_id: str) -> None:
@@ -95,6 +99,7 @@ class ConversationStore:
                     pipe.expire(key, self.ttl)
                     self._add(pipe, conversation_id, items)
                     pipe.execute()
+                    wait_for_replica(self.replicas)
                     return
                 except redis.WatchError:
                     continue  # changed (its metadata, or deleted): look again

@@ -13,6 +13,7 @@ from app.errors import APIError
 from app.responses.items import message_text, output_items
 from config.keys import claim_key, detached_key
 from config.protocol import decode, encode
+from config.redisconn import Replicas, wait_for_replica
 from config.results import JobResult
 
 MAX_CHAIN = 100  # responses a previous_response_id chain may go back
@@ -27,12 +28,14 @@ def result_key(response_id: str) -> str:
 
 
 class ResponseStore:
-    def __init__(self, client: redis.Redis, ttl: int) -> None:
+    def __init__(self, client: redis.Redis, ttl: int, replicas: Replicas | None = None) -> None:
         self.client = client
         self.ttl = ttl
+        self.replicas = replicas  # stored responses outlive a failover (config/redisconn.py)
 
     def save(self, record: dict[str, Any]) -> None:
         self.client.set(record_key(record["id"]), encode(record), ex=self.ttl)
+        wait_for_replica(self.replicas)
 
     def get(self, response_id: str, owner: str, param: str | None = None) -> dict[str, Any]:
         """The record of ``response_id``; 404 if it does not exist or belongs to another key
@@ -50,6 +53,7 @@ class ResponseStore:
 
     def set_result(self, response_id: str, result: JobResult) -> None:
         self.client.set(result_key(response_id), encode(result), nx=True, ex=self.ttl)
+        wait_for_replica(self.replicas)
 
     def delete(self, response_id: str) -> None:
         self.client.delete(record_key(response_id), result_key(response_id))

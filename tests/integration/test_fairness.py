@@ -53,7 +53,10 @@ def test_a_key_sending_later_does_not_wait_behind_another_keys_flood(fair_front)
     a, b = statistics.median(latencies["key-a"]), statistics.median(latencies["key-b"])
     print(f"\nmedian latency: key-a (flood of {FLOOD}) {a:.2f} s, key-b ({LATER}) {b:.2f} s")
     assert len(latencies["key-a"]) == FLOOD and len(latencies["key-b"]) == LATER
-    assert b < a / 2, (a, b)
+    # First come, first served, B would wait behind A's whole flood: its median above A's
+    # (1.7 times it in bench/fairness.py). With fair shares it is well under; a machine busy
+    # with other work narrows the gap, hence not a tighter bound.
+    assert b < a * 0.65, (a, b)
 
     # Both keys' tokens served, by owner hash: the keys themselves never show.
     metrics = get(fair_front, "/metrics")[2]

@@ -45,6 +45,7 @@ def test_sigterm_lets_streams_finish_on_the_front_then_on_the_worker(stack, fron
             "completion_tokens": 40,
             "total_tokens": 76,
             "prompt_tokens_details": {"cached_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0},
         },
     )
     assert process.wait(30) == 0

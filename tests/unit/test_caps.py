@@ -43,8 +43,9 @@ def test_prompts_times_n_is_capped(capped):
 
 def test_within_the_caps_a_request_goes_on(capped):
     body = {"model": "m", "prompt": ["a", "b"], "n": 4}
-    # Past the caps, the model is looked up: "m" is no model.
-    assert error(capped.post("/v1/completions", json=body), 404)["code"] == "model_not_found"
+    # Past the caps, the model is looked up: "m" is not in the registry, so among the adapters
+    # loaded at run time, in a Redis this app cannot reach.
+    assert error(capped.post("/v1/completions", json=body), 503)["code"] == "queue_unavailable"
 
 
 def test_embedding_inputs_are_capped(capped):
