@@ -103,7 +103,9 @@ def workers() -> list[dict]:
 
 
 @pytest.mark.parametrize(
-    "name, doc", manifests(), ids=lambda v: v if isinstance(v, str) else v["metadata"]["name"]
+    "name, doc",
+    manifests(),
+    ids=[f"{name}:{doc['kind']}/{doc['metadata']['name']}" for name, doc in manifests()],
 )
 def test_every_manifest_is_valid(name, doc):
     if doc["kind"] == "ScaledObject":
