@@ -110,7 +110,7 @@ class Replicas:
     every :attr:`check_every` seconds. A replica too slow is logged, never an error: the write
     is done, on the primary."""
 
-    def __init__(self, client: redis.Redis, wait_ms: int, check_every: float = 30.0) -> None:
+    def __init__(self, client: redis.Redis, wait_ms: int, check_every: float = 10.0) -> None:
         self.client = client
         self.wait_ms = wait_ms
         self.check_every = check_every
@@ -133,6 +133,7 @@ class Replicas:
             return
         if int(acknowledged) < 1:
             log.warning("no replica acknowledged a write within %d ms", self.wait_ms)
+            self._checked = float("-inf")  # count them again before the next wait
 
     def count(self) -> int:
         """The primary's connected replicas, as last read."""

@@ -261,8 +261,7 @@ class ResponseService:
         record (or the reaper's), whatever a stream of it saw."""
         if not record["request"]["store"] or record["request"]["background"]:
             return
-        self.store.save(record)
-        self.store.set_result(record["id"], result)
+        self.store.save(record, result)
 
     def _conversation_items(self, conversation_id: str, owner: str) -> list[dict[str, Any]]:
         """The items of the owner's conversation, oldest first; 404 if it has none such."""

@@ -33,8 +33,14 @@ class ResponseStore:
         self.ttl = ttl
         self.replicas = replicas  # stored responses outlive a failover (config/redisconn.py)
 
-    def save(self, record: dict[str, Any]) -> None:
-        self.client.set(record_key(record["id"]), encode(record), ex=self.ttl)
+    def save(self, record: dict[str, Any], result: JobResult | None = None) -> None:
+        """Store a response's record, and its result (unless one is stored already); then wait
+        for a replica to have them."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(record_key(record["id"]), encode(record), ex=self.ttl)
+        if result is not None:
+            pipe.set(result_key(record["id"]), encode(result), nx=True, ex=self.ttl)
+        pipe.execute()
         wait_for_replica(self.replicas)
 
     def get(self, response_id: str, owner: str, param: str | None = None) -> dict[str, Any]:
@@ -50,10 +56,6 @@ class ResponseStore:
     def result(self, response_id: str) -> JobResult | None:
         raw = self.client.get(result_key(response_id))
         return cast(JobResult, decode(raw)) if raw else None  # as the front or a worker wrote it
-
-    def set_result(self, response_id: str, result: JobResult) -> None:
-        self.client.set(result_key(response_id), encode(result), nx=True, ex=self.ttl)
-        wait_for_replica(self.replicas)
 
     def delete(self, response_id: str) -> None:
         self.client.delete(record_key(response_id), result_key(response_id))

@@ -1,10 +1,11 @@
 """Redis without a single point of failure: a primary, a replica and three sentinels (a quorum
 of two), the stack on the sentinels' URL, and the primary killed while requests stream.
 
-Requests in flight end cleanly (an answer, or an error the client sees: never a hang); new
-requests succeed within 30 s of the kill; what was stored before it (a stored response, a
-finished batch's output) is still there, since those writes waited for the replica
-(REDIS_WAIT_MS). The test prints what it measured."""
+A stored response waits for the replica to have it (REDIS_WAIT_MS: its answer waits that long
+with the replica frozen). Requests in flight end cleanly (an answer, or an error the client
+sees: never a hang); new requests succeed within 30 s of the kill; what was stored before it (a
+stored response, a finished batch's output) is still there; the old primary, started again,
+rejoins as a replica. The test prints what it measured."""
 
 from __future__ import annotations
 
@@ -113,7 +114,7 @@ def test_the_primary_dies_under_load_and_the_stack_carries_on(stack, tmp_path):
             )
         url = ";".join(f"sentinel://:{PASSWORD}@127.0.0.1:{p}" for p in sentinel_ports) + "/0"
         stack.env["REDIS_SENTINEL_MASTER"] = MASTER
-        front = stack.front(REDIS_URL=url)
+        front = stack.front(REDIS_URL=url, REDIS_WAIT_MS="1000")
         stack.worker([TINY], front, REDIS_URL=url)
         client = openai.OpenAI(base_url=f"{front}/v1", api_key="EMPTY", max_retries=0, timeout=60)
 
@@ -133,6 +134,19 @@ def test_the_primary_dies_under_load_and_the_stack_carries_on(stack, tmp_path):
             assert time.monotonic() < deadline and batch.status not in ("failed", "cancelled")
             time.sleep(0.5)
         output = client.files.content(batch.output_file_id).text
+
+        # A stored response waits for the replica to have it: with the replica frozen, its
+        # answer waits REDIS_WAIT_MS; with it running, no time to speak of.
+        timed = []
+        for frozen in (True, False):
+            if frozen:
+                os.killpg(replica.pid, signal.SIGSTOP)
+            began = time.monotonic()
+            client.responses.create(model=TINY, input="Hello", max_output_tokens=2)
+            timed.append(time.monotonic() - began)
+            if frozen:
+                os.killpg(replica.pid, signal.SIGCONT)
+        assert timed[0] >= 1.0 > timed[1], timed
 
         load = Load(client)
         for thread in load.threads:
@@ -168,7 +182,11 @@ def test_the_primary_dies_under_load_and_the_stack_carries_on(stack, tmp_path):
             if outcome != "ok":
                 failed[outcome] = failed.get(outcome, 0) + 1
         print(
-            f"\nfailover: replica promoted {promoted:.1f} s after the kill; first request "
+            f"\nstored response: {timed[0]:.2f} s with the replica frozen, {timed[1]:.2f} s "
+            "with it running"
+        )
+        print(
+            f"failover: replica promoted {promoted:.1f} s after the kill; first request "
             f"served again {first - killed:.1f} s after it; requests: {len(before)} before, "
             f"{len(around)} in flight at the kill "
             f"({sum(r[2] == 'ok' for r in around)} ended well), {len(after)} after "
@@ -179,6 +197,20 @@ def test_the_primary_dies_under_load_and_the_stack_carries_on(stack, tmp_path):
         assert first is not None and first - killed <= SERVE_WITHIN
         assert "hang" not in failed
         assert all(r[2] == "ok" for r in before)
+
+        # The old primary, back, rejoins as a replica of the new one (the sentinels make it).
+        master = redis_node(binary, master_port, tmp_path, "old-master")
+        old = redis.Redis(port=master_port, password=PASSWORD, decode_responses=True)
+        wait_until(
+            lambda: (
+                answers(lambda: old)
+                and old.info("replication").get("master_port") == replica_port
+                and old.info("replication").get("master_link_status") == "up"
+            ),
+            master,
+            "the old primary as a replica",
+            timeout=60,
+        )
 
         # Nothing stored before the failover is lost.
         again = client.responses.retrieve(stored.id)

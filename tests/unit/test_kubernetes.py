@@ -21,6 +21,58 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "kubernetes"
 KUBERNETES = "1.33.0"  # a version current clusters run; the manifests use only stable APIs
 
+# A ScaledObject's trigger: Prometheus (a query, its threshold) or the pods' CPU.
+TRIGGER = {
+    "type": "object",
+    "required": ["type", "metadata"],
+    "additionalProperties": False,
+    "properties": {
+        "type": {"enum": ["prometheus", "cpu"]},
+        "name": {"type": "string"},
+        "metricType": {"enum": ["Utilization", "AverageValue"]},
+        "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+    "allOf": [
+        {
+            "if": {"properties": {"type": {"const": "prometheus"}}},
+            "then": {
+                "properties": {"metadata": {"required": ["serverAddress", "query", "threshold"]}}
+            },
+        },
+        {
+            "if": {"properties": {"type": {"const": "cpu"}}},
+            "then": {
+                "required": ["metricType"],
+                "properties": {"metadata": {"required": ["value"]}},
+            },
+        },
+    ],
+}
+# Its HPA's scaling behaviour: the stabilization windows (seconds, at most an hour).
+WINDOW = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "stabilizationWindowSeconds": {"type": "integer", "minimum": 0, "maximum": 3600}
+    },
+}
+ADVANCED = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "horizontalPodAutoscalerConfig": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "behavior": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"scaleUp": WINDOW, "scaleDown": WINDOW},
+                }
+            },
+        }
+    },
+}
 # The fields of KEDA's ScaledObject (keda.sh/v1alpha1) these manifests use, as KEDA's CRD
 # defines them; anything else is refused.
 SCALED_OBJECT = {
@@ -54,24 +106,8 @@ SCALED_OBJECT = {
                 "maxReplicaCount": {"type": "integer", "minimum": 1},
                 "pollingInterval": {"type": "integer", "minimum": 1},
                 "cooldownPeriod": {"type": "integer", "minimum": 0},
-                "triggers": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "required": ["type", "metadata"],
-                        "additionalProperties": False,
-                        "properties": {
-                            "type": {"const": "prometheus"},
-                            "name": {"type": "string"},
-                            "metadata": {
-                                "type": "object",
-                                "required": ["serverAddress", "query", "threshold"],
-                                "additionalProperties": {"type": "string"},
-                            },
-                        },
-                    },
-                },
+                "advanced": ADVANCED,
+                "triggers": {"type": "array", "minItems": 1, "items": TRIGGER},
             },
         },
     },
@@ -205,6 +241,14 @@ def test_autoscaling_targets_the_deployments_on_metrics_the_fronts_export(app, c
     for scaled in of_kind("ScaledObject"):
         targets.add(scaled["spec"]["scaleTargetRef"]["name"])
         for trigger in scaled["spec"]["triggers"]:
+            if trigger["type"] == "cpu":  # a share of what its pods request
+                pod = next(
+                    d["spec"]["template"]["spec"]
+                    for d in of_kind("Deployment")
+                    if d["metadata"]["name"] == scaled["spec"]["scaleTargetRef"]["name"]
+                )
+                assert all("cpu" in c["resources"]["requests"] for c in pod["containers"])
+                continue
             used = set(re.findall(r"\b(llm_[a-z_]+)", trigger["metadata"]["query"]))
             assert used and used <= exported, used - exported
     assert targets == {d["metadata"]["name"] for d in workers()} | {"llm-front"}
