@@ -15,6 +15,7 @@ stream waits for a whole long prefill. Embedding jobs for the model (see
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -42,7 +43,7 @@ from workers.engine.constraints import load_constraints
 from workers.engine.decoder import decoder_for
 from workers.engine.embedding import EmbeddingJob, take_batch
 from workers.engine.errors import EngineFailed, JobFailed
-from workers.engine.intake import context_length, eos_ids, generation_job, job_prompts
+from workers.engine.intake import chat_tokens, context_length, eos_ids, generation_job
 from workers.engine.io import JobIO, Ticket, exchange_patiently
 from workers.engine.kvcache import growing, new_cache
 from workers.engine.lora import AdapterServing, is_peft
@@ -168,10 +169,7 @@ class GenerationEngine(EngineLoop[None], AdapterServing):
 
     def tokenize(self, job: Job) -> Tokenized:
         """A (de)tokenize job's answer; a chat's messages as a chat request's prompt."""
-
-        def chat(job: Job) -> list[int]:
-            return job_prompts(job, self.tokenizer, self.vocab_size, self.name, self.tool_prompt)[0]
-
+        chat = functools.partial(chat_tokens, model=self)
         return tokenized(job, self.tokenizer, self.vocab_size, self.context_length, chat)
 
     def abort(self, message: str) -> None:

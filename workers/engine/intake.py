@@ -118,6 +118,11 @@ def adapter_of(job: Job, model: Model) -> str:
     raise JobFailed(f"The model {name} is not loaded on this worker.")
 
 
+def chat_tokens(job: Job, model: Model) -> list[int]:
+    """A job's chat as the model's prompt, as a chat request's would be."""
+    return job_prompts(job, model.tokenizer, model.vocab_size, model.name, model.tool_prompt)[0]
+
+
 def context_length(model: Any, tokenizer: Any) -> int:
     """The most tokens a sequence may hold: the model's positions, or the tokenizer's limit."""
     limit = getattr(model.config, "max_position_embeddings", None)
