@@ -61,29 +61,38 @@ class RuntimeAdapters:
 
     def get(self, name: str) -> ModelSpec | None:
         """The adapter ``name`` as a registry entry; None if no such adapter is ready."""
+        entry = self.entry(name)
+        return self._spec(entry) if entry is not None else None
+
+    def entry(self, name: str) -> AdapterEntry | None:
+        """The stored entry of the adapter ``name``, ready or not; None if there is none."""
         try:
             raw = self.client.hget(ADAPTERS, name)
         except redis.RedisError as exc:
             raise queue_unavailable(exc) from exc
-        return self._spec(raw) if raw is not None else None
+        return self._entry(raw) if raw is not None else None
 
     def all(self) -> list[ModelSpec]:
         try:
             raws = self.client.hvals(ADAPTERS)
         except redis.RedisError as exc:
             raise queue_unavailable(exc) from exc
-        return [spec for raw in raws if (spec := self._spec(raw)) is not None]
+        entries = [entry for raw in raws if (entry := self._entry(raw)) is not None]
+        return [spec for entry in entries if (spec := self._spec(entry)) is not None]
 
-    def _spec(self, raw: bytes | str) -> ModelSpec | None:
-        try:
-            entry = entry_from_wire(raw)
-        except MalformedMessage:
-            log.error("ignoring a malformed adapter entry: %.200r", raw)
-            return None
+    def _spec(self, entry: AdapterEntry) -> ModelSpec | None:
         base = self.registry.get(entry["base"])
         if not entry.get("ready") or base is None:
             return None
         return adapter_spec(entry, base)
+
+    @staticmethod
+    def _entry(raw: bytes | str) -> AdapterEntry | None:
+        try:
+            return entry_from_wire(raw)
+        except MalformedMessage:
+            log.error("ignoring a malformed adapter entry: %.200r", raw)
+            return None
 
 
 class AdapterService:
@@ -144,8 +153,8 @@ class AdapterService:
         """Unload an adapter loaded at run time, once its running sequences have ended."""
         data = load_request(UnloadAdapterSchema(), body)
         name = data["lora_name"]
-        spec = self.stored.get(name)
-        if spec is None:
+        entry = self.stored.entry(name)
+        if entry is None or not entry.get("ready"):
             if name in self.jobs.names:
                 raise APIError(
                     400,
@@ -156,13 +165,6 @@ class AdapterService:
             raise APIError(
                 404, f"The lora adapter '{name}' cannot be found.", "lora_name", "model_not_found"
             )
-        entry: AdapterEntry = {
-            "name": name,
-            "base": spec.base or "",
-            "source": spec.source,
-            "created": spec.created,
-            "ready": False,
-        }
         try:
             self.client.hdel(ADAPTERS, name)  # requests naming it get 404 from now on
         except redis.RedisError as exc:

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.responses.items import (
@@ -27,6 +29,27 @@ from config.events import TokenEvent, ToolCallDelta
 from config.protocol import encode
 
 
+@dataclass(frozen=True)
+class TextKind:
+    """An output item whose one content part streams text (the answer's message, or the
+    thinking): the name in its events, its id, item and part, and what more its ``delta`` and
+    ``done`` events carry."""
+
+    events: str
+    item_id: Callable[[str], str]
+    item: Callable[..., dict[str, Any]]  # (response id, text, status)
+    part: Callable[[str], dict[str, Any]]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _thought_part(text: str) -> dict[str, str]:
+    return {"type": "reasoning_text", "text": text}
+
+
+MESSAGE = TextKind("output_text", message_id, message_item, text_part, {"logprobs": []})
+THINKING = TextKind("reasoning_text", reasoning_id, reasoning_item, _thought_part)
+
+
 class ResponseEvents:
     """Writes one response's frames. ``after``: the frames up to this sequence number are
     written as "" (a client that resumes the stream has them)."""
@@ -36,10 +59,8 @@ class ResponseEvents:
         self.after = after
         self._seq = 0
         self._outputs = 0  # output items opened so far
-        self._text: str | None = None  # the message's text, once its item is open
-        self._text_index = 0
-        self._thought: str | None = None  # the thinking's text, while its item is open
-        self._thought_index = 0
+        # The text items open now (the thinking, the message): their output index and text.
+        self._open: dict[str, tuple[int, str]] = {}  # by TextKind.events
         self._calls: dict[int, dict[str, Any]] = {}  # engine call index -> its item's state
 
     def frame(self, type_: str, **payload: Any) -> str:
@@ -59,37 +80,14 @@ class ResponseEvents:
         """The frames of one token event of the job: thinking, text and call deltas."""
         frames = []
         if event.get("reasoning"):
-            if self._thought is None:
-                frames += self._open_reasoning()
-            self._thought = (self._thought or "") + event["reasoning"]
-            frames.append(
-                self.frame(
-                    "response.reasoning_text.delta",
-                    item_id=reasoning_id(self.response_id),
-                    output_index=self._thought_index,
-                    content_index=0,
-                    delta=event["reasoning"],
-                )
-            )
+            frames += self._write(THINKING, event["reasoning"])
         if event.get("text") or event.get("tool_calls"):
-            frames += self._close_reasoning()  # the answer starts: the thinking is complete
+            frames += self._close(THINKING)  # the answer starts: the thinking is complete
         if event.get("text"):
-            if self._text is None:
-                frames += self._open_message()
-            self._text = (self._text or "") + event["text"]
-            frames.append(
-                self.frame(
-                    "response.output_text.delta",
-                    item_id=message_id(self.response_id),
-                    output_index=self._text_index,
-                    content_index=0,
-                    delta=event["text"],
-                    logprobs=[],
-                )
-            )
+            frames += self._write(MESSAGE, event["text"])
         for delta in event.get("tool_calls") or []:
             if "name" in delta:  # a new call: what came before it is complete
-                frames += self._close_message()
+                frames += self._close(MESSAGE)
                 for index, call in sorted(self._calls.items()):
                     if call["open"]:
                         frames += self._close_call(index, call)
@@ -111,7 +109,7 @@ class ResponseEvents:
         """Close what is open, then the final event for the response's status."""
         # Cut by max_output_tokens: the item the reply ended in is incomplete.
         last = self._outputs - 1 if response["status"] == "incomplete" else None
-        frames = self._close_reasoning(last) + self._close_message(last)
+        frames = self._close(THINKING, last) + self._close(MESSAGE, last)
         for index, call in sorted(self._calls.items()):
             if call["open"]:
                 frames += self._close_call(index, call, last)
@@ -126,79 +124,49 @@ class ResponseEvents:
             )
         ]
 
-    def _open_reasoning(self) -> list[str]:
-        self._thought, self._thought_index = "", self._outputs
-        self._outputs += 1
-        item = reasoning_item(self.response_id, "", status="in_progress")
-        return [
-            self.frame("response.output_item.added", output_index=self._thought_index, item=item),
+    def _write(self, kind: TextKind, delta: str) -> list[str]:
+        """A text delta of ``kind``'s item, opening the item first if it is not open."""
+        frames = []
+        if kind.events not in self._open:
+            index, self._outputs = self._outputs, self._outputs + 1
+            item = kind.item(self.response_id, "", "in_progress")
+            frames = [
+                self.frame("response.output_item.added", output_index=index, item=item),
+                self.frame(
+                    "response.content_part.added",
+                    item_id=item["id"],
+                    output_index=index,
+                    content_index=0,
+                    part=kind.part(""),
+                ),
+            ]
+            self._open[kind.events] = (index, "")
+        index, text = self._open[kind.events]
+        self._open[kind.events] = (index, text + delta)
+        where = {"item_id": kind.item_id(self.response_id), "output_index": index}
+        return frames + [
             self.frame(
-                "response.content_part.added",
-                item_id=item["id"],
-                output_index=self._thought_index,
-                content_index=0,
-                part=_thought_part(""),
-            ),
+                f"response.{kind.events}.delta", **where, content_index=0, delta=delta, **kind.extra
+            )
         ]
 
-    def _close_reasoning(self, incomplete_index: int | None = None) -> list[str]:
-        if self._thought is None:
+    def _close(self, kind: TextKind, incomplete_index: int | None = None) -> list[str]:
+        """The done events of ``kind``'s item, if it is open (``incomplete`` if it is the one
+        ``max_output_tokens`` cut)."""
+        if kind.events not in self._open:
             return []
-        text, self._thought = self._thought, None
-        item_id, index = reasoning_id(self.response_id), self._thought_index
+        index, text = self._open.pop(kind.events)
         status = "incomplete" if index == incomplete_index else "completed"
-        part = {"item_id": item_id, "output_index": index, "content_index": 0}
+        part = {"item_id": kind.item_id(self.response_id), "output_index": index}
         return [
-            self.frame("response.reasoning_text.done", **part, text=text),
-            self.frame("response.content_part.done", **part, part=_thought_part(text)),
+            self.frame(
+                f"response.{kind.events}.done", **part, content_index=0, text=text, **kind.extra
+            ),
+            self.frame("response.content_part.done", **part, content_index=0, part=kind.part(text)),
             self.frame(
                 "response.output_item.done",
                 output_index=index,
-                item=reasoning_item(self.response_id, text, status),
-            ),
-        ]
-
-    def _open_message(self) -> list[str]:
-        self._text, self._text_index = "", self._outputs
-        self._outputs += 1
-        item = message_item(self.response_id, "", status="in_progress")
-        return [
-            self.frame("response.output_item.added", output_index=self._text_index, item=item),
-            self.frame(
-                "response.content_part.added",
-                item_id=item["id"],
-                output_index=self._text_index,
-                content_index=0,
-                part=text_part(""),
-            ),
-        ]
-
-    def _close_message(self, incomplete_index: int | None = None) -> list[str]:
-        if self._text is None:
-            return []
-        text, self._text = self._text, None
-        item_id, index = message_id(self.response_id), self._text_index
-        status = "incomplete" if index == incomplete_index else "completed"
-        return [
-            self.frame(
-                "response.output_text.done",
-                item_id=item_id,
-                output_index=index,
-                content_index=0,
-                text=text,
-                logprobs=[],
-            ),
-            self.frame(
-                "response.content_part.done",
-                item_id=item_id,
-                output_index=index,
-                content_index=0,
-                part=text_part(text),
-            ),
-            self.frame(
-                "response.output_item.done",
-                output_index=index,
-                item=message_item(self.response_id, text, status),
+                item=kind.item(self.response_id, text, status),
             ),
         ]
 
@@ -236,7 +204,3 @@ class ResponseEvents:
             ),
             self.frame("response.output_item.done", output_index=call["output_index"], item=item),
         ]
-
-
-def _thought_part(text: str) -> dict[str, str]:
-    return {"type": "reasoning_text", "text": text}

@@ -22,7 +22,15 @@ import redis
 
 from devtools.localstack import free_port, redis_server_binary, stop_process
 from tests.integration.conftest import TINY
-from tests.integration.test_redis_urls import PASSWORD, answers, redis_node, start, wait_until
+from tests.integration.test_redis_urls import (
+    PASSWORD,
+    answers,
+    primary_and_replica,
+    redis_node,
+    replicating,
+    start,
+    wait_until,
+)
 
 MASTER = "failover-master"
 LOAD_THREADS = 4
@@ -81,24 +89,13 @@ class Load:
 
 def test_the_primary_dies_under_load_and_the_stack_carries_on(stack, tmp_path):
     binary = redis_server_binary()
-    master_port, replica_port = free_port(), free_port()
     sentinel_ports = [free_port() for _ in range(3)]
-    master = redis_node(binary, master_port, tmp_path, "master")
-    replica = redis_node(
-        binary, replica_port, tmp_path, "replica", "--replicaof", "127.0.0.1", str(master_port)
+    master, replica, master_port, replica_port, replica_client = primary_and_replica(
+        binary, tmp_path
     )
-    replica_client = redis.Redis(port=replica_port, password=PASSWORD, decode_responses=True)
     sentinels: list = []
     started = len(stack.processes)
     try:
-        wait_until(
-            lambda: (
-                answers(lambda: replica_client)
-                and replica_client.info("replication").get("master_link_status") == "up"
-            ),
-            replica,
-            "the replica",
-        )
         sentinels = [sentinel(binary, p, master_port, tmp_path) for p in sentinel_ports]
         for process, port in zip(sentinels, sentinel_ports, strict=True):
             client = redis.Redis(port=port, decode_responses=True)
@@ -202,11 +199,7 @@ def test_the_primary_dies_under_load_and_the_stack_carries_on(stack, tmp_path):
         master = redis_node(binary, master_port, tmp_path, "old-master")
         old = redis.Redis(port=master_port, password=PASSWORD, decode_responses=True)
         wait_until(
-            lambda: (
-                answers(lambda: old)
-                and old.info("replication").get("master_port") == replica_port
-                and old.info("replication").get("master_link_status") == "up"
-            ),
+            lambda: replicating(old, replica_port),
             master,
             "the old primary as a replica",
             timeout=60,

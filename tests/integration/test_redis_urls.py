@@ -82,26 +82,42 @@ def redis_node(binary: str, port: int, workdir: Path, name: str, *extra: str):
     )  # fmt: skip
 
 
+def replicating(client: redis.Redis, primary_port: int | None = None) -> bool:
+    """Whether ``client``'s server answers as a replica whose link to its primary (the one on
+    ``primary_port``, if given) is up."""
+    if not answers(lambda: client):
+        return False
+    info = client.info("replication")
+    linked = info.get("master_link_status") == "up"
+    return linked and primary_port in (None, info.get("master_port"))
+
+
+def primary_and_replica(binary: str, workdir: Path):
+    """A primary and its replica (with the password), the replica's link up: both processes,
+    their ports, and a client of the replica."""
+    master_port, replica_port = free_port(), free_port()
+    master = redis_node(binary, master_port, workdir, "master")
+    replica = redis_node(
+        binary, replica_port, workdir, "replica", "--replicaof", "127.0.0.1", str(master_port)
+    )
+    replica_client = redis.Redis(port=replica_port, password=PASSWORD, decode_responses=True)
+    try:
+        wait_until(lambda: replicating(replica_client), replica, "the replica")
+    except RuntimeError:
+        stop_process(replica)
+        stop_process(master)
+        raise
+    return master, replica, master_port, replica_port, replica_client
+
+
 def test_through_redis_sentinel_and_on_after_a_failover(stack, tmp_path):
     """A password on the master; then the master dies, the sentinel promotes the replica, and
     the same front and worker go on serving through the new master without a restart."""
     binary = redis_server_binary()
-    master_port, replica_port, sentinel_port = free_port(), free_port(), free_port()
-    master = redis_node(binary, master_port, tmp_path, "master")
-    replica = redis_node(
-        binary, replica_port, tmp_path, "replica", "--replicaof", "127.0.0.1", str(master_port)
-    )
-    replica_client = redis.Redis(port=replica_port, password=PASSWORD, decode_responses=True)
+    sentinel_port = free_port()
+    master, replica, master_port, _, replica_client = primary_and_replica(binary, tmp_path)
     sentinel = None
     try:
-        wait_until(
-            lambda: (
-                answers(lambda: replica_client)
-                and replica_client.info("replication").get("master_link_status") == "up"
-            ),
-            replica,
-            "the replica",
-        )
         config = tmp_path / "sentinel.conf"  # a sentinel rewrites its config: it must be its own
         config.write_text(
             f"port {sentinel_port}\nbind 127.0.0.1\ndir {tmp_path}\n"
