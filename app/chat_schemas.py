@@ -13,6 +13,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
+from app.reasoning import TemplateKwargs, budget_field, effort_field
 from app.schemas import GenerationSchema, Lenient
 from config.protocol import Params
 
@@ -153,6 +154,9 @@ class ChatCompletionSchema(GenerationSchema):
     functions = fields.List(fields.Nested(FunctionSchema), allow_none=True)  # legacy
     function_call = ToolChoice(allow_none=True)  # legacy
     response_format = fields.Nested(ResponseFormatSchema, allow_none=True)
+    reasoning_effort = effort_field()
+    thinking_token_budget = budget_field()  # vLLM's extension
+    chat_template_kwargs = TemplateKwargs()  # vLLM's extension
 
     @validates_schema
     def _top_logprobs_needs_logprobs(self, data: dict, **_: Any) -> None:

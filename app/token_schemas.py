@@ -7,6 +7,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
 from app.chat_schemas import MessageSchema, ToolSchema, job_tool
+from app.reasoning import TemplateKwargs
 from app.schemas import Lenient
 
 
@@ -22,6 +23,7 @@ class TokenizeSchema(Lenient):
     # its template is given (as a chat request with tools).
     add_generation_prompt = fields.Boolean(load_default=True)
     tools = fields.List(fields.Nested(ToolSchema), allow_none=True)
+    chat_template_kwargs = TemplateKwargs()  # as a chat request's
     return_token_strs = fields.Boolean(load_default=False)
 
     @validates_schema

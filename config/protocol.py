@@ -113,6 +113,9 @@ class Params(TypedDict, total=False):
     n: int
     logprobs: int | None
     echo: bool
+    # A thinking model's reply thinks at most this many tokens; then its end tag is forced (the
+    # request's thinking_token_budget, or its reasoning_effort's budget). None: as it likes.
+    thinking_token_budget: int | None
 
 
 class Tool(TypedDict):
@@ -168,6 +171,9 @@ class JobOptions(TypedDict, total=False):
     add_special_tokens: bool
     add_generation_prompt: bool
     token_strs: bool
+    # Chat: more variables for the model's chat template (vLLM's chat_template_kwargs, such as
+    # Qwen3's enable_thinking).
+    chat_template_kwargs: dict[str, Any]
 
 
 class Job(JobOptions):

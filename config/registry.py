@@ -47,6 +47,18 @@ DTYPES = ("float32", "float16", "bfloat16")
 # How a chat model writes its thinking: "think-tags" (between <think> and </think>, as Qwen3 and
 # the DeepSeek-R1 distills do), or "none" (it does not think; its text is all answer).
 REASONING_FORMATS = ("none", "think-tags")
+# OpenAI's reasoning_effort levels, and the thinking each lets a model with a reasoning_format
+# spend, in tokens (None: no limit), unless its registry entry says otherwise; "none" also
+# asks its template not to think (enable_thinking false, as Qwen3's reads it).
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+THINKING_BUDGETS: dict[str, int | None] = {
+    "none": 0,
+    "minimal": 256,
+    "low": 1024,
+    "medium": 2048,
+    "high": 8192,
+    "xhigh": None,
+}
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,8 @@ class ModelSpec:
     # own prompt), "auto" (the template if it writes tools, else builtin).
     tool_prompt: str = "auto"
     reasoning_format: str = "none"
+    # reasoning_effort level -> thinking budget in tokens (None: no limit), over THINKING_BUDGETS
+    reasoning_budgets: dict[str, int | None] = field(default_factory=dict)
     # A LoRA adapter loaded at run time (config/adapters.py): its jobs go to its base's queue,
     # whose workers all hold it.
     runtime: bool = False
@@ -97,6 +111,19 @@ class ModelSpec:
             raise ValueError(
                 f"model {self.name!r}: reasoning_format must be one of {REASONING_FORMATS}"
             )
+        for effort, budget in self.reasoning_budgets.items():
+            if effort not in REASONING_EFFORTS or not (
+                budget is None or type(budget) is int and budget >= 0
+            ):
+                raise ValueError(
+                    f"model {self.name!r}: reasoning_budgets maps levels of "
+                    f"{REASONING_EFFORTS} to token counts >= 0 or null, not {effort!r}: {budget!r}"
+                )
+
+    def thinking_budget(self, effort: str) -> int | None:
+        """The tokens a reply asked for with ``reasoning_effort`` ``effort`` may spend thinking
+        (None: no limit)."""
+        return {**THINKING_BUDGETS, **self.reasoning_budgets}.get(effort)
 
     def serves(self, kind: str) -> bool:
         """Whether requests of ``kind`` (CHAT, EMBEDDING or SCORING) may use this model: a chat

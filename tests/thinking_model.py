@@ -1,7 +1,8 @@
 """A tiny model that thinks, for the reasoning tests: its chat template opens ``<think>`` (as
-DeepSeek-R1's does), and its forward pass (custom code, loaded with ``trust_remote_code``) follows
-a script: after each token of :data:`THOUGHT` and :data:`ANSWER` it strongly prefers the next,
-so that greedy decoding thinks :data:`THOUGHT`, closes the tag, and answers :data:`ANSWER`.
+DeepSeek-R1's does; with ``enable_thinking`` false it closes it too, as Qwen3's does), and its
+forward pass (custom code, loaded with ``trust_remote_code``) follows a script: after each token
+of :data:`THOUGHT` and :data:`ANSWER` it strongly prefers the next, so that greedy decoding
+thinks :data:`THOUGHT`, closes the tag, and answers :data:`ANSWER`.
 
 A grammar (tools, ``response_format``) masks the script's answer: the reply then thinks the
 same, and what follows the tag is the grammar's.
@@ -16,8 +17,12 @@ from tests.tiny_model import CHAT_TEMPLATE, build_tiny_model
 
 THOUGHT = "The quick brown fox jumps over the lazy dog"
 ANSWER = "Hello world! What is your name?"
-THINKING_TEMPLATE = CHAT_TEMPLATE.replace(  # the assistant's turn opens its thinking
-    "<|im_start|>assistant\n{% endif %}", "<|im_start|>assistant\n<think>{% endif %}"
+# The assistant's turn opens its thinking; with enable_thinking false (as Qwen3's reads it) it
+# opens and closes it, and the script goes on to its answer.
+THINKING_TEMPLATE = CHAT_TEMPLATE.replace(
+    "<|im_start|>assistant\n{% endif %}",
+    "<|im_start|>assistant\n{% if enable_thinking is defined and not enable_thinking %}"
+    "<think></think>{% else %}<think>{% endif %}{% endif %}",
 )
 
 MODELING = """

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from app.errors import APIError, request_param
+from app.reasoning import steer_reasoning
 from app.responses.items import RESPONSE_PARAMS
 from config.grammars import TOOL_FORMATS, GrammarError, request_grammar
 from config.protocol import Job, JobOptions, Params, Tool, chat_job
@@ -54,4 +55,6 @@ def response_job(
         "top_p": 1.0 if top_p is None else top_p,
         "n": 1,
     }
+    effort = (data.get("reasoning") or {}).get("effort")
+    steer_reasoning(spec, effort, None, None, params, own)
     return chat_job(spec.name, messages, params, **own)

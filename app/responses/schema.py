@@ -15,6 +15,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from app.chat_schemas import FUNCTION_NAME, ToolChoice
+from app.reasoning import effort_field
 from app.schemas import Lenient
 
 ROLES = ["user", "assistant", "system", "developer"]
@@ -142,6 +143,11 @@ class TextOptions(Lenient):
     format = fields.Nested(TextFormat, allow_none=True)
 
 
+class ReasoningOptions(Lenient):
+    effort = effort_field()
+    summary = fields.String(allow_none=True)  # accepted; the thinking comes whole, not summed up
+
+
 class ResponseCreateSchema(Lenient):
     model = fields.String(required=True)
     input = ResponseInput(required=True)
@@ -150,6 +156,7 @@ class ResponseCreateSchema(Lenient):
     temperature = fields.Float(allow_none=True, validate=validate.Range(min=0, max=2))
     top_p = fields.Float(allow_none=True, validate=validate.Range(min=0, max=1))
     text = fields.Nested(TextOptions, allow_none=True)
+    reasoning = fields.Nested(ReasoningOptions, allow_none=True)
     tools = fields.List(fields.Nested(FunctionTool), allow_none=True)
     tool_choice = ToolChoice(allow_none=True)
     parallel_tool_calls = fields.Boolean(allow_none=True)

@@ -36,6 +36,8 @@ class TokenService:
         }
         if data["tools"]:
             options |= {"tools": data["tools"], "tool_choice": "auto"}
+        if data.get("chat_template_kwargs"):
+            options["chat_template_kwargs"] = data["chat_template_kwargs"]
         job = tokenize_job(spec.name, data.get("prompt"), data.get("messages"), **options)
         answer = self._ask(spec, job)
         return {

@@ -173,6 +173,7 @@ def stack(
             "source": str(thinking_model_dir),
             "trust_remote_code": True,
             "reasoning_format": "think-tags",
+            "reasoning_budgets": {"low": 2},
         }
     )
     models_file.write_text(json.dumps(entries + [{"name": n, **smol} for n in (SMOL_B, SMOL_C)]))

@@ -3,6 +3,7 @@ template opens ``<think>``), asked with the openai SDK through chat completions 
 API, streamed and not, with tools after the thinking."""
 
 import httpx
+import openai
 import pytest
 
 from tests.integration.conftest import THINK
@@ -138,3 +139,107 @@ def test_models_list_the_reasoning_capability(front):
     models = httpx.get(f"{front}/v1/models", timeout=30).json()["data"]
     (entry,) = [m for m in models if m["id"] == THINK]
     assert "reasoning" in entry["capabilities"]
+
+
+def thought_tokens(front, text):
+    """How many tokens ``text`` is, by the thinking model's tokenizer (/tokenize)."""
+    body = {"model": THINK, "prompt": text, "add_special_tokens": False}
+    return httpx.post(f"{front}/tokenize", json=body, timeout=30).json()["count"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_thinking_budget_cuts_the_thinking_and_the_model_answers(openai_client, front, stream):
+    request = dict(model=THINK, messages=MESSAGES, temperature=0)
+    extra = {"thinking_token_budget": 3}
+    if not stream:
+        reply = openai_client.chat.completions.create(**request, extra_body=extra)
+        message = reply.choices[0].message
+        thought, answer = message.reasoning_content, message.content
+        assert reply.usage.completion_tokens_details.reasoning_tokens == 4  # and the end tag
+    else:
+        thought = answer = ""
+        for chunk in openai_client.chat.completions.create(
+            **request, extra_body=extra, stream=True
+        ):
+            delta = chunk.choices[0].delta
+            thought += getattr(delta, "reasoning_content", None) or ""
+            answer += delta.content or ""
+    assert THOUGHT.startswith(thought) and thought_tokens(front, thought) == 3
+    assert answer == ANSWER
+
+
+def test_reasoning_effort_sets_the_models_budget(openai_client, front):
+    reply = openai_client.chat.completions.create(
+        model=THINK, messages=MESSAGES, temperature=0, reasoning_effort="low"
+    )
+    message = reply.choices[0].message
+    assert THOUGHT.startswith(message.reasoning_content)  # the registry's low: 2 tokens
+    assert thought_tokens(front, message.reasoning_content) == 2
+    assert message.content == ANSWER
+
+
+@pytest.mark.parametrize(
+    "controls",
+    [{"reasoning_effort": "none"}, {"chat_template_kwargs": {"enable_thinking": False}}],
+)
+def test_told_not_to_think_the_model_answers_at_once(openai_client, controls):
+    reply = openai_client.chat.completions.create(
+        model=THINK, messages=MESSAGES, temperature=0, extra_body=controls
+    )
+    message = reply.choices[0].message
+    assert message.content == ANSWER and not getattr(message, "reasoning_content", None)
+    assert reply.usage.completion_tokens_details.reasoning_tokens == 0
+
+
+def test_a_forced_tool_call_follows_a_thinking_cut_by_its_budget(openai_client):
+    reply = openai_client.chat.completions.create(
+        model=THINK,
+        messages=MESSAGES,
+        tools=[PING],
+        tool_choice="required",
+        temperature=0,
+        max_tokens=100,
+        extra_body={"thinking_token_budget": 2},
+    )
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    assert THOUGHT.startswith(choice.message.reasoning_content)
+    assert choice.message.reasoning_content != THOUGHT
+    assert [c.function.name for c in choice.message.tool_calls] == ["ping"]
+
+
+def test_responses_take_the_reasoning_effort(openai_client, front):
+    response = openai_client.responses.create(
+        model=THINK, input=MESSAGES[0]["content"], reasoning={"effort": "low"}
+    )
+    assert response.reasoning.effort == "low"
+    (thinking,) = [item for item in response.output if item.type == "reasoning"]
+    assert thought_tokens(front, thinking.content[0].text) == 2
+    assert response.output_text == ANSWER
+    quiet = openai_client.responses.create(
+        model=THINK, input=MESSAGES[0]["content"], reasoning={"effort": "none"}
+    )
+    assert [item.type for item in quiet.output] == ["message"]
+    assert quiet.output_text == ANSWER
+
+
+def test_the_template_variables_reach_tokenize(front):
+    body = {"model": THINK, "messages": MESSAGES}
+    opened = httpx.post(f"{front}/tokenize", json=body, timeout=30).json()
+    body["chat_template_kwargs"] = {"enable_thinking": False}
+    closed = httpx.post(f"{front}/tokenize", json=body, timeout=30).json()
+    assert closed["count"] == opened["count"] + 1  # <think></think>: one token more
+
+
+@pytest.mark.parametrize(
+    "extra, param",
+    [
+        ({"reasoning_effort": "extreme"}, "reasoning_effort"),
+        ({"thinking_token_budget": -1}, "thinking_token_budget"),
+        ({"chat_template_kwargs": {"messages": []}}, "chat_template_kwargs"),
+    ],
+)
+def test_bad_reasoning_controls_are_400(openai_client, extra, param):
+    with pytest.raises(openai.BadRequestError) as refused:
+        openai_client.chat.completions.create(model=THINK, messages=MESSAGES, extra_body=extra)
+    assert refused.value.body["param"] == param

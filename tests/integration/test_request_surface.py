@@ -388,3 +388,15 @@ def test_edits(front):
     assert reply["usage"]["completion_tokens"] == 12
     status, _, reply = post(front, "/v1/edits", {"model": TINY, "input": "x"})
     assert status == 400 and reply["error"]["param"] == "instruction"
+
+
+def test_a_model_that_does_not_think_ignores_the_reasoning_controls(openai_client):
+    reply = openai_client.chat.completions.create(
+        model=TINY,
+        messages=[{"role": "user", "content": "Hi"}],
+        max_tokens=3,
+        reasoning_effort="none",
+        extra_body={"thinking_token_budget": 0},
+    )
+    assert reply.choices[0].finish_reason == "length"
+    assert reply.usage.completion_tokens_details.reasoning_tokens == 0

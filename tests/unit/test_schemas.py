@@ -198,3 +198,59 @@ def test_history_with_calls_and_results_is_normalized():
     assert (
         bad_param(ChatCompletionSchema(), {**CHAT, "messages": bad}) == "messages[0].tool_call_id"
     )
+
+
+def steered(spec, **changes):
+    """The params and options a chat request's reasoning controls give its job."""
+    from app.reasoning import steer_reasoning
+
+    data, params, options = load_chat(**changes), {}, {}
+    steer_reasoning(
+        spec,
+        data.get("reasoning_effort"),
+        data.get("thinking_token_budget"),
+        data.get("chat_template_kwargs"),
+        params,
+        options,
+    )
+    return params, options
+
+
+def test_reasoning_effort_becomes_a_thinking_budget_for_a_thinking_model():
+    from config.registry import ModelSpec
+
+    thinker = ModelSpec("t", "chat", "src", reasoning_format="think-tags")
+    assert steered(thinker, reasoning_effort="low") == ({"thinking_token_budget": 1024}, {})
+    assert steered(thinker, reasoning_effort="xhigh") == ({}, {})  # no limit
+    assert steered(thinker, reasoning_effort="none") == (
+        {"thinking_token_budget": 0},
+        {"chat_template_kwargs": {"enable_thinking": False}},
+    )
+    # The model's own budgets, the request's budget and the request's template variables win.
+    own = ModelSpec("t", "chat", "src", reasoning_format="think-tags", reasoning_budgets={"low": 5})
+    assert steered(own, reasoning_effort="low")[0] == {"thinking_token_budget": 5}
+    assert steered(own, reasoning_effort="low", thinking_token_budget=9)[0] == {
+        "thinking_token_budget": 9
+    }
+    kwargs = {"enable_thinking": True}
+    assert steered(thinker, reasoning_effort="none", chat_template_kwargs=kwargs)[1] == {
+        "chat_template_kwargs": kwargs
+    }
+    # A model that does not think: the effort is ignored, template variables still go.
+    plain = ModelSpec("p", "chat", "src")
+    assert steered(plain, reasoning_effort="none", thinking_token_budget=3) == ({}, {})
+    assert steered(plain, chat_template_kwargs={"x": 1}) == ({}, {"chat_template_kwargs": {"x": 1}})
+
+
+@pytest.mark.parametrize(
+    "changes, param",
+    [
+        ({"reasoning_effort": "extreme"}, "reasoning_effort"),
+        ({"thinking_token_budget": -1}, "thinking_token_budget"),
+        ({"thinking_token_budget": "10"}, "thinking_token_budget"),
+        ({"chat_template_kwargs": {"add_generation_prompt": False}}, "chat_template_kwargs"),
+        ({"chat_template_kwargs": ["enable_thinking"]}, "chat_template_kwargs"),
+    ],
+)
+def test_bad_reasoning_controls_are_400(changes, param):
+    assert bad_param(ChatCompletionSchema(), {**CHAT, **changes}) == param

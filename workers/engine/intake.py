@@ -98,7 +98,9 @@ def generation_job(job: Job, model: Model) -> JobState:
                     matcher=matcher,
                     forced=forced,
                     tools=ToolCallParser(model.tool_format) if calls_tools else None,
-                    reasoning=reasoning_parser(tags, tokenizer, prompt, grammar is not None),
+                    reasoning=reasoning_parser(
+                        tags, tokenizer, prompt, grammar is not None, params.thinking_token_budget
+                    ),
                     bulk=job.get("priority") == BULK,
                 )
             )
@@ -152,17 +154,18 @@ def chat_prompt(
     tools: list[Tool] | None = None,
     tool_format: ToolFormat | None = None,
     generation_prompt: bool = True,
+    variables: dict[str, Any] | None = None,
 ) -> list[int]:
     """The conversation (and the tools the model may call) through the model's chat template,
     as token ids, the assistant's turn opened after it (unless not ``generation_prompt``). With
     a ``tool_format``, the template knows no tools: the format's own prompt describes them (see
-    :mod:`workers.engine.tools`)."""
+    :mod:`workers.engine.tools`). ``variables``: more for the template (the request's)."""
     if not getattr(tokenizer, "chat_template", None):
         raise InvalidRequest(f"Model {model} has no chat template.", "messages")
     for number, message in enumerate(messages):
         if isinstance(message.get("content"), str):
             check_text(message["content"], f"messages[{number}].content")
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = dict(variables or {})
     if tool_format is not None:
         messages = builtin_messages(messages, tools, tool_format)
     else:
@@ -180,6 +183,13 @@ def chat_prompt(
             f"The chat template refused the conversation: {exc}",
             "messages",
         ) from None
+    except (TypeError, ValueError) as exc:
+        if not variables:
+            raise
+        # A variable of the wrong type for the template (a string it adds numbers to, say).
+        raise InvalidRequest(
+            f"The chat template failed on chat_template_kwargs: {exc}", "chat_template_kwargs"
+        ) from None
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
@@ -195,7 +205,9 @@ def job_prompts(
     if job.get("messages") is not None:
         tools = job.get("tools") if job.get("tool_choice") != "none" else None
         opened = job.get("add_generation_prompt", True)
-        prompts = [chat_prompt(tokenizer, job["messages"], model, tools, tool_format, opened)]
+        variables = job.get("chat_template_kwargs")
+        messages = job["messages"]
+        prompts = [chat_prompt(tokenizer, messages, model, tools, tool_format, opened, variables)]
     else:
         prompts = [
             tokenize(tokenizer, p, vocab_size, f"prompts[{i}]")

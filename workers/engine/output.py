@@ -43,13 +43,20 @@ class TokenOutput:
         chosen tokens (the rows' next inputs).
 
         Rows under a grammar may choose only what it allows: their logits are masked first (a
-        copy: logprobs report the model's own)."""
+        copy: logprobs report the model's own). A reply that has thought its budget may choose
+        only its end tag's next token."""
         raw = logits
         constrained = [i for i, s in enumerate(rows) if s.constrained]
         adjusted = [i for i, s in enumerate(rows) if s.params.adjusts_logits]
         # Under a grammar, a reply that thinks may not end before its answer.
         thinking = [i for i, s in enumerate(rows) if s.matcher is not None and not s.constrained]
-        if constrained or adjusted or thinking:  # a copy (float32: penalties are fine-grained)
+        forced = {
+            i: token
+            for i, s in enumerate(rows)
+            if s.reasoning is not None
+            and (token := s.reasoning.forced(len(s.generated))) is not None
+        }
+        if constrained or adjusted or thinking or forced:  # a copy (float32: fine penalties)
             logits = logits.to(torch.float32, copy=True)
         for i in thinking:
             logits[i, list(self.eos_ids)] = float("-inf")
@@ -66,6 +73,9 @@ class TokenOutput:
                 set(seq.prompt) | set(seq.counts) if seq.params.repetition_penalty != 1 else set()
             )
             logits[i] = process_logits(logits[i], seq.params, seq.counts, seen)
+        for i, token in forced.items():
+            logits[i] = float("-inf")
+            logits[i, token] = 0.0
         tokens = choose_tokens(logits, [s.params for s in rows], [s.generator for s in rows])
         gated = set(constrained)  # the rows whose grammar masked this token
         chosen = []
@@ -82,7 +92,7 @@ class TokenOutput:
             if seq.params.logprobs is not None:
                 entry = token_logprobs(raw[i], token, seq.params.logprobs, self.describe)
                 seq.unsent_logprobs.append(entry)
-            if seq.matcher is not None and seq.reasoning is not None:
+            if seq.reasoning is not None:
                 seq.reasoning.chosen(token)  # a tag's token, or the grammar's first
             if i in gated and seq.answering:  # (not the start tag, nor a thought)
                 # A token its grammar did not allow ends the job with an error, never with text

@@ -11,6 +11,10 @@ Tools and structured outputs apply to the answer: a sequence's grammar waits whi
 (see :attr:`ReasoningParser.answering`). Under a grammar, the reply's first token may still open
 the thinking when the start tag is one token (:attr:`ReasoningParser.opening`), and the end
 tag's token, when it is one, starts the grammar (:attr:`ReasoningParser.closing`).
+
+A reply with a thinking budget (the request's ``thinking_token_budget`` or ``reasoning_effort``)
+that has thought that many tokens is made to close its thinking: the end tag's tokens are the
+only ones it may choose next (:meth:`ReasoningParser.forced`), and it goes on to its answer.
 """
 
 from __future__ import annotations
@@ -41,10 +45,14 @@ ANSWER = "answer"
 class ReasoningParser:
     """Splits one reply's text, as it streams, into thinking and answer.
 
-    ``thinking``: the prompt opened the tag (the reply starts inside it). Otherwise the reply
-    thinks only if it starts with the tag (``may_open``; false under a grammar whose start tag
-    is not one token: the grammar applies from the first token). What could be the start of a
-    tag is held back until it is known not to be one.
+    ``thinking``: the prompt opened the tag (the reply starts inside it); ``closed``: it opened
+    and closed it (Qwen3's template told not to think), and the reply is all answer. Otherwise
+    the reply thinks only if it starts with the tag (``may_open``; false under a grammar whose
+    start tag is not one token: the grammar applies from the first token). What could be the
+    start of a tag is held back until it is known not to be one.
+
+    ``budget``: the most tokens it may think (the start tag not counted), after which the end
+    tag's tokens, ``end_ids``, are forced.
     """
 
     def __init__(
@@ -52,11 +60,16 @@ class ReasoningParser:
         tags: ThinkTags,
         thinking: bool,
         may_open: bool = True,
+        closed: bool = False,
         opening: int | None = None,
         closing: int | None = None,
+        budget: int | None = None,
+        end_ids: tuple[int, ...] = (),
     ) -> None:
         self.tags = tags
         self.state = THINKING if thinking else START if may_open else ANSWER
+        if closed:  # the prompt closed the thinking (a template told not to think)
+            self.state = AFTER
         # Under a grammar: the start tag's token, which the reply's first token may be instead
         # of what the grammar allows (None once that token is chosen, or when it cannot be);
         # and the end tag's, whose choice ends the thinking for the grammar at once, whatever
@@ -67,6 +80,23 @@ class ReasoningParser:
         self.tokens = 0  # tokens of the reply spent thinking, tags included
         self._buffer = ""
         self._seen = 0  # tokens whose text it was given
+        self.budget = budget if end_ids else None
+        self.end_ids = end_ids
+        self._thinks_from = 0  # the reply's tokens before its thinking (its start tag's, say)
+        self._forcing: list[int] = []  # the end tag's tokens still to be forced
+
+    @property
+    def limited(self) -> bool:
+        """Whether its next tokens may be forced: it thinks under a budget."""
+        return self.budget is not None and not self.answering
+
+    def forced(self, generated: int) -> int | None:
+        """The token the reply must choose next, its ``generated`` tokens so far: the end tag's
+        next once it has thought its budget; None while it may choose freely."""
+        if not self._forcing and self.limited and self.state == THINKING:
+            if generated - self._thinks_from >= (self.budget or 0):
+                self._forcing = list(self.end_ids)
+        return self._forcing[0] if self._forcing else None
 
     @property
     def answering(self) -> bool:
@@ -77,7 +107,11 @@ class ReasoningParser:
         """Under a grammar, the reply's next token was chosen. First, the start tag's opens the
         thinking, and anything else was the grammar's: the reply is all answer. Later, the end
         tag's closes the thinking: the grammar applies from the next token."""
-        if self.opening is not None:
+        if self._forcing and token == self._forcing[0]:
+            self._forcing.pop(0)
+            if not self._forcing:  # the whole end tag is out: the thinking is over
+                self._closed = True
+        elif self.opening is not None:
             if token != self.opening:
                 self.state = ANSWER
             self.opening = None
@@ -96,6 +130,7 @@ class ReasoningParser:
                 stripped = self._buffer.lstrip()
                 if stripped.startswith(self.tags.start):
                     self._buffer, self.state = stripped[len(self.tags.start) :], THINKING
+                    self._thinks_from = generated  # (those tokens held the start tag)
                     touched = True
                 elif self.tags.start.startswith(stripped):
                     break  # whitespace, or the start of the tag: wait
@@ -160,20 +195,30 @@ def single_token(tokenizer: Any, text: str) -> int | None:
 
 
 def reasoning_parser(
-    tags: ThinkTags | None, tokenizer: Any, prompt: list[int], constrained: bool
+    tags: ThinkTags | None,
+    tokenizer: Any,
+    prompt: list[int],
+    constrained: bool,
+    budget: int | None = None,
 ) -> ReasoningParser | None:
     """The parser for one chat reply: in its thinking already when the prompt ends with the
     start tag. Under a grammar (``constrained``), the reply may open its thinking only with
-    the start tag's one token."""
+    the start tag's one token. ``budget``: the most tokens it may think."""
     if tags is None:
         return None
-    tail = tokenizer.decode(prompt[-8:], skip_special_tokens=False)
-    opened = tail.rstrip().endswith(tags.start)
+    tail = tokenizer.decode(prompt[-8:], skip_special_tokens=False).rstrip()
+    if tail.endswith(tags.end):  # the template closed it: no thinking, whatever the budget
+        return ReasoningParser(tags, thinking=False, closed=True)
+    opened = tail.endswith(tags.start)
+    limits: dict[str, Any] = {}
+    if budget is not None:
+        end_ids = tuple(tokenizer(tags.end, add_special_tokens=False)["input_ids"])
+        limits = {"budget": budget, "end_ids": end_ids}
+    closing = single_token(tokenizer, tags.end) if constrained or limits else None
     if not constrained:
-        return ReasoningParser(tags, thinking=opened)
-    closing = single_token(tokenizer, tags.end)
+        return ReasoningParser(tags, thinking=opened, closing=closing, **limits)
     if opened:
-        return ReasoningParser(tags, thinking=True, closing=closing)
+        return ReasoningParser(tags, thinking=True, closing=closing, **limits)
     opening = single_token(tokenizer, tags.start)
     may_open = opening is not None
-    return ReasoningParser(tags, False, may_open, opening=opening, closing=closing)
+    return ReasoningParser(tags, False, may_open, opening=opening, closing=closing, **limits)

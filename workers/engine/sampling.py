@@ -35,6 +35,7 @@ class SamplingParams:
     logprobs: int | None = None  # None: none; k: the chosen token's and the top k alternatives
     echo: bool = False  # send the prompt back first (with its logprobs when logprobs is set)
     n: int = 1
+    thinking_token_budget: int | None = None  # a thinking reply's most thinking tokens
 
     @classmethod
     def from_job(cls, params: Mapping[str, Any]) -> SamplingParams:
@@ -57,6 +58,7 @@ class SamplingParams:
             logprobs=params.get("logprobs"),
             echo=bool(params.get("echo", False)),
             n=int(params.get("n") or 1),
+            thinking_token_budget=params.get("thinking_token_budget"),
         )
 
     @property

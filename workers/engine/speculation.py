@@ -71,14 +71,15 @@ def _draw(probs: torch.Tensor, generator: torch.Generator | None) -> int:
 
 def draft_for(rows: list[Sequence], size: int) -> list[int]:
     """A draft for a decode group, if it is one row that may take one: not under a grammar
-    (its masks would have to follow the draft), without penalties or logprobs, with room for
-    two tokens more. Keeps the row's :class:`Drafter` up to date."""
+    nor thinking under a budget (its masks would have to follow the draft), without penalties
+    or logprobs, with room for two tokens more. Keeps the row's :class:`Drafter` up to date."""
     if size <= 0 or len(rows) != 1:
         return []
     seq = rows[0]
     params = seq.params
     room = seq.max_new_tokens - len(seq.generated)
-    if seq.matcher is not None or params.adjusts_logits or params.logprobs is not None or room < 2:
+    masked = seq.matcher is not None or seq.reasoning is not None and seq.reasoning.limited
+    if masked or params.adjusts_logits or params.logprobs is not None or room < 2:
         return []
     if seq.drafter is None:
         seq.drafter = Drafter(seq.prompt + seq.generated)
