@@ -28,10 +28,19 @@ from config.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
+_GIVEN: set[int] = set()  # ports this process was given: none is given twice
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port free now, and never given before by this process: a port is often bound only
+    later (by a server it starts), and the kernel may offer a closed one again meanwhile."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def redis_server_binary() -> str:

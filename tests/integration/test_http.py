@@ -137,15 +137,25 @@ def test_one_subscriber_connection_for_many_concurrent_requests(front, stall_wor
 
     os.killpg(stall_worker.pid, signal.SIGSTOP)
     threads = [threading.Thread(target=request) for _ in range(6)]
+
+    def channels() -> int:
+        return len(redis_client.pubsub_channels("llm:events:*"))
+
+    def wait_for_channels(count: int) -> None:
+        deadline = time.monotonic() + 15  # a request subscribes as soon as it is read
+        while channels() < count:
+            assert time.monotonic() < deadline, "the requests did not all subscribe"
+            time.sleep(0.1)
+
     try:
+        before = channels()
         threads[0].start()
-        time.sleep(1)
+        wait_for_channels(before + 1)
         with_one = subscribers(redis_client)
-        channels_one = len(redis_client.pubsub_channels("llm:events:*"))
         for thread in threads[1:]:
             thread.start()
-        time.sleep(1)
-        assert len(redis_client.pubsub_channels("llm:events:*")) == channels_one + 5
+        wait_for_channels(before + 6)
+        assert channels() == before + 6
         assert subscribers(redis_client) == with_one
     finally:
         os.killpg(stall_worker.pid, signal.SIGCONT)

@@ -64,7 +64,7 @@ def test_files_made_in_one_second_list_newest_first_and_page_exactly(client, lis
         for i in range(13)
     ]
     print(f"\n13 files uploaded in {time.monotonic() - started:.2f} s")
-    assert len({f.created_at for f in made}) <= 2  # within a second (or across one tick)
+    assert len({f.created_at for f in made}) < 13  # some share their second: ties to order
     ids = [f.id for f in made]
     assert [f.id for f in client.files.list()] == ids[::-1]
     assert [f.id for f in client.files.list(order="asc")] == ids

@@ -110,7 +110,12 @@ def collect_stream(chunks) -> tuple[str, dict, str | None]:
 @pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "ping"}}])
 def test_streamed_tool_calls_arrive_whole(openai_client, choice):
     stream = openai_client.chat.completions.create(
-        model=TOOLS, messages=MESSAGES, tools=[WEATHER, PING], tool_choice=choice, stream=True
+        model=TOOLS,
+        messages=MESSAGES,
+        tools=[WEATHER, PING],
+        tool_choice=choice,
+        stream=True,
+        seed=1,  # unseeded, parallel calls may run until the context cuts the last one
     )
     content, calls, finish = collect_stream(stream)
     assert content == "" and finish == "tool_calls" and calls
@@ -147,7 +152,7 @@ def test_async_client_streams_tool_calls(openai_client):
 
 def test_a_conversation_with_calls_and_results_goes_on(openai_client):
     first = openai_client.chat.completions.create(
-        model=TOOLS, messages=MESSAGES, tools=[WEATHER], tool_choice="required"
+        model=TOOLS, messages=MESSAGES, tools=[WEATHER], tool_choice="required", seed=1
     )
     call = first.choices[0].message.tool_calls[0]
     history = MESSAGES + [

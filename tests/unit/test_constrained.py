@@ -107,7 +107,14 @@ def test_constrained_and_free_rows_share_the_batch_and_free_rows_are_unchanged(
 
 @pytest.mark.parametrize("parallel", [True, False])
 def test_required_tool_calls_validate_and_end_the_reply(engine, parallel):
-    job = chat("t", tools=[WEATHER, PING], tool_choice="required", parallel_tool_calls=parallel)
+    # Seeded: unseeded, parallel calls may go on until max_tokens cuts the last one.
+    job = chat(
+        "t",
+        tools=[WEATHER, PING],
+        tool_choice="required",
+        parallel_tool_calls=parallel,
+        params={"seed": 1},
+    )
     run_until_done(engine, [engine.submit(job)])
     made = calls(engine, "t")
     assert made and engine.io.text("t") == ""  # no markup in the content
