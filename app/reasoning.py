@@ -4,7 +4,7 @@
   ``reasoning_format``, a thinking budget in tokens (:meth:`ModelSpec.thinking_budget`), and for
   ``none`` also ``enable_thinking: false`` for its chat template, as Qwen3's reads it. A model
   that does not think ignores it, as OpenAI clients send it to any model.
-- ``thinking_token_budget`` (vLLM's): the budget itself; it wins over the effort's.
+- ``thinking_token_budget`` (vLLM's): the budget itself (-1: none); it wins over the effort's.
 - ``chat_template_kwargs`` (vLLM's): more variables for any chat model's template; the client's
   ``enable_thinking`` wins over the effort's.
 
@@ -14,6 +14,7 @@ The worker forces the end of the thinking once the reply has thought its budget
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from marshmallow import ValidationError, fields, validate
@@ -25,6 +26,7 @@ from config.registry import REASONING_EFFORTS, ModelSpec
 RESERVED_TEMPLATE_KWARGS = frozenset(
     {
         "conversation",
+        "conversations",  # transformers' own renderer's
         "messages",
         "tools",
         "documents",
@@ -63,26 +65,38 @@ def effort_field() -> fields.String:
 
 
 def budget_field() -> fields.Integer:
-    return fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=0))
+    """``thinking_token_budget``: tokens >= 0, or -1 (vLLM's "no budget")."""
+    return fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=-1))
 
 
-def steer_reasoning(
-    spec: ModelSpec,
-    effort: str | None,
-    budget: int | None,
-    template_kwargs: dict[str, Any] | None,
-    params: Params,
-    options: JobOptions,
-) -> None:
-    """Put a request's reasoning controls in its job's ``params`` and ``options``."""
-    variables = dict(template_kwargs or {})
-    if spec.reasoning_format != "none":
-        if effort is not None:
-            if budget is None:
-                budget = spec.thinking_budget(effort)
-            if effort == "none":
-                variables.setdefault("enable_thinking", False)
-        if budget is not None:
-            params["thinking_token_budget"] = budget
-    if variables:
-        options["chat_template_kwargs"] = variables
+@dataclass(frozen=True)
+class ReasoningControls:
+    """What a request says of the thinking: its effort, its budget, its template variables."""
+
+    effort: str | None = None
+    budget: int | None = None
+    template_kwargs: dict[str, Any] | None = None
+
+    @classmethod
+    def of_chat(cls, data: dict[str, Any]) -> ReasoningControls:
+        """A chat request's (loaded)."""
+        return cls(
+            data.get("reasoning_effort"),
+            data.get("thinking_token_budget"),
+            data.get("chat_template_kwargs"),
+        )
+
+    def apply(self, spec: ModelSpec, params: Params, options: JobOptions) -> None:
+        """Put them in the job's ``params`` and ``options``, for the model ``spec``."""
+        variables = dict(self.template_kwargs or {})
+        budget = None if self.budget == -1 else self.budget
+        if spec.reasoning_format != "none":
+            if self.effort is not None:
+                if budget is None:
+                    budget = spec.thinking_budget(self.effort)
+                if self.effort == "none":
+                    variables.setdefault("enable_thinking", False)
+            if budget is not None:
+                params["thinking_token_budget"] = budget
+        if variables:
+            options["chat_template_kwargs"] = variables

@@ -84,7 +84,7 @@ class ModelSpec:
     tool_prompt: str = "auto"
     reasoning_format: str = "none"
     # reasoning_effort level -> thinking budget in tokens (None: no limit), over THINKING_BUDGETS
-    reasoning_budgets: dict[str, int | None] = field(default_factory=dict)
+    reasoning_budgets: dict[str, int | None] = field(default_factory=dict, hash=False)
     # A LoRA adapter loaded at run time (config/adapters.py): its jobs go to its base's queue,
     # whose workers all hold it.
     runtime: bool = False
@@ -111,6 +111,8 @@ class ModelSpec:
             raise ValueError(
                 f"model {self.name!r}: reasoning_format must be one of {REASONING_FORMATS}"
             )
+        if not isinstance(self.reasoning_budgets, dict):
+            raise ValueError(f"model {self.name!r}: reasoning_budgets must be an object")
         for effort, budget in self.reasoning_budgets.items():
             if effort not in REASONING_EFFORTS or not (
                 budget is None or type(budget) is int and budget >= 0

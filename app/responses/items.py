@@ -108,6 +108,7 @@ def new_record(
             "top_p": 1.0 if data.get("top_p") is None else data["top_p"],
             "text_format": text_format,
             "reasoning_effort": (data.get("reasoning") or {}).get("effort"),
+            "reasoning_summary": (data.get("reasoning") or {}).get("summary"),
             "tool_choice": choice,
             "tools": tools,
             "user": data.get("user"),
@@ -267,7 +268,10 @@ def response_object(
         "previous_response_id": request["previous_response_id"],
         # Records stored before conversations have no such entry.
         "conversation": {"id": conv} if (conv := request.get("conversation")) else None,
-        "reasoning": {"effort": request.get("reasoning_effort"), "summary": None},
+        "reasoning": {
+            "effort": request.get("reasoning_effort"),
+            "summary": request.get("reasoning_summary"),
+        },
         "store": request["store"],
         "temperature": request["temperature"],
         "text": {"format": request["text_format"]},

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from app.errors import APIError, request_param
-from app.reasoning import steer_reasoning
+from app.reasoning import ReasoningControls
 from app.responses.items import RESPONSE_PARAMS
 from config.grammars import TOOL_FORMATS, GrammarError, request_grammar
 from config.protocol import Job, JobOptions, Params, Tool, chat_job
@@ -56,5 +56,5 @@ def response_job(
         "n": 1,
     }
     effort = (data.get("reasoning") or {}).get("effort")
-    steer_reasoning(spec, effort, None, None, params, own)
+    ReasoningControls(effort).apply(spec, params, own)
     return chat_job(spec.name, messages, params, **own)

@@ -7,7 +7,7 @@ from typing import Any
 
 from app.chat_schemas import ChatCompletionSchema
 from app.errors import JOB_PARAMS, APIError, request_param
-from app.reasoning import steer_reasoning
+from app.reasoning import ReasoningControls
 from app.serving.generation import Chunk, Format, Reply, ResultUsage, chat_logprobs
 from config.events import TokenEvent, ToolCallDelta
 from config.grammars import TOOL_FORMATS, GrammarError, request_grammar
@@ -44,14 +44,7 @@ class ChatFormat(Format):
             }
         if data["json_schema"] is not None:
             options["json_schema"] = data["json_schema"]
-        steer_reasoning(
-            spec,
-            data.get("reasoning_effort"),
-            data.get("thinking_token_budget"),
-            data.get("chat_template_kwargs"),
-            params,
-            options,
-        )
+        ReasoningControls.of_chat(data).apply(spec, params, options)
         return chat_job(spec.name, data["messages"], params, **options)
 
     def start_chunks(self, reply: Reply, choices: int) -> list[Chunk]:

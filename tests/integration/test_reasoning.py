@@ -210,9 +210,9 @@ def test_a_forced_tool_call_follows_a_thinking_cut_by_its_budget(openai_client):
 
 def test_responses_take_the_reasoning_effort(openai_client, front):
     response = openai_client.responses.create(
-        model=THINK, input=MESSAGES[0]["content"], reasoning={"effort": "low"}
+        model=THINK, input=MESSAGES[0]["content"], reasoning={"effort": "low", "summary": "auto"}
     )
-    assert response.reasoning.effort == "low"
+    assert (response.reasoning.effort, response.reasoning.summary) == ("low", "auto")
     (thinking,) = [item for item in response.output if item.type == "reasoning"]
     assert thought_tokens(front, thinking.content[0].text) == 2
     assert response.output_text == ANSWER
@@ -235,7 +235,7 @@ def test_the_template_variables_reach_tokenize(front):
     "extra, param",
     [
         ({"reasoning_effort": "extreme"}, "reasoning_effort"),
-        ({"thinking_token_budget": -1}, "thinking_token_budget"),
+        ({"thinking_token_budget": -2}, "thinking_token_budget"),
         ({"chat_template_kwargs": {"messages": []}}, "chat_template_kwargs"),
     ],
 )

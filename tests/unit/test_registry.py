@@ -116,7 +116,9 @@ def test_auto_picks_bfloat16_only_on_a_cpu_that_computes_it(monkeypatch, tmp_pat
     assert loading.pick_dtype("float32", torch.device("cpu")) == torch.float32
 
 
-@pytest.mark.parametrize("budgets", [{"extreme": 5}, {"low": -1}, {"low": "5"}, {"low": True}])
+@pytest.mark.parametrize(
+    "budgets", [{"extreme": 5}, {"low": -1}, {"low": "5"}, {"low": True}, ["low"]]
+)
 def test_reasoning_budgets_name_known_efforts_and_token_counts(budgets):
     with pytest.raises(ValueError, match="reasoning_budgets"):
         ModelSpec("t", "chat", "src", reasoning_format="think-tags", reasoning_budgets=budgets)

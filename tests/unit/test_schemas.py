@@ -202,17 +202,10 @@ def test_history_with_calls_and_results_is_normalized():
 
 def steered(spec, **changes):
     """The params and options a chat request's reasoning controls give its job."""
-    from app.reasoning import steer_reasoning
+    from app.reasoning import ReasoningControls
 
-    data, params, options = load_chat(**changes), {}, {}
-    steer_reasoning(
-        spec,
-        data.get("reasoning_effort"),
-        data.get("thinking_token_budget"),
-        data.get("chat_template_kwargs"),
-        params,
-        options,
-    )
+    params, options = {}, {}
+    ReasoningControls.of_chat(load_chat(**changes)).apply(spec, params, options)
     return params, options
 
 
@@ -232,6 +225,7 @@ def test_reasoning_effort_becomes_a_thinking_budget_for_a_thinking_model():
     assert steered(own, reasoning_effort="low", thinking_token_budget=9)[0] == {
         "thinking_token_budget": 9
     }
+    assert steered(own, thinking_token_budget=-1) == ({}, {})  # vLLM's "no budget"
     kwargs = {"enable_thinking": True}
     assert steered(thinker, reasoning_effort="none", chat_template_kwargs=kwargs)[1] == {
         "chat_template_kwargs": kwargs
@@ -246,7 +240,7 @@ def test_reasoning_effort_becomes_a_thinking_budget_for_a_thinking_model():
     "changes, param",
     [
         ({"reasoning_effort": "extreme"}, "reasoning_effort"),
-        ({"thinking_token_budget": -1}, "thinking_token_budget"),
+        ({"thinking_token_budget": -2}, "thinking_token_budget"),
         ({"thinking_token_budget": "10"}, "thinking_token_budget"),
         ({"chat_template_kwargs": {"add_generation_prompt": False}}, "chat_template_kwargs"),
         ({"chat_template_kwargs": ["enable_thinking"]}, "chat_template_kwargs"),

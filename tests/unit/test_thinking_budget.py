@@ -13,28 +13,41 @@ from workers.engine.reasoning import ReasoningParser
 END = (7, 8)  # an end tag of two tokens
 
 
+def thought(count):
+    return [100 + i for i in range(count)]  # tokens that are no part of the end tag
+
+
 def test_the_end_tag_is_forced_once_the_budget_is_thought():
     parser = ReasoningParser(TAGS, thinking=True, budget=2, end_ids=END)
-    assert parser.forced(0) is None and parser.forced(1) is None
-    assert parser.forced(2) == 7
+    assert parser.forced([]) is None and parser.forced(thought(1)) is None
+    assert parser.forced(thought(2)) == 7
     parser.chosen(7)
-    assert parser.forced(3) == 8 and not parser.answering
+    assert parser.forced(thought(2) + [7]) == 8 and not parser.answering
     parser.chosen(8)
-    assert parser.answering and parser.forced(4) is None
+    assert parser.answering and parser.forced(thought(2) + [7, 8]) is None
+
+
+def test_an_end_tag_the_reply_began_is_only_finished():
+    parser = ReasoningParser(TAGS, thinking=True, budget=2, end_ids=END)
+    assert parser.forced([100, 7]) == 8  # it wrote the tag's first token itself
+    parser.chosen(8)
+    assert parser.answering
+    closed = ReasoningParser(TAGS, thinking=True, budget=2, end_ids=END)
+    assert closed.forced([7, 8]) is None and closed.answering  # the whole tag: nothing forced
 
 
 def test_the_budget_counts_from_the_start_tag_the_reply_writes():
     parser = ReasoningParser(TAGS, thinking=False, budget=1, end_ids=END)
-    assert parser.forced(0) is None  # not thinking yet
+    assert parser.forced([]) is None  # not thinking yet
     parser.push("\n<think>", 2)
-    assert parser.forced(2) is None
-    assert parser.forced(3) == 7
+    assert parser.forced(thought(2)) is None
+    assert parser.forced(thought(3)) == 7
 
 
 def test_a_reply_that_answers_at_once_is_never_forced():
     parser = ReasoningParser(TAGS, thinking=False, budget=0, end_ids=END)
     parser.push("Yes.", 1)
-    assert parser.forced(1) is None and parser.forced(50) is None
+    assert parser.forced(thought(1)) is None and parser.forced(thought(50)) is None
 
 
 def tokens_of(engine, text):
@@ -79,13 +92,25 @@ def test_a_template_told_not_to_think_gives_the_answer_alone(thinking_engine):  
     assert usage["completion_tokens_details"] == {"reasoning_tokens": 0}
 
 
-def test_template_kwargs_of_the_wrong_type_are_the_requests_fault(thinking_engine):  # noqa: F811
+@pytest.mark.parametrize(
+    "use, value",
+    [
+        ("{{ 1 + extra }}", "x"),
+        ("{{ 1 / extra }}", 0),
+        ("{% for i in range(extra) %}{% endfor %}", 10**9),
+    ],
+)
+def test_template_variables_the_template_fails_on_are_the_requests_fault(
+    thinking_engine,  # noqa: F811
+    use,
+    value,
+):
     engine = thinking_engine()
     template = engine.tokenizer.chat_template
-    engine.tokenizer.chat_template = template + "{{ 1 + extra }}"
+    engine.tokenizer.chat_template = template + use
     try:
         with pytest.raises(InvalidRequest) as refused:
-            engine.submit(chat("a", chat_template_kwargs={"extra": "x"}))
+            engine.submit(chat("a", chat_template_kwargs={"extra": value}))
     finally:
         engine.tokenizer.chat_template = template
     assert refused.value.field == "chat_template_kwargs"

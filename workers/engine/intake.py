@@ -183,10 +183,11 @@ def chat_prompt(
             f"The chat template refused the conversation: {exc}",
             "messages",
         ) from None
-    except (TypeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - see below
         if not variables:
             raise
-        # A variable of the wrong type for the template (a string it adds numbers to, say).
+        # What the request's variables made the template do (add a string to a number, divide
+        # by zero, loop past the sandbox's range): the request's fault.
         raise InvalidRequest(
             f"The chat template failed on chat_template_kwargs: {exc}", "chat_template_kwargs"
         ) from None

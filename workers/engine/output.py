@@ -53,8 +53,7 @@ class TokenOutput:
         forced = {
             i: token
             for i, s in enumerate(rows)
-            if s.reasoning is not None
-            and (token := s.reasoning.forced(len(s.generated))) is not None
+            if s.reasoning is not None and (token := s.reasoning.forced(s.generated)) is not None
         }
         if constrained or adjusted or thinking or forced:  # a copy (float32: fine penalties)
             logits = logits.to(torch.float32, copy=True)
@@ -93,7 +92,7 @@ class TokenOutput:
                 entry = token_logprobs(raw[i], token, seq.params.logprobs, self.describe)
                 seq.unsent_logprobs.append(entry)
             if seq.reasoning is not None:
-                seq.reasoning.chosen(token)  # a tag's token, or the grammar's first
+                seq.reasoning.chosen(token)  # a tag's token, a forced one, the grammar's first
             if i in gated and seq.answering:  # (not the start tag, nor a thought)
                 # A token its grammar did not allow ends the job with an error, never with text
                 # that breaks the reply's contract: whether its mask was missed, or the matcher

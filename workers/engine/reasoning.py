@@ -45,11 +45,11 @@ ANSWER = "answer"
 class ReasoningParser:
     """Splits one reply's text, as it streams, into thinking and answer.
 
-    ``thinking``: the prompt opened the tag (the reply starts inside it); ``closed``: it opened
-    and closed it (Qwen3's template told not to think), and the reply is all answer. Otherwise
-    the reply thinks only if it starts with the tag (``may_open``; false under a grammar whose
-    start tag is not one token: the grammar applies from the first token). What could be the
-    start of a tag is held back until it is known not to be one.
+    ``thinking``: the prompt opened the tag (the reply starts inside it); ``closed_in_prompt``:
+    it opened and closed it (Qwen3's template told not to think), and the reply is all answer.
+    Otherwise the reply thinks only if it starts with the tag (``may_open``; false under a
+    grammar whose start tag is not one token: the grammar applies from the first token). What
+    could be the start of a tag is held back until it is known not to be one.
 
     ``budget``: the most tokens it may think (the start tag not counted), after which the end
     tag's tokens, ``end_ids``, are forced.
@@ -60,7 +60,7 @@ class ReasoningParser:
         tags: ThinkTags,
         thinking: bool,
         may_open: bool = True,
-        closed: bool = False,
+        closed_in_prompt: bool = False,
         opening: int | None = None,
         closing: int | None = None,
         budget: int | None = None,
@@ -68,7 +68,7 @@ class ReasoningParser:
     ) -> None:
         self.tags = tags
         self.state = THINKING if thinking else START if may_open else ANSWER
-        if closed:  # the prompt closed the thinking (a template told not to think)
+        if closed_in_prompt:  # (a template told not to think)
             self.state = AFTER
         # Under a grammar: the start tag's token, which the reply's first token may be instead
         # of what the grammar allows (None once that token is chosen, or when it cannot be);
@@ -76,7 +76,7 @@ class ReasoningParser:
         # text the reply holds back.
         self.opening = opening if self.state == START else None
         self.closing = closing
-        self._closed = False
+        self._closed = False  # the end tag's token was chosen (its text may be held back yet)
         self.tokens = 0  # tokens of the reply spent thinking, tags included
         self._buffer = ""
         self._seen = 0  # tokens whose text it was given
@@ -90,12 +90,18 @@ class ReasoningParser:
         """Whether its next tokens may be forced: it thinks under a budget."""
         return self.budget is not None and not self.answering
 
-    def forced(self, generated: int) -> int | None:
-        """The token the reply must choose next, its ``generated`` tokens so far: the end tag's
-        next once it has thought its budget; None while it may choose freely."""
-        if not self._forcing and self.limited and self.state == THINKING:
-            if generated - self._thinks_from >= (self.budget or 0):
-                self._forcing = list(self.end_ids)
+    def forced(self, generated: list[int]) -> int | None:
+        """The token the reply must choose next, after its ``generated`` tokens: once it has
+        thought its budget, each of the end tag's tokens in turn (those it has not just written
+        itself); None while it may choose freely."""
+        budget = self.budget
+        if budget is not None and not self._forcing and self.limited and self.state == THINKING:
+            if len(generated) - self._thinks_from >= budget:
+                written = _tag_begun(generated, self.end_ids)
+                if written == len(self.end_ids):  # it closed the tag itself, held back yet
+                    self._closed = True
+                else:
+                    self._forcing = list(self.end_ids[written:])
         return self._forcing[0] if self._forcing else None
 
     @property
@@ -104,9 +110,10 @@ class ReasoningParser:
         return self._closed or self.state in (AFTER, ANSWER)
 
     def chosen(self, token: int) -> None:
-        """Under a grammar, the reply's next token was chosen. First, the start tag's opens the
-        thinking, and anything else was the grammar's: the reply is all answer. Later, the end
-        tag's closes the thinking: the grammar applies from the next token."""
+        """The reply's next token was chosen: a forced one is done. Under a grammar, first, the
+        start tag's opens the thinking, and anything else was the grammar's: the reply is all
+        answer. Later, the end tag's closes the thinking: the grammar applies from the next
+        token (the budget forces nothing more either)."""
         if self._forcing and token == self._forcing[0]:
             self._forcing.pop(0)
             if not self._forcing:  # the whole end tag is out: the thinking is over
@@ -188,6 +195,14 @@ def reasoning_tags(reasoning_format: str, tokenizer: Any, name: str) -> ThinkTag
     return tags
 
 
+def _tag_begun(generated: list[int], tag: tuple[int, ...]) -> int:
+    """How many of ``tag``'s first tokens ``generated`` ends with (all of them, or some)."""
+    for count in range(len(tag), 0, -1):
+        if len(generated) >= count and tuple(generated[-count:]) == tag[:count]:
+            return count
+    return 0
+
+
 def single_token(tokenizer: Any, text: str) -> int | None:
     """The id of the one token that spells ``text``, or None when it takes several."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -208,17 +223,22 @@ def reasoning_parser(
         return None
     tail = tokenizer.decode(prompt[-8:], skip_special_tokens=False).rstrip()
     if tail.endswith(tags.end):  # the template closed it: no thinking, whatever the budget
-        return ReasoningParser(tags, thinking=False, closed=True)
+        return ReasoningParser(tags, thinking=False, closed_in_prompt=True)
     opened = tail.endswith(tags.start)
-    limits: dict[str, Any] = {}
-    if budget is not None:
-        end_ids = tuple(tokenizer(tags.end, add_special_tokens=False)["input_ids"])
-        limits = {"budget": budget, "end_ids": end_ids}
-    closing = single_token(tokenizer, tags.end) if constrained or limits else None
-    if not constrained:
-        return ReasoningParser(tags, thinking=opened, closing=closing, **limits)
-    if opened:
-        return ReasoningParser(tags, thinking=True, closing=closing, **limits)
-    opening = single_token(tokenizer, tags.start)
-    may_open = opening is not None
-    return ReasoningParser(tags, False, may_open, opening=opening, closing=closing, **limits)
+    end_ids = tuple(tokenizer(tags.end, add_special_tokens=False)["input_ids"])
+    if budget is None and not constrained:
+        return ReasoningParser(tags, thinking=opened)
+    # Under a grammar, or a budget: the end tag's one token, whose choice ends the thinking.
+    closing = end_ids[0] if len(end_ids) == 1 else None
+    opening = single_token(tokenizer, tags.start) if constrained and not opened else None
+    return ReasoningParser(
+        tags,
+        thinking=opened,
+        # Unconstrained, the reply may write the start tag however; constrained, only as the
+        # start tag's one token, which its mask lets through.
+        may_open=not constrained or opening is not None,
+        opening=opening,
+        closing=closing,
+        budget=budget,
+        end_ids=end_ids,
+    )

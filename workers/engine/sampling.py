@@ -58,7 +58,7 @@ class SamplingParams:
             logprobs=params.get("logprobs"),
             echo=bool(params.get("echo", False)),
             n=int(params.get("n") or 1),
-            thinking_token_budget=params.get("thinking_token_budget"),
+            thinking_token_budget=_budget(params.get("thinking_token_budget")),
         )
 
     @property
@@ -75,6 +75,13 @@ class SamplingParams:
             or self.logit_bias
             or self.repetition_penalty != 1.0
         )
+
+
+def _budget(value: Any) -> int | None:
+    """A thinking budget: tokens, or None for none (absent, or vLLM's -1)."""
+    if value is None or int(value) < 0:
+        return None
+    return int(value)
 
 
 def make_generator(seed: int | None) -> torch.Generator | None:
