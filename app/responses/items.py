@@ -107,8 +107,7 @@ def new_record(
             "temperature": 1.0 if data.get("temperature") is None else data["temperature"],
             "top_p": 1.0 if data.get("top_p") is None else data["top_p"],
             "text_format": text_format,
-            "reasoning_effort": (data.get("reasoning") or {}).get("effort"),
-            "reasoning_summary": (data.get("reasoning") or {}).get("summary"),
+            "reasoning": {k: (data.get("reasoning") or {}).get(k) for k in ("effort", "summary")},
             "tool_choice": choice,
             "tools": tools,
             "user": data.get("user"),
@@ -268,10 +267,8 @@ def response_object(
         "previous_response_id": request["previous_response_id"],
         # Records stored before conversations have no such entry.
         "conversation": {"id": conv} if (conv := request.get("conversation")) else None,
-        "reasoning": {
-            "effort": request.get("reasoning_effort"),
-            "summary": request.get("reasoning_summary"),
-        },
+        # Records stored before reasoning efforts have no such entry.
+        "reasoning": request.get("reasoning") or {"effort": None, "summary": None},
         "store": request["store"],
         "temperature": request["temperature"],
         "text": {"format": request["text_format"]},

@@ -25,7 +25,7 @@ from workers.engine.checks import (
 )
 from workers.engine.errors import InvalidRequest, JobFailed
 from workers.engine.io import Ticket
-from workers.engine.reasoning import ThinkTags, reasoning_parser
+from workers.engine.reasoning import ThinkTags, reasoning_parsers
 from workers.engine.sampling import SamplingParams, make_generator
 from workers.engine.sequences import BASE, CALLS_ONLY, JSON_ONLY, JobState, Sequence
 from workers.engine.text import TextStream
@@ -77,6 +77,8 @@ def generation_job(job: Job, model: Model) -> JobState:
     for number, prompt in enumerate(prompts):
         where = field if field == "messages" else f"prompts[{number}]"
         room = check_context(prompt, params.max_tokens, model.context_length, where)
+        budget = params.thinking_token_budget
+        thinks = reasoning_parsers(tags, tokenizer, prompt, grammar is not None, budget)
         # n choices per prompt share the prompt list, so the prefill runs once for all of them.
         for copy in range(params.n):
             index = number * params.n + copy
@@ -98,9 +100,7 @@ def generation_job(job: Job, model: Model) -> JobState:
                     matcher=matcher,
                     forced=forced,
                     tools=ToolCallParser(model.tool_format) if calls_tools else None,
-                    reasoning=reasoning_parser(
-                        tags, tokenizer, prompt, grammar is not None, params.thinking_token_budget
-                    ),
+                    reasoning=thinks() if thinks is not None else None,
                     bulk=job.get("priority") == BULK,
                 )
             )

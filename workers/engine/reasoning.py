@@ -19,7 +19,9 @@ only ones it may choose next (:meth:`ReasoningParser.forced`), and it goes on to
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -209,29 +211,31 @@ def single_token(tokenizer: Any, text: str) -> int | None:
     return ids[0] if len(ids) == 1 else None
 
 
-def reasoning_parser(
+def reasoning_parsers(
     tags: ThinkTags | None,
     tokenizer: Any,
     prompt: list[int],
     constrained: bool,
     budget: int | None = None,
-) -> ReasoningParser | None:
-    """The parser for one chat reply: in its thinking already when the prompt ends with the
-    start tag. Under a grammar (``constrained``), the reply may open its thinking only with
-    the start tag's one token. ``budget``: the most tokens it may think."""
+) -> Callable[[], ReasoningParser] | None:
+    """What makes the parser of each reply to one chat prompt (its ``n`` choices share what the
+    prompt and the tags decide): in its thinking already when the prompt ends with the start
+    tag. Under a grammar (``constrained``), the reply may open its thinking only with the start
+    tag's one token. ``budget``: the most tokens it may think."""
     if tags is None:
         return None
     tail = tokenizer.decode(prompt[-8:], skip_special_tokens=False).rstrip()
     if tail.endswith(tags.end):  # the template closed it: no thinking, whatever the budget
-        return ReasoningParser(tags, thinking=False, closed_in_prompt=True)
+        return functools.partial(ReasoningParser, tags, thinking=False, closed_in_prompt=True)
     opened = tail.endswith(tags.start)
-    end_ids = tuple(tokenizer(tags.end, add_special_tokens=False)["input_ids"])
     if budget is None and not constrained:
-        return ReasoningParser(tags, thinking=opened)
+        return functools.partial(ReasoningParser, tags, thinking=opened)
     # Under a grammar, or a budget: the end tag's one token, whose choice ends the thinking.
+    end_ids = tuple(tokenizer(tags.end, add_special_tokens=False)["input_ids"])
     closing = end_ids[0] if len(end_ids) == 1 else None
     opening = single_token(tokenizer, tags.start) if constrained and not opened else None
-    return ReasoningParser(
+    return functools.partial(
+        ReasoningParser,
         tags,
         thinking=opened,
         # Unconstrained, the reply may write the start tag however; constrained, only as the
